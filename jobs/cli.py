@@ -1,0 +1,142 @@
+"""`gamify`: the command line for the nightly jobs, sample data and configuration.
+
+    gamify run --ds 2025-03-01                  one run date, all stages
+    gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
+    gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
+    gamify config validate [--env prod]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import date
+
+from jobs.config import ConfigError, load_config
+
+log = logging.getLogger("gamify")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gamify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", help="configuration overlay conf/env/<env>.yaml (default: $GAMIFY_ENV or local)")
+    parser.add_argument("--conf-dir", help="configuration folder (default: the repository's conf/)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run pipeline stages for one date or a date range")
+    when = run.add_mutually_exclusive_group(required=True)
+    when.add_argument("--ds", type=_date, help="run date YYYY-MM-DD")
+    when.add_argument("--from", dest="start", type=_date, help="first run date of a range")
+    run.add_argument("--to", dest="end", type=_date, help="last run date of a range (inclusive)")
+    run.add_argument("--stages", type=_csv, help="comma-separated stages (default: all, in order)")
+    run.add_argument("--sources", type=_csv, help="comma-separated sources to ingest (default: all due)")
+    run.add_argument("--raw-root", help="override raw.root (where extracts are)")
+    run.add_argument("--lakehouse-root", help="override lakehouse.root")
+
+    sample = commands.add_parser("sample-data", help="generate a sample operator's raw extracts")
+    sample.add_argument("args", nargs=argparse.REMAINDER, help="see `gamify sample-data --help`")
+
+    cfg = commands.add_parser("config", help="configuration tools")
+    cfg.add_argument("action", choices=["validate", "show"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sample-data"]:
+        from jobs.sample_data import main as sample_main
+
+        return sample_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        if args.command == "config":
+            return _config_command(args)
+        return _run_command(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    config = load_config(args.conf_dir, args.env)
+    if args.action == "validate":
+        print(f"ok: {config.conf_dir} (env {config.env}), {len(config.sources)} sources")
+        return 0
+    import yaml
+
+    shown = dict(config.data)
+    shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
+    print(yaml.safe_dump(shown, sort_keys=False))
+    return 0
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from jobs.pipeline import PipelineError, RunContext, build_lakehouse, date_range, run_stages
+    from jobs.spark import build_session
+
+    if args.start and not args.end:
+        print("--from needs --to", file=sys.stderr)
+        return 2
+    overrides = {}
+    if args.raw_root:
+        overrides["raw.root"] = args.raw_root
+    if args.lakehouse_root:
+        overrides["lakehouse.root"] = args.lakehouse_root
+    config = load_config(args.conf_dir, args.env, overrides)
+    dates = [args.ds] if args.ds else date_range(args.start, args.end)
+    spark = build_session(config.get("spark", {}))
+    lakehouse = build_lakehouse(spark, config)
+    exit_code = 0
+    for i, ds in enumerate(dates, 1):
+        started = time.monotonic()
+        print(f"[{i}/{len(dates)}] {ds}: running {','.join(args.stages or ['all stages'])}", flush=True)
+        ctx = RunContext(spark, config, lakehouse, ds, only_sources=args.sources)
+        try:
+            results = run_stages(ctx, args.stages)
+        except PipelineError as exc:
+            print(f"[{i}/{len(dates)}] {ds}: FAILED: {exc}", file=sys.stderr, flush=True)
+            exit_code = 1
+            break
+        print(format_summary(results), flush=True)
+        print(f"[{i}/{len(dates)}] {ds}: done in {time.monotonic() - started:.1f}s", flush=True)
+    return exit_code
+
+
+def format_summary(results: dict) -> str:
+    lines = []
+    ingest = results.get("ingest") or []
+    if ingest:
+        lines.append(f"  {'source':<18} {'status':<10} {'read':>9} {'accepted':>9} {'rejected':>9} {'dupes':>7} {'events':>9} {'sec':>6}")
+        for r in ingest:
+            lines.append(
+                f"  {r.source:<18} {r.status:<10} {r.rows_read:>9} {r.rows_accepted:>9} {r.rows_rejected:>9} "
+                f"{r.rows_duplicate:>7} {r.events_written:>9} {r.duration_s:>6.1f}"
+                + (f"  {r.message}" if r.status not in ("succeeded",) and r.message else "")
+            )
+    for name, value in results.items():
+        if name != "ingest":
+            lines.append(f"  {name}: {value}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Configuration: YAML files under conf/, environment overlays, ${ENV} interpolation, validation.
+
+Layout::
+
+    conf/base.yaml            lakehouse, spark, operator, privacy, ingest settings
+    conf/sources/*.yaml       one data source per file (see docs in README)
+    conf/env/<env>.yaml       overlay merged over the above (GAMIFY_ENV or --env, default local)
+
+`${VAR}` is replaced by the environment variable VAR (an error if unset), `${VAR:-default}`
+falls back to the default. Secrets only ever arrive this way. Every error names the file,
+the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    def __init__(self, file: str | Path, key: str, message: str) -> None:
+        self.file, self.key, self.message = str(file), key, message
+        super().__init__(f"{file}: {key}: {message}")
+
+
+@dataclass
+class Config:
+    """The merged configuration plus where each key came from (for error messages)."""
+
+    data: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+    conf_dir: Path = DEFAULT_CONF_DIR
+    env: str = "local"
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def require(self, dotted: str) -> Any:
+        value = self.get(dotted)
+        if value is None or value == "":
+            raise ConfigError(self.file_of(dotted), dotted, "is required")
+        return value
+
+    def file_of(self, dotted: str) -> str:
+        while dotted:
+            if dotted in self.origin:
+                return self.origin[dotted]
+            dotted = dotted.rpartition(".")[0]
+        return str(self.conf_dir / "base.yaml")
+
+    @property
+    def sources(self) -> dict[str, dict[str, Any]]:
+        return self.data.get("sources", {})
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(path, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def load_config(
+    conf_dir: str | Path | None = None,
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load base.yaml + sources/*.yaml + env/<env>.yaml (+ overrides), interpolate, validate."""
+    conf_dir = Path(conf_dir or os.environ.get("GAMIFY_CONF_DIR") or DEFAULT_CONF_DIR)
+    env = env or os.environ.get("GAMIFY_ENV") or "local"
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    base = conf_dir / "base.yaml"
+    if not base.exists():
+        raise ConfigError(base, "-", "file not found")
+    _merge(data, _expect_mapping(load_yaml(base), base), origin, str(base))
+
+    sources: dict[str, Any] = {}
+    for path in sorted((conf_dir / "sources").glob("*.yaml")):
+        source = _expect_mapping(load_yaml(path), path)
+        name = source.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(path, "name", "every source needs a name")
+        if name in sources:
+            raise ConfigError(path, "name", f"source {name!r} is defined twice")
+        sources[name] = source
+        _record_origin(source, f"sources.{name}", origin, str(path))
+    data["sources"] = sources
+
+    overlay = conf_dir / "env" / f"{env}.yaml"
+    if not overlay.exists():
+        known = sorted(p.stem for p in (conf_dir / "env").glob("*.yaml"))
+        raise ConfigError(overlay, "env", f"unknown environment {env!r} (known: {', '.join(known)})")
+    _merge(data, _expect_mapping(load_yaml(overlay) or {}, overlay), origin, str(overlay))
+    if overrides:
+        _merge(data, _unflatten(overrides), origin, "<overrides>")
+
+    data = _interpolate(data, "", origin, environ)
+    config = Config(data=data, origin=origin, conf_dir=conf_dir, env=env)
+    validate(config)
+    return config
+
+
+_SECRET_KEY = re.compile(r"(password|secret|token|api_key|pseudonymisation_key)$", re.IGNORECASE)
+
+
+def _expect_mapping(value: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "-", "top level must be a mapping")
+    _refuse_secret_literals(value, path, "")
+    return value
+
+
+def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
+    """Secret-looking keys must be ${ENV} references: the repo never holds a secret value."""
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            child_key = f"{dotted}.{key}" if dotted else str(key)
+            if _SECRET_KEY.search(str(key)) and child is not None:
+                if not (isinstance(child, str) and _ENV_REF.fullmatch(child.strip())):
+                    raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+            _refuse_secret_literals(child, path, child_key)
+
+
+def _merge(target: dict[str, Any], overlay: Mapping[str, Any], origin: dict[str, str], file: str, prefix: str = "") -> None:
+    for key, value in overlay.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value, origin, file, f"{dotted}.")
+        else:
+            target[key] = value
+            _record_origin(value, dotted, origin, file)
+
+
+def _record_origin(value: Any, dotted: str, origin: dict[str, str], file: str) -> None:
+    origin[dotted] = file
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            _record_origin(child, f"{dotted}.{key}", origin, file)
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _interpolate(value: Any, dotted: str, origin: dict[str, str], environ: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{dotted}.{k}" if dotted else k, origin, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{dotted}[{i}]", origin, environ) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ and environ[name] != "":
+            return environ[name]
+        if default is not None:
+            return default
+        file = origin.get(dotted) or origin.get(dotted.rpartition(".")[0], "conf")
+        raise ConfigError(file, dotted, f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+SOURCE_KINDS = ("cdr", "billing", "crm", "app", "network", "dwh", "xiva")
+FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
+FORMATS = ("csv", "json", "parquet", "jdbc")
+CONTRACT_TYPES = re.compile(r"^(string|int|long|double|boolean|date|timestamp|decimal\(\d+,\s*\d+\))$")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def validate(config: Config) -> None:
+    """Check the merged config; raise ConfigError for the first problem found."""
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(config.file_of(key), key, message)
+
+    for key in ("lakehouse.root", "operator.country_code", "operator.timezone", "privacy.pseudonymisation_key"):
+        config.require(key)
+    if not str(config.get("operator.country_code")).isdigit():
+        fail("operator.country_code", "must be digits only, e.g. '33'")
+    engine = config.get("lakehouse.engine", "auto")
+    if engine not in ("auto", "delta-spark", "delta-rs"):
+        fail("lakehouse.engine", f"must be auto, delta-spark or delta-rs, got {engine!r}")
+    for key in ("ingest.max_lateness_days", "ingest.subscriber_lookback_days"):
+        value = config.get(key)
+        if not isinstance(value, int) or value < 0:
+            fail(key, f"must be a non-negative integer, got {value!r}")
+    for name, source in config.sources.items():
+        _validate_source(name, source, fail)
+
+
+def _validate_source(name: str, source: Mapping[str, Any], fail: Any) -> None:
+    key = f"sources.{name}"
+    if source.get("kind") not in SOURCE_KINDS:
+        fail(f"{key}.kind", f"must be one of {', '.join(SOURCE_KINDS)}, got {source.get('kind')!r}")
+    if not isinstance(source.get("active", True), bool):
+        fail(f"{key}.active", "must be true or false")
+    frequency = source.get("sync_frequency")
+    if frequency not in FREQUENCIES:
+        fail(f"{key}.sync_frequency", f"must be one of {', '.join(FREQUENCIES)}, got {frequency!r}")
+    due = source.get("due") or {}
+    if frequency == "weekly" and due.get("weekday") not in WEEKDAYS:
+        fail(f"{key}.due.weekday", f"weekly sources need due.weekday, one of {', '.join(WEEKDAYS)}")
+    if frequency == "monthly" and not (isinstance(due.get("day_of_month"), int) and 1 <= due["day_of_month"] <= 28):
+        fail(f"{key}.due.day_of_month", "monthly sources need due.day_of_month between 1 and 28")
+    fmt = source.get("format")
+    if fmt not in FORMATS:
+        fail(f"{key}.format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    connection = source.get("connection") or {}
+    if fmt == "jdbc":
+        for field_name in ("url", "query"):
+            if not connection.get(field_name):
+                fail(f"{key}.connection.{field_name}", "is required for jdbc sources")
+    elif "{ds" not in str(connection.get("path", "")):
+        fail(f"{key}.connection.path", "must be a path template containing {ds} (or {ds_nodash})")
+    contract = source.get("contract")
+    if not isinstance(contract, Mapping) or not contract:
+        fail(f"{key}.contract", "must map every required column to its type")
+    for column, spec in contract.items():
+        type_name = spec if isinstance(spec, str) else (spec or {}).get("type")
+        if not isinstance(type_name, str) or not CONTRACT_TYPES.match(type_name):
+            fail(f"{key}.contract.{column}", f"unknown type {type_name!r} (string, int, long, double, boolean, date, timestamp, decimal(p,s))")
+    subscriber = (source.get("subscriber") or {}).get("column")
+    if subscriber not in contract:
+        fail(f"{key}.subscriber.column", f"must name a contract column, got {subscriber!r}")
+    for column in source.get("natural_key") or []:
+        if column not in contract:
+            fail(f"{key}.natural_key", f"{column!r} is not a contract column")
+    if not source.get("natural_key"):
+        fail(f"{key}.natural_key", "must list the columns that identify a raw record")
+    mappings = source.get("mappings")
+    if not isinstance(mappings, list) or not mappings:
+        fail(f"{key}.mappings", "must be a non-empty list of event mappings")
+    seen = set()
+    for i, mapping in enumerate(mappings):
+        mkey = f"{key}.mappings[{i}]"
+        for required in ("event_type", "event_subtype"):
+            if not mapping.get(required):
+                fail(f"{mkey}.{required}", "is required")
+        ident = mapping.get("id") or f"{mapping['event_type']}/{mapping['event_subtype']}"
+        if ident in seen:
+            fail(f"{mkey}.id", f"two mappings produce {ident!r}; give each an id")
+        seen.add(ident)

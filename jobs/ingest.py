@@ -1,0 +1,501 @@
+"""Event normalization: every due source's raw extract becomes rows of the `events` table.
+
+Each raw row ends in exactly one place: accepted (one or more events), rejected (quarantined in
+`events_rejected` with a reason code and message), or duplicate (also quarantined, counted apart).
+The transformations here are pure; `ingest_source` does the I/O for one source and run date.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs import expressions
+from jobs.lakehouse import Lakehouse
+from jobs.privacy import mask_digit_runs, normalise_msisdn, pseudonymise
+from jobs.sources import CORRUPT, SOURCE_FILE, Source, SourceError, conform, read_extract
+from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE, schema_of
+
+log = logging.getLogger(__name__)
+
+ACCEPTED, REJECTED, DUPLICATE = "accepted", "rejected", "duplicate"
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """Run-wide parameters every source needs."""
+
+    ds: date
+    timezone: str
+    country_code: str
+    key: str
+    max_lateness_days: int = 7
+
+    @property
+    def batch_suffix(self) -> str:
+        return self.ds.strftime("%Y%m%d")
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    source: str
+    status: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    events_written: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_duplicate
+
+
+# -- pure transformations ---------------------------------------------------------------------
+
+
+def value_column(spec: Any, source: Source, ctx: IngestContext, *, where: str) -> Column:
+    """Compile one declarative value spec from a mapping (literal, column, expr, map, ...)."""
+    if not isinstance(spec, Mapping):
+        return F.lit(spec)
+    if len(spec) != 1 and "map" not in spec:
+        raise SourceError(f"{source.config_file}: {where}: a value spec has exactly one of column/expr/map/pseudonymise/days_late")
+    if "column" in spec:
+        return F.col(_known_column(spec["column"], source, where))
+    if "expr" in spec:
+        return expressions.compile_expression(
+            str(spec["expr"]), _expression_names(source, ctx), source=f"{source.config_file}#{where}"
+        )
+    if "pseudonymise" in spec:
+        column = _known_column(spec["pseudonymise"], source, where)
+        return pseudonymise(F.col(column), ctx.key, ctx.country_code)
+    if "map" in spec:
+        column = F.col(_known_column(spec["map"], source, where))
+        mapped = F.lit(spec.get("default"))
+        for raw, canonical in reversed(list(spec["values"].items())):
+            mapped = F.when(column == F.lit(raw), F.lit(canonical)).otherwise(mapped)
+        return mapped
+    if "days_late" in spec:
+        when_col, due_col = (_known_column(c, source, where) for c in spec["days_late"])
+        local_day = F.to_date(F.from_utc_timestamp(F.col(when_col).cast("timestamp"), ctx.timezone))
+        return F.datediff(local_day, F.col(due_col))
+    raise SourceError(f"{source.config_file}: {where}: unknown value spec {dict(spec)}")
+
+
+def _known_column(path: str, source: Source, where: str) -> str:
+    name = path.replace(".", "_")
+    if name not in source.columns and name not in ("event_ts", "event_date"):
+        raise SourceError(f"{source.config_file}: {where}: {path!r} is not a contract column of {source.name}")
+    return name
+
+
+def _expression_names(source: Source, ctx: IngestContext) -> dict[str, Column]:
+    names = {name: F.col(name) for name, column in source.columns.items() if not column.pii}
+    names["ds"] = F.lit(ctx.ds)
+    return names
+
+
+def with_subscriber_and_time(df: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Add subscriber_id (pseudonymised), event_ts (UTC) and event_date (operator-local day)."""
+    msisdn = F.col(source.subscriber_column)
+    spec = source.event_time
+    if spec is None:
+        local_midnight = F.lit(datetime.combine(ctx.ds, datetime.min.time())).cast("timestamp")
+        event_ts = F.to_utc_timestamp(local_midnight, ctx.timezone)
+    else:
+        column = F.col(spec["column"].replace(".", "_"))
+        type_name = source.columns[spec["column"].replace(".", "_")].type
+        if "format" in spec:
+            event_ts = F.try_to_timestamp(column, F.lit(spec["format"]))
+        else:
+            event_ts = column.cast("timestamp")
+        if spec.get("zone") == "local" or type_name == "date":
+            event_ts = F.to_utc_timestamp(event_ts, ctx.timezone)
+    digits = normalise_msisdn(msisdn, ctx.country_code)
+    return (
+        df.withColumn("_msisdn_ok", F.length(digits).between(8, 15))
+        .withColumn("subscriber_id", pseudonymise(msisdn, ctx.key, ctx.country_code))
+        .withColumn("event_ts", event_ts)
+        .withColumn("event_date", F.to_date(F.from_utc_timestamp(F.col("event_ts"), ctx.timezone)))
+    )
+
+
+def with_record_key(df: DataFrame, source: Source) -> DataFrame:
+    """Deterministic id of the raw record: source + natural key, with the MSISDN replaced by
+    its pseudonym (a plain hash of a phone number would be trivially reversible)."""
+    parts = [
+        F.col("subscriber_id") if name == source.subscriber_column else F.coalesce(F.col(name).cast("string"), F.lit(""))
+        for name in source.natural_key
+    ]
+    return df.withColumn("record_key", F.sha2(F.concat_ws("|", F.lit(source.name), *parts), 256))
+
+
+def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """First failing check per row as (reject_reason, reject_message); null when the row is fine.
+
+    Order: malformed line, missing field, bad type, bad MSISDN, bad timestamp, configured rules,
+    event date outside [ds - max_lateness, ds], no mapping applies.
+    """
+    reasons: list[tuple[Column, Column, Column]] = [
+        (F.col(CORRUPT).isNotNull(), F.lit("malformed_record"), F.lit("line could not be parsed into the contract columns")),
+    ]
+    for name, column in source.columns.items():
+        raw = F.col(f"_raw_{name}")
+        if not column.nullable:
+            reasons.append(
+                (raw.isNull() | (F.trim(raw) == ""), F.lit("missing_field"), F.lit(f"required field '{column.path}' is missing"))
+            )
+        shown = F.lit("<redacted>") if column.pii or name == source.subscriber_column else raw
+        reasons.append(
+            (
+                raw.isNotNull() & (F.trim(raw) != "") & F.col(name).isNull(),
+                F.lit("invalid_type"),
+                F.format_string(f"field '{column.path}' value '%s' is not a valid {column.type}", shown),
+            )
+        )
+    reasons.append(
+        (~F.col("_msisdn_ok"), F.lit("invalid_msisdn"), F.lit(f"field '{source.subscriber_column}' is not a valid MSISDN"))
+    )
+    if source.event_time is not None:
+        time_path = source.event_time["column"]
+        time_fmt = source.event_time.get("format", "timestamp")
+        reasons.append(
+            (
+                F.col("event_ts").isNull(),
+                F.lit("invalid_timestamp"),
+                F.format_string(f"field '{time_path}' value '%s' does not match {time_fmt}", F.col(f"_raw_{time_path.replace('.', '_')}")),
+            )
+        )
+    names = _expression_names(source, ctx)
+    for i, check in enumerate(source.checks):
+        where = f"{source.config_file}#checks[{i}].rule"
+        node = expressions.parse(str(check["rule"]), source=where)
+        expressions.check_names(node, names, text=str(check["rule"]), source=where, line=1, column=1)
+        rule = expressions.compile_node(node, names.__getitem__)
+        shown = [F.format_string(f"{n}=%s", F.coalesce(names[n].cast("string"), F.lit("null"))) for n in sorted(expressions.names(node)) if n != "ds"]
+        message = F.concat(F.lit(f"rule '{expressions.to_text(node)}' failed"), F.lit(" ("), F.concat_ws(", ", *shown), F.lit(")")) if shown else F.lit(f"rule '{expressions.to_text(node)}' failed")
+        reasons.append((~F.coalesce(rule, F.lit(False)), F.lit(check.get("reason", f"check_{i}")), message))
+    earliest = ctx.ds - timedelta(days=ctx.max_lateness_days)
+    reasons.append(
+        (F.col("event_date") > F.lit(ctx.ds), F.lit("future_event"), F.format_string(f"event date %s is after the run date {ctx.ds}", F.col("event_date").cast("string")))
+    )
+    reasons.append(
+        (F.col("event_date") < F.lit(earliest), F.lit("too_late"), F.format_string(f"event date %s is more than {ctx.max_lateness_days} days before {ctx.ds}", F.col("event_date").cast("string")))
+    )
+    if source.profile is None:  # snapshot rows feed the profile even when no event applies
+        reasons.append((F.col("_mapped") == 0, F.lit("unmapped_record"), F.lit("no event mapping applies to this record")))
+
+    reason, message = F.lit(None).cast("string"), F.lit(None).cast("string")
+    for condition, code, text in reversed(reasons):
+        reason = F.when(condition, code).otherwise(reason)
+        message = F.when(condition, text).otherwise(message)
+    return df.withColumn("reject_reason", reason).withColumn("reject_message", message)
+
+
+def mapping_conditions(source: Source, ctx: IngestContext) -> list[Column]:
+    names = _expression_names(source, ctx)
+    conditions = []
+    for i, mapping in enumerate(source.mappings):
+        if "when" not in mapping:
+            conditions.append(F.lit(True))
+            continue
+        where = f"{source.config_file}#mappings[{i}].when"
+        conditions.append(F.coalesce(expressions.compile_expression(str(mapping["when"]), names, source=where), F.lit(False)))
+    return conditions
+
+
+def with_mapped_count(df: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    total = sum((c.cast("int") for c in mapping_conditions(source, ctx)), F.lit(0))
+    return df.withColumn("_mapped", total)
+
+
+def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscribers: DataFrame | None) -> DataFrame:
+    """Conformed raw rows -> the same rows with subscriber/time/record key and a final
+    `_status` (accepted | rejected | duplicate) with reject_reason and reject_message."""
+    df = (
+        df.transform(lambda d: with_subscriber_and_time(d, source, ctx))
+        .transform(lambda d: with_mapped_count(d, source, ctx))
+        .transform(lambda d: with_reject_reason(d, source, ctx))
+        .transform(lambda d: with_record_key(d, source))
+    )
+    if known_subscribers is not None:
+        known = known_subscribers.select("subscriber_id", F.lit(True).alias("_known")).distinct()
+        df = df.join(known, "subscriber_id", "left").withColumn(
+            "reject_reason",
+            F.when(F.col("reject_reason").isNull() & F.col("_known").isNull(), F.lit("unknown_subscriber")).otherwise(F.col("reject_reason")),
+        ).withColumn(
+            "reject_message",
+            F.when(F.col("reject_reason") == "unknown_subscriber", F.lit("subscriber is not in the CRM snapshot")).otherwise(F.col("reject_message")),
+        )
+    ranked = F.row_number().over(
+        _window_by_record_key().orderBy(F.col("reject_reason").isNotNull(), F.sha2(F.col("_raw_json"), 256))
+    )
+    df = df.withColumn("_raw_json", _raw_json(source, ctx)).withColumn("_rank", ranked)
+    duplicate_in_batch = F.col("reject_reason").isNull() & (F.col("_rank") > 1)
+    df = df.withColumn(
+        "reject_reason", F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason"))
+    ).withColumn(
+        "reject_message",
+        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(F.col("reject_message")),
+    )
+    return df.withColumn("_status", _status())
+
+
+def _status() -> Column:
+    return (
+        F.when(F.col("reject_reason").isNull(), F.lit(ACCEPTED))
+        .when(F.col("reject_reason") == "duplicate", F.lit(DUPLICATE))
+        .otherwise(F.lit(REJECTED))
+    )
+
+
+def with_prior_duplicates(classified: DataFrame, prior_keys: DataFrame) -> DataFrame:
+    """Accepted rows whose record an earlier run already wrote become duplicates."""
+    prior = prior_keys.groupBy("record_key").agg(F.min("ingest_date").alias("_prior_ingest"))
+    df = classified.join(prior, "record_key", "left")
+    earlier = F.col("reject_reason").isNull() & F.col("_prior_ingest").isNotNull()
+    return (
+        df.withColumn("reject_message", F.when(earlier, F.format_string("record already ingested by the run of %s", F.col("_prior_ingest").cast("string"))).otherwise(F.col("reject_message")))
+        .withColumn("reject_reason", F.when(earlier, F.lit("duplicate")).otherwise(F.col("reject_reason")))
+        .withColumn("_status", _status())
+        .drop("_prior_ingest")
+    )
+
+
+def _window_by_record_key():
+    from pyspark.sql.window import Window
+
+    return Window.partitionBy("record_key")
+
+
+def _raw_json(source: Source, ctx: IngestContext) -> Column:
+    """The raw record as delivered, as JSON; PII fields replaced by their pseudonym and
+    unparseable lines with phone-number-like digit runs masked."""
+    fields = []
+    for name, column in source.columns.items():
+        raw = F.col(f"_raw_{name}")
+        if column.pii or name == source.subscriber_column:
+            raw = pseudonymise(raw, ctx.key, ctx.country_code)
+        fields.append(raw.alias(column.path))
+    parsed = F.to_json(F.struct(*fields))
+    return F.when(F.col(CORRUPT).isNotNull(), mask_digit_runs(F.col(CORRUPT))).otherwise(parsed)
+
+
+def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
+    conditions = mapping_conditions(source, ctx)
+    candidates = []
+    for i, (mapping, condition) in enumerate(zip(source.mappings, conditions)):
+        where = f"mappings[{i}]"
+        subtype = value_column(mapping["event_subtype"], source, ctx, where=f"{where}.event_subtype")
+        mapping_id = mapping.get("id") or f"{mapping['event_type']}/{_describe(mapping['event_subtype'])}"
+        attributes = {**source.attributes, **(mapping.get("attributes") or {})}
+        event = F.struct(
+            F.lit(mapping_id).alias("mapping_id"),
+            F.lit(mapping["event_type"]).alias("event_type"),
+            subtype.cast("string").alias("event_subtype"),
+            _optional(mapping, "quantity", source, ctx, where).cast("double").alias("quantity"),
+            _optional(mapping, "unit", source, ctx, where).cast("string").alias("unit"),
+            _optional(mapping, "amount", source, ctx, where).cast("decimal(18,4)").alias("amount"),
+            _optional(mapping, "currency", source, ctx, where).cast("string").alias("currency"),
+            _optional(mapping, "channel", source, ctx, where).cast("string").alias("channel"),
+            _attributes(attributes, source, ctx, where).alias("attributes"),
+        )
+        candidates.append(F.when(condition, event))
+    exploded = classified.filter(F.col("_status") == ACCEPTED).select(
+        "*", F.explode(F.filter(F.array(*candidates), lambda e: e.isNotNull())).alias("_event")
+    )
+    return exploded.select(
+        F.sha2(F.concat_ws("|", F.col("record_key"), F.col("_event.mapping_id")), 256).alias("event_id"),
+        "subscriber_id",
+        "_event.event_type",
+        "_event.event_subtype",
+        F.lit(source.name).alias("source"),
+        "event_ts",
+        "event_date",
+        "_event.quantity",
+        "_event.unit",
+        "_event.amount",
+        "_event.currency",
+        "_event.channel",
+        "_event.attributes",
+        "record_key",
+        F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
+        F.lit(ctx.ds).alias("ingest_date"),
+        F.when(F.col("event_date") < F.lit(ctx.ds), F.lit("late_arrival")).otherwise(F.lit("normalized")).alias("processing_status"),
+    )
+
+
+def _describe(spec: Any) -> str:
+    return spec if isinstance(spec, str) else "|".join(str(v) for v in spec.values() if not isinstance(v, Mapping)) or "mapped"
+
+
+def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestContext, where: str) -> Column:
+    if key not in mapping or mapping[key] is None:
+        return F.lit(None)
+    return value_column(mapping[key], source, ctx, where=f"{where}.{key}")
+
+
+def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, where: str) -> Column:
+    if not specs:
+        return F.create_map().cast("map<string,string>")
+    pairs = []
+    for name, spec in sorted(specs.items()):
+        pairs += [F.lit(name), value_column(spec, source, ctx, where=f"{where}.attributes.{name}").cast("string")]
+    entries = F.map_from_arrays(F.array(*pairs[0::2]), F.array(*pairs[1::2]))
+    return F.map_filter(entries, lambda _k, v: v.isNotNull())
+
+
+def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    return classified.filter(F.col("_status") != ACCEPTED).select(
+        F.sha2(F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")), 256).alias("reject_id"),
+        F.lit(source.name).alias("source"),
+        F.col(SOURCE_FILE).alias("source_file"),
+        "reject_reason",
+        "reject_message",
+        F.col("_raw_json").alias("raw_record"),
+        F.when(F.col("_msisdn_ok"), F.col("subscriber_id")).alias("subscriber_id"),
+        F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
+        F.lit(ctx.ds).alias("ingest_date"),
+    )
+
+
+def to_profile(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Accepted CRM snapshot rows -> subscriber_profile (one row per subscriber per day)."""
+    assert source.profile is not None
+    columns = [
+        value_column(spec, source, ctx, where=f"profile.columns.{name}").alias(name)
+        for name, spec in source.profile["columns"].items()
+    ]
+    profile = classified.filter(F.col("_status") == ACCEPTED).select("subscriber_id", *columns)
+    return profile.select(
+        "subscriber_id",
+        *[F.col(f.name).cast(f.dataType) for f in schema_of(SUBSCRIBER_PROFILE).fields if f.name not in ("subscriber_id", "snapshot_date")],
+        F.lit(ctx.ds).alias("snapshot_date"),
+    )
+
+
+def accounting(classified: DataFrame) -> dict[str, int]:
+    """Rows per status and events produced, in one aggregation (a single small row)."""
+    row = classified.agg(
+        F.count(F.lit(1)).alias("read"),
+        F.sum(F.when(F.col("_status") == ACCEPTED, 1).otherwise(0)).alias(ACCEPTED),
+        F.sum(F.when(F.col("_status") == REJECTED, 1).otherwise(0)).alias(REJECTED),
+        F.sum(F.when(F.col("_status") == DUPLICATE, 1).otherwise(0)).alias(DUPLICATE),
+        F.sum(F.when(F.col("_status") == ACCEPTED, F.col("_mapped")).otherwise(0)).alias("events"),
+    ).first()
+    return {k: int(row[k] or 0) for k in ("read", ACCEPTED, REJECTED, DUPLICATE, "events")}
+
+
+# -- I/O --------------------------------------------------------------------------------------
+
+
+def known_subscribers(lakehouse: Lakehouse, ds: date, lookback_days: int) -> DataFrame:
+    """Subscribers of the newest CRM snapshot within [ds - lookback, ds]."""
+    if not lakehouse.exists(SUBSCRIBER_PROFILE):
+        raise SourceError(f"no {SUBSCRIBER_PROFILE} table yet: ingest the CRM snapshot before other sources")
+    window = [("snapshot_date", ">=", ds - timedelta(days=lookback_days)), ("snapshot_date", "<=", ds)]
+    profiles = lakehouse.read(SUBSCRIBER_PROFILE, partitions=window)
+    newest = profiles.agg(F.max("snapshot_date")).first()[0]
+    if newest is None:
+        raise SourceError(f"no CRM snapshot between {ds - timedelta(days=lookback_days)} and {ds}: cannot check subscribers")
+    return profiles.filter(F.col("snapshot_date") == F.lit(newest)).select("subscriber_id")
+
+
+def prior_record_keys(lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date]) -> DataFrame | None:
+    """Record keys of `source` that earlier runs already wrote on the given (late) event dates."""
+    if not late_dates or not lakehouse.exists(EVENTS):
+        return None
+    events = lakehouse.read(EVENTS, partitions=[("event_date", "in", list(late_dates))])
+    return events.filter((F.col("source") == source.name) & (F.col("ingest_date") < F.lit(ctx.ds))).select("record_key", "ingest_date")
+
+
+def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, subscriber_lookback_days: int) -> SourceResult:
+    """Read, classify and write one source for one run date; returns its accounting."""
+    started = time.monotonic()
+    spark = lakehouse.spark
+    raw = read_extract(spark, source, ctx.ds, raw_root)
+    conformed = conform(raw, source)
+    known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days) if source.check_known_subscriber else None
+    classified = classify(conformed, source, ctx, known).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [classified]
+    try:
+        late_dates = [
+            r[0]
+            for r in classified.filter((F.col("_status") == ACCEPTED) & (F.col("event_date") < F.lit(ctx.ds)))
+            .select("event_date").distinct().collect()  # at most max_lateness_days values
+        ]
+        prior = prior_record_keys(lakehouse, source, ctx, late_dates)
+        if prior is not None:
+            classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(classified)
+        counts = accounting(classified)
+        if source.profile is not None:
+            lakehouse.write(
+                to_profile(classified, source, ctx), SUBSCRIBER_PROFILE, partition_by=["snapshot_date"], replace_where={"snapshot_date": ctx.ds}
+            )
+        lakehouse.write(
+            to_events(classified, source, ctx), EVENTS, partition_by=["event_date"], replace_where={"ingest_date": ctx.ds, "source": source.name}
+        )
+        lakehouse.write(
+            to_rejects(classified, source, ctx), EVENTS_REJECTED, partition_by=["ingest_date"], replace_where={"ingest_date": ctx.ds, "source": source.name}
+        )
+    finally:
+        for df in cached:
+            df.unpersist()
+    return SourceResult(
+        source=source.name,
+        status="succeeded",
+        rows_read=counts["read"],
+        rows_accepted=counts[ACCEPTED],
+        rows_rejected=counts[REJECTED],
+        rows_duplicate=counts[DUPLICATE],
+        events_written=counts["events"],
+        duration_s=round(time.monotonic() - started, 3),
+    )
+
+
+def run_ingest(lakehouse: Lakehouse, sources: Sequence[Source], ctx: IngestContext, raw_root: str, subscriber_lookback_days: int) -> list[SourceResult]:
+    """Ingest every due, active source (CRM snapshot sources first) and record pipeline_runs.
+
+    A failing optional source is recorded and the run goes on; a failing mandatory source
+    fails the run after the others were processed.
+    """
+    results: list[SourceResult] = []
+    ordered = sorted(sources, key=lambda s: (s.profile is None, s.name))
+    for source in ordered:
+        if not source.active:
+            results.append(SourceResult(source.name, "inactive", message="source is not active"))
+            continue
+        if not source.is_due(ctx.ds):
+            results.append(SourceResult(source.name, "not_due", message=f"{source.sync_frequency} source, not due on {ctx.ds}"))
+            continue
+        try:
+            result = ingest_source(lakehouse, source, ctx, raw_root, subscriber_lookback_days)
+        except SourceError as exc:
+            status = "failed" if source.mandatory else "missing"
+            log.error("source %s: %s", source.name, exc)
+            result = SourceResult(source.name, status, message=str(exc))
+        results.append(result)
+        record_run(lakehouse, "ingest", ctx.ds, result)
+        log.info("ingest %s %s: %s", ctx.ds, source.name, result)
+    return results
+
+
+def record_run(lakehouse: Lakehouse, stage: str, ds: date, result: SourceResult) -> None:
+    """Replace this stage's row for (ds, source) in pipeline_runs."""
+    row = (ds, stage, result.source, result.status, result.rows_read, result.rows_accepted, result.rows_rejected,
+           result.rows_duplicate, result.events_written, result.duration_s, result.message[:2000])
+    df = lakehouse.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)).coalesce(1)
+    lakehouse.write(df, PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": ds, "stage": stage, "source": result.source})

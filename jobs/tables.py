@@ -1,0 +1,39 @@
+"""Names, grains and schemas of the lakehouse tables this package writes."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+EVENTS = "events"
+EVENTS_REJECTED = "events_rejected"
+PIPELINE_RUNS = "pipeline_runs"
+SUBSCRIBER_PROFILE = "subscriber_profile"
+
+_SCHEMAS: dict[str, str] = {
+    # one row per normalized event; partitioned by event_date (operator-local day)
+    EVENTS: (
+        "event_id string, subscriber_id string, event_type string, event_subtype string, source string, "
+        "event_ts timestamp, event_date date, quantity double, unit string, amount decimal(18,4), "
+        "currency string, channel string, attributes map<string,string>, record_key string, "
+        "ingest_batch_id string, ingest_date date, processing_status string"
+    ),
+    # one row per quarantined raw record (rejected or duplicate); partitioned by ingest_date
+    EVENTS_REJECTED: (
+        "reject_id string, source string, source_file string, reject_reason string, reject_message string, "
+        "raw_record string, subscriber_id string, ingest_batch_id string, ingest_date date"
+    ),
+    # one row per stage per source per run date; partitioned by run_ds
+    PIPELINE_RUNS: (
+        "run_ds date, stage string, source string, status string, rows_read long, rows_accepted long, "
+        "rows_rejected long, rows_duplicate long, events_written long, duration_s double, message string"
+    ),
+    # one row per subscriber per CRM snapshot day; partitioned by snapshot_date
+    SUBSCRIBER_PROFILE: (
+        "subscriber_id string, plan_code string, payment_type string, activation_date date, status string, "
+        "age_band string, region string, snapshot_date date"
+    ),
+}
+
+
+def schema_of(table: str) -> T.StructType:
+    return T._parse_datatype_string(_SCHEMAS[table])
