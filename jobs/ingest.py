@@ -380,8 +380,11 @@ def to_profile(classified: DataFrame, source: Source, ctx: IngestContext) -> Dat
     ]
     profile = classified.filter(F.col("_status") == ACCEPTED).select("subscriber_id", *columns)
     return profile.select(
-        "subscriber_id",
-        *[F.col(f.name).cast(f.dataType) for f in schema_of(SUBSCRIBER_PROFILE).fields if f.name not in ("subscriber_id", "snapshot_date")],
+        *[
+            (F.col(f.name) if f.name in profile.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in schema_of(SUBSCRIBER_PROFILE).fields
+            if f.name != "snapshot_date"
+        ],
         F.lit(ctx.ds).alias("snapshot_date"),
     )
 
@@ -421,20 +424,20 @@ def prior_record_keys(lakehouse: Lakehouse, source: Source, ctx: IngestContext, 
     return events.filter((F.col("source") == source.name) & (F.col("ingest_date") < F.lit(ctx.ds))).select("record_key", "ingest_date")
 
 
-def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, subscriber_lookback_days: int) -> SourceResult:
+def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, known: DataFrame | None) -> SourceResult:
     """Read, classify and write one source for one run date; returns its accounting."""
     started = time.monotonic()
-    spark = lakehouse.spark
-    raw = read_extract(spark, source, ctx.ds, raw_root)
-    conformed = conform(raw, source)
-    known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days) if source.check_known_subscriber else None
-    classified = classify(conformed, source, ctx, known).persist(StorageLevel.MEMORY_AND_DISK)
+    conformed = conform(read_extract(lakehouse.spark, source, ctx.ds, raw_root), source)
+    classified = classify(conformed, source, ctx, known if source.check_known_subscriber else None)
+    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     cached = [classified]
     try:
         late_dates = [
             r[0]
             for r in classified.filter((F.col("_status") == ACCEPTED) & (F.col("event_date") < F.lit(ctx.ds)))
-            .select("event_date").distinct().collect()  # at most max_lateness_days values
+            .select("event_date")
+            .distinct()
+            .collect()  # at most max_lateness_days values
         ]
         prior = prior_record_keys(lakehouse, source, ctx, late_dates)
         if prior is not None:
@@ -443,13 +446,22 @@ def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_
         counts = accounting(classified)
         if source.profile is not None:
             lakehouse.write(
-                to_profile(classified, source, ctx), SUBSCRIBER_PROFILE, partition_by=["snapshot_date"], replace_where={"snapshot_date": ctx.ds}
+                to_profile(classified, source, ctx),
+                SUBSCRIBER_PROFILE,
+                partition_by=["snapshot_date"],
+                replace_where={"snapshot_date": ctx.ds},
             )
         lakehouse.write(
-            to_events(classified, source, ctx), EVENTS, partition_by=["event_date"], replace_where={"ingest_date": ctx.ds, "source": source.name}
+            to_events(classified, source, ctx),
+            EVENTS,
+            partition_by=["event_date"],
+            replace_where={"ingest_date": ctx.ds, "source": source.name},
         )
         lakehouse.write(
-            to_rejects(classified, source, ctx), EVENTS_REJECTED, partition_by=["ingest_date"], replace_where={"ingest_date": ctx.ds, "source": source.name}
+            to_rejects(classified, source, ctx),
+            EVENTS_REJECTED,
+            partition_by=["ingest_date"],
+            replace_where={"ingest_date": ctx.ds, "source": source.name},
         )
     finally:
         for df in cached:
@@ -466,36 +478,53 @@ def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_
     )
 
 
-def run_ingest(lakehouse: Lakehouse, sources: Sequence[Source], ctx: IngestContext, raw_root: str, subscriber_lookback_days: int) -> list[SourceResult]:
+def run_ingest(
+    lakehouse: Lakehouse, sources: Sequence[Source], ctx: IngestContext, raw_root: str, subscriber_lookback_days: int
+) -> list[SourceResult]:
     """Ingest every due, active source (CRM snapshot sources first) and record pipeline_runs.
 
-    A failing optional source is recorded and the run goes on; a failing mandatory source
-    fails the run after the others were processed.
+    A failing source is recorded (status failed, or missing when optional) and the run goes
+    on; the caller decides whether a failed mandatory source fails the run.
     """
     results: list[SourceResult] = []
-    ordered = sorted(sources, key=lambda s: (s.profile is None, s.name))
-    for source in ordered:
-        if not source.active:
-            results.append(SourceResult(source.name, "inactive", message="source is not active"))
-            continue
-        if not source.is_due(ctx.ds):
-            results.append(SourceResult(source.name, "not_due", message=f"{source.sync_frequency} source, not due on {ctx.ds}"))
-            continue
-        try:
-            result = ingest_source(lakehouse, source, ctx, raw_root, subscriber_lookback_days)
-        except SourceError as exc:
-            status = "failed" if source.mandatory else "missing"
-            log.error("source %s: %s", source.name, exc)
-            result = SourceResult(source.name, status, message=str(exc))
-        results.append(result)
-        record_run(lakehouse, "ingest", ctx.ds, result)
-        log.info("ingest %s %s: %s", ctx.ds, source.name, result)
+    known: DataFrame | None = None
+    try:
+        for source in sorted(sources, key=lambda s: (s.profile is None, s.name)):
+            if not source.active:
+                results.append(SourceResult(source.name, "inactive", message="source is not active"))
+                continue
+            if not source.is_due(ctx.ds):
+                message = f"{source.sync_frequency} source, not due on {ctx.ds}"
+                results.append(SourceResult(source.name, "not_due", message=message))
+                continue
+            try:
+                if source.check_known_subscriber and known is None:
+                    known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
+                result = ingest_source(lakehouse, source, ctx, raw_root, known)
+            except SourceError as exc:
+                log.error("source %s: %s", source.name, exc)
+                result = SourceResult(source.name, "failed" if source.mandatory else "missing", message=str(exc))
+            results.append(result)
+            log.info("ingest %s %s: %s", ctx.ds, source.name, result)
+    finally:
+        if known is not None:
+            known.unpersist()
+        record_runs(lakehouse, "ingest", ctx.ds, results)
     return results
 
 
-def record_run(lakehouse: Lakehouse, stage: str, ds: date, result: SourceResult) -> None:
-    """Replace this stage's row for (ds, source) in pipeline_runs."""
-    row = (ds, stage, result.source, result.status, result.rows_read, result.rows_accepted, result.rows_rejected,
-           result.rows_duplicate, result.events_written, result.duration_s, result.message[:2000])
-    df = lakehouse.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)).coalesce(1)
-    lakehouse.write(df, PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": ds, "stage": stage, "source": result.source})
+def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[SourceResult]) -> None:
+    """Replace this stage's rows for `ds` in pipeline_runs, keeping rows of sources not rerun."""
+    schema = schema_of(PIPELINE_RUNS)
+    rows = [
+        (ds, stage, r.source, r.status, r.rows_read, r.rows_accepted, r.rows_rejected, r.rows_duplicate,
+         r.events_written, r.duration_s, r.message[:2000])
+        for r in results
+    ]
+    fresh = lakehouse.spark.createDataFrame(rows, schema)
+    kept = (
+        lakehouse.read_or_empty(PIPELINE_RUNS, schema, partitions=[("run_ds", "=", ds)])
+        .filter((F.col("stage") == stage) & ~F.col("source").isin([r.source for r in results]))
+    )
+    merged = fresh.unionByName(kept).coalesce(1).localCheckpoint()  # materialised before the old files go
+    lakehouse.write(merged, PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": ds, "stage": stage})

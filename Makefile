@@ -1,0 +1,63 @@
+# telco-gamification: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GAMIFY := $(VENV)/bin/gamify
+STAMP := $(VENV)/.installed
+
+# Sample run: a small generated operator, a few weeks of nightly runs.
+RAW ?= data/raw
+SUBSCRIBERS ?= 2000
+DAYS ?= 14
+START ?= 2025-03-01
+SEED ?= 42
+END = $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
+SAMPLE := $(RAW)/_manifest.json
+
+.DEFAULT_GOAL := help
+.PHONY: help install run sample test test-fast lint format bench clean clean-data
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): setup.py requirements/constraints.txt
+	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e ".[airflow,quality,dev]"
+	$(VENV)/bin/pip check
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the pinned dependencies (done by run/test when needed)
+
+$(SAMPLE): | $(STAMP)
+	$(GAMIFY) sample-data --subscribers $(SUBSCRIBERS) --days $(DAYS) --start $(START) --seed $(SEED) --out $(RAW)
+
+sample: $(SAMPLE) ## generate the sample operator's raw extracts into $(RAW) (if absent)
+
+run: $(STAMP) $(SAMPLE) ## generate sample data if absent, then run the nightly pipeline for every sample day
+	$(GAMIFY) run --from $(START) --to $(END) --raw-root $(RAW)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## unit tests only
+	$(PY) -m pytest -m unit
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check jobs dags tests bench
+	$(VENV)/bin/ruff format --check jobs dags tests bench
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix jobs dags tests bench
+	$(VENV)/bin/ruff format jobs dags tests bench
+
+bench: $(STAMP) ## benchmarks: generation and ingest at scale (BENCH_SUBSCRIBERS=1000000)
+	$(PY) bench/bench_ingest.py --subscribers $${BENCH_SUBSCRIBERS:-100000}
+
+clean-data: ## remove the generated sample and the local lakehouse
+	rm -rf $(RAW) lakehouse
+
+clean: clean-data ## also remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

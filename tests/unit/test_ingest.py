@@ -1,0 +1,219 @@
+"""Event mapping and quarantine rules on tiny inline extracts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.ingest import IngestContext, accounting, classify, to_events, to_profile, to_rejects, with_prior_duplicates
+from jobs.privacy import pseudonymise_py
+from jobs.sources import CORRUPT, SOURCE_FILE, Source, conform
+
+pytestmark = pytest.mark.unit
+
+KEY = "unit-test-key"
+CTX = IngestContext(ds=date(2025, 3, 1), timezone="Europe/Paris", country_code="33", key=KEY, max_lateness_days=3)
+
+CDR = Source.from_config(
+    {
+        "name": "cdr",
+        "kind": "cdr",
+        "format": "csv",
+        "sync_frequency": "hourly",
+        "connection": {"path": "{raw_root}/cdr/{ds}/*.csv"},
+        "contract": {
+            "record_id": "string",
+            "msisdn": "string",
+            "record_type": "string",
+            "start_time": "string",
+            "duration_s": "long",
+            "bytes_down": "long",
+            "other_party": {"type": "string", "nullable": True, "pii": True},
+        },
+        "natural_key": ["record_id"],
+        "subscriber": {"column": "msisdn"},
+        "event_time": {"column": "start_time", "format": "yyyyMMddHHmmss", "zone": "local"},
+        "checks": [{"rule": "duration_s >= 0", "reason": "negative_duration"}],
+        "attributes": {"counterpart_id": {"pseudonymise": "other_party"}},
+        "mappings": [
+            {
+                "when": "record_type in ['MOC', 'MTC']",
+                "event_type": "cdr",
+                "event_subtype": {"map": "record_type", "values": {"MOC": "voice_out", "MTC": "voice_in"}},
+                "quantity": {"expr": "duration_s / 60.0"},
+                "unit": "minutes",
+                "channel": "network",
+            },
+            {
+                "when": "record_type == 'GPRS'",
+                "event_type": "cdr",
+                "event_subtype": "data_session",
+                "quantity": {"expr": "bytes_down / 1048576.0"},
+                "unit": "MB",
+            },
+            {"id": "any_call", "when": "record_type == 'MOC'", "event_type": "cdr", "event_subtype": "call_made"},
+        ],
+    }
+)
+
+RAW_COLUMNS = "record_id string, msisdn string, record_type string, start_time string, duration_s string, bytes_down string, other_party string"
+
+
+def raw_cdr(spark, rows):
+    """Rows as a CSV read would deliver them: all strings, plus file and corrupt-record columns."""
+    df = spark.createDataFrame([(*r, None) for r in rows], RAW_COLUMNS + f", {CORRUPT} string")
+    return df.withColumn(SOURCE_FILE, F.lit("file:/raw/cdr/2025-03-01/cdr_10.csv"))
+
+
+def known(spark, *msisdns):
+    return spark.createDataFrame([(pseudonymise_py(m, KEY, "33"),) for m in msisdns], "subscriber_id string")
+
+
+def classified_cdr(spark, rows, known_df=None):
+    return classify(conform(raw_cdr(spark, rows), CDR), CDR, CTX, known_df)
+
+
+def test_voice_call_becomes_two_events_with_pseudonymised_ids(spark):
+    rows = [("C1", "0612345678", "MOC", "20250301103000", "90", "0", "+33 6 99 99 99 99")]
+    events = to_events(classified_cdr(spark, rows, known(spark, "+33612345678")), CDR, CTX)
+    got = sorted(events.select("event_subtype", "quantity", "unit", "channel", "subscriber_id", "event_ts", "event_date", "attributes").collect())
+    subscriber = pseudonymise_py("+33612345678", KEY, "33")
+    counterpart = pseudonymise_py("0699999999", KEY, "33")
+    when = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc).replace(tzinfo=None)  # 10:30 Paris = 09:30 UTC
+    assert [tuple(r) for r in got] == [
+        ("call_made", None, None, None, subscriber, when, date(2025, 3, 1), {"counterpart_id": counterpart}),
+        ("voice_out", 1.5, "minutes", "network", subscriber, when, date(2025, 3, 1), {"counterpart_id": counterpart}),
+    ]
+    ids = [r.event_id for r in events.collect()]
+    assert len(set(ids)) == 2 and all(len(i) == 64 for i in ids)
+
+
+def test_local_midnight_belongs_to_the_local_day(spark):
+    rows = [("C1", "33612345678", "GPRS", "20250301003000", "60", "2097152", None)]
+    event = to_events(classified_cdr(spark, rows, known(spark, "33612345678")), CDR, CTX).first()
+    assert (event.event_date, event.event_ts.hour, event.quantity) == (date(2025, 3, 1), 23, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("row", "corrupt", "reason", "message_part"),
+    [
+        (("C1", "33612345678", "MOC", "N/A", "30", "0", None), None, "invalid_timestamp", "'start_time' value 'N/A'"),
+        (("C1", "33612345678", "MOC", "20250301100000", "-5", "0", None), None, "negative_duration", "duration_s=-5"),
+        (("C1", "33612345678", "MOC", "20250301100000", "abc", "0", None), None, "invalid_type", "'duration_s' value 'abc' is not a valid long"),
+        (("C1", None, "MOC", "20250301100000", "30", "0", None), None, "missing_field", "'msisdn' is missing"),
+        (("C1", "12", "MOC", "20250301100000", "30", "0", None), None, "invalid_msisdn", "not a valid MSISDN"),
+        (("C1", "33799999999", "MOC", "20250301100000", "30", "0", None), None, "unknown_subscriber", "CRM snapshot"),
+        (("C1", "33612345678", "FAX", "20250301100000", "30", "0", None), None, "unmapped_record", "no event mapping"),
+        (("C1", "33612345678", "MOC", "20250302100000", "30", "0", None), None, "future_event", "2025-03-02 is after"),
+        (("C1", "33612345678", "MOC", "20250220100000", "30", "0", None), None, "too_late", "more than 3 days"),
+        ((None, None, None, None, None, None, None), "garbage 33612345678 line", "malformed_record", "could not be parsed"),
+    ],
+)
+def test_each_defect_is_quarantined_with_its_reason(spark, row, corrupt, reason, message_part):
+    df = spark.createDataFrame([(*row, corrupt)], RAW_COLUMNS + f", {CORRUPT} string").withColumn(SOURCE_FILE, F.lit("f.csv"))
+    classified = classify(conform(df, CDR), CDR, CTX, known(spark, "33612345678"))
+    rejects = to_rejects(classified, CDR, CTX).collect()
+    assert [(r.reject_reason, r.source, r.source_file) for r in rejects] == [(reason, "cdr", "f.csv")]
+    assert message_part in rejects[0].reject_message
+    assert "33612345678" not in rejects[0].raw_record  # raw numbers never reach the quarantine
+    assert to_events(classified, CDR, CTX).count() == 0
+
+
+def test_duplicates_are_kept_once_and_counted(spark):
+    row = ("C1", "33612345678", "MTC", "20250301100000", "60", "0", None)
+    classified = classified_cdr(spark, [row, row, row], known(spark, "33612345678"))
+    assert accounting(classified) == {"read": 3, "accepted": 1, "rejected": 0, "duplicate": 2, "events": 1}
+    assert [r.reject_reason for r in to_rejects(classified, CDR, CTX).collect()] == ["duplicate", "duplicate"]
+    assert to_events(classified, CDR, CTX).count() == 1
+
+
+def test_records_written_by_an_earlier_run_are_duplicates(spark):
+    late = ("C1", "33612345678", "MTC", "20250227100000", "60", "0", None)
+    classified = classified_cdr(spark, [late], known(spark, "33612345678"))
+    first = to_events(classified, CDR, CTX).select("record_key", F.lit(date(2025, 2, 28)).alias("ingest_date"))
+    again = with_prior_duplicates(classified, first)
+    assert accounting(again)["duplicate"] == 1
+    assert "run of 2025-02-28" in to_rejects(again, CDR, CTX).first().reject_message
+
+
+def test_accounting_balances_on_a_mixed_extract(spark):
+    rows = [
+        ("C1", "33612345678", "MOC", "20250301100000", "60", "0", None),
+        ("C2", "33612345678", "GPRS", "20250301100000", "60", "1048576", None),
+        ("C2", "33612345678", "GPRS", "20250301100000", "60", "1048576", None),
+        ("C3", "33612345678", "MOC", "bad", "60", "0", None),
+    ]
+    counts = accounting(classified_cdr(spark, rows, known(spark, "33612345678")))
+    assert counts == {"read": 4, "accepted": 2, "rejected": 1, "duplicate": 1, "events": 3}
+    assert counts["read"] == counts["accepted"] + counts["rejected"] + counts["duplicate"]
+
+
+def test_billing_mapping_types_amounts_and_days_late(spark):
+    billing = Source.from_config(
+        {
+            "name": "billing",
+            "kind": "billing",
+            "format": "parquet",
+            "sync_frequency": "daily",
+            "connection": {"path": "x/{ds}"},
+            "contract": {
+                "transaction_id": "string",
+                "msisdn": "string",
+                "txn_time": "timestamp",
+                "amount": "decimal(12,2)",
+                "due_date": {"type": "date", "nullable": True},
+            },
+            "natural_key": ["transaction_id"],
+            "subscriber": {"column": "msisdn"},
+            "event_time": {"column": "txn_time"},
+            "check_known_subscriber": False,
+            "mappings": [
+                {
+                    "event_type": "billing",
+                    "event_subtype": "payment",
+                    "amount": {"column": "amount"},
+                    "currency": "EUR",
+                    "quantity": {"days_late": ["txn_time", "due_date"]},
+                    "unit": "days_late",
+                }
+            ],
+        }
+    )
+    df = spark.createDataFrame(
+        [("T1", "0612345678", datetime(2025, 3, 1, 8, 0), Decimal("49.90"), date(2025, 2, 25))],
+        "transaction_id string, msisdn string, txn_time timestamp, amount decimal(12,2), due_date date",
+    ).withColumn(SOURCE_FILE, F.lit("b.parquet"))
+    event = to_events(classify(conform(df, billing), billing, CTX, None), billing, CTX).first()
+    assert (event.amount, event.currency, event.quantity, event.unit) == (Decimal("49.9000"), "EUR", 4.0, "days_late")
+
+
+def test_crm_snapshot_feeds_profile_even_without_events(spark):
+    crm = Source.from_config(
+        {
+            "name": "crm_subscribers",
+            "kind": "crm",
+            "format": "csv",
+            "sync_frequency": "daily",
+            "connection": {"path": "x/{ds}"},
+            "contract": {"msisdn": "string", "plan_code": "string", "activation_date": "date", "snapshot_date": "date"},
+            "natural_key": ["msisdn", "snapshot_date"],
+            "subscriber": {"column": "msisdn"},
+            "check_known_subscriber": False,
+            "profile": {"table": "subscriber_profile", "columns": {"plan_code": {"column": "plan_code"}, "activation_date": {"column": "activation_date"}}},
+            "mappings": [{"when": "activation_date == ds", "event_type": "crm", "event_subtype": "activation"}],
+        }
+    )
+    df = spark.createDataFrame(
+        [("+33600000001", "PRE_S", "2019-05-01", "2025-03-01", None), ("+33600000002", "POST_M", "2025-03-01", "2025-03-01", None)],
+        f"msisdn string, plan_code string, activation_date string, snapshot_date string, {CORRUPT} string",
+    ).withColumn(SOURCE_FILE, F.lit("crm.csv"))
+    classified = classify(conform(df, crm), crm, CTX, None)
+    profile = {r.subscriber_id: (r.plan_code, r.activation_date, r.snapshot_date) for r in to_profile(classified, crm, CTX).collect()}
+    assert profile == {
+        pseudonymise_py("+33600000001", KEY, "33"): ("PRE_S", date(2019, 5, 1), date(2025, 3, 1)),
+        pseudonymise_py("+33600000002", KEY, "33"): ("POST_M", date(2025, 3, 1), date(2025, 3, 1)),
+    }
+    assert [r.event_subtype for r in to_events(classified, crm, CTX).collect()] == ["activation"]
