@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 
 from jobs import expressions
 from jobs.lakehouse import Lakehouse
+from jobs.profiles import profile_as_of
 from jobs.privacy import mask_digit_runs, normalise_msisdn, pseudonymise
 from jobs.sources import CORRUPT, SOURCE_FILE, Source, SourceError, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE, schema_of
@@ -406,14 +407,10 @@ def accounting(classified: DataFrame) -> dict[str, int]:
 
 def known_subscribers(lakehouse: Lakehouse, ds: date, lookback_days: int) -> DataFrame:
     """Subscribers of the newest CRM snapshot within [ds - lookback, ds]."""
-    if not lakehouse.exists(SUBSCRIBER_PROFILE):
-        raise SourceError(f"no {SUBSCRIBER_PROFILE} table yet: ingest the CRM snapshot before other sources")
-    window = [("snapshot_date", ">=", ds - timedelta(days=lookback_days)), ("snapshot_date", "<=", ds)]
-    profiles = lakehouse.read(SUBSCRIBER_PROFILE, partitions=window)
-    newest = profiles.agg(F.max("snapshot_date")).first()[0]
-    if newest is None:
+    profile = profile_as_of(lakehouse, ds, lookback_days)
+    if profile is None:
         raise SourceError(f"no CRM snapshot between {ds - timedelta(days=lookback_days)} and {ds}: cannot check subscribers")
-    return profiles.filter(F.col("snapshot_date") == F.lit(newest)).select("subscriber_id")
+    return profile.select("subscriber_id")
 
 
 def prior_record_keys(lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date]) -> DataFrame | None:

@@ -107,6 +107,16 @@ class Lakehouse:
         df = self.spark.read.schema(schema).option("basePath", dt.table_uri).parquet(*files)
         return df.select(*schema.fieldNames())
 
+    def partition_values(self, table: str, column: str) -> list[str]:
+        """Distinct values of a partition column, from the Delta log only (no data read)."""
+        if not self.exists(table):
+            return []
+        if self.engine == "delta-spark":
+            rows = self.read(table).select(column).distinct().collect()  # partition column: metadata-sized
+            return sorted(_partition_str(r[0]) for r in rows if r[0] is not None)
+        partitions = self._delta_table(table).partitions()
+        return sorted({p[column] for p in partitions if p.get(column) is not None})
+
     def read_or_empty(self, table: str, schema: T.StructType, **kwargs: Any) -> DataFrame:
         if self.exists(table):
             return self.read(table, **kwargs)
@@ -121,7 +131,8 @@ class Lakehouse:
         replace_where: Mapping[str, Any],
         description: str | None = None,
     ) -> WriteResult:
-        """Replace the rows matching `replace_where` (column == value for each item) with `df`.
+        """Replace the rows matching `replace_where` (column == value, or column in [values],
+        for each item) with `df`.
 
         Every row of `df` must itself match `replace_where`, so a rerun of the same job
         replaces exactly what it wrote before and nothing else.
@@ -135,7 +146,9 @@ class Lakehouse:
     def _write_delta_spark(
         self, df: DataFrame, table: str, partition_by: Sequence[str], replace_where: Mapping[str, Any]
     ) -> WriteResult:
-        predicate = " and ".join(f"{c} = '{_partition_str(v)}'" for c, v in replace_where.items())
+        predicate = " and ".join(
+            f"{c} in ({', '.join(repr(v) for v in sorted(_wanted(value)))})" for c, value in replace_where.items()
+        )
         (
             df.write.format("delta")
             .mode("overwrite")
@@ -301,18 +314,18 @@ def _files_matching(dt: DeltaTable, replace_where: Mapping[str, Any], partition_
     for action in actions:
         matches = True
         for column, value in replace_where.items():
-            wanted = _partition_str(value)
+            wanted = _wanted(value)
             if column in partition_columns:
                 found = action.get(f"partition.{column}")
-                matches = found is not None and _partition_str(found) == wanted
+                matches = found is not None and _partition_str(found) in wanted
             else:
                 low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
                 if low is None or high is None:
                     raise LakehouseError(f"file {action['path']} has no statistics for {column!r}: cannot replace by it")
                 low, high = _partition_str(low), _partition_str(high)
-                if low != high and low <= wanted <= high:
+                if low != high and any(low <= w <= high for w in wanted):
                     raise LakehouseError(f"file {action['path']} mixes values of {column!r}: cannot replace by it")
-                matches = low == wanted
+                matches = low in wanted
             if not matches:
                 break
         if matches:
@@ -331,6 +344,13 @@ def _files_matching(dt: DeltaTable, replace_where: Mapping[str, Any], partition_
                 )
             )
     return removes
+
+
+def _wanted(value: Any) -> set[str]:
+    """replace_where values: one value, or a list/tuple/set of values (column IN values)."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return {_partition_str(v) for v in value}
+    return {_partition_str(value)}
 
 
 def _partition_str(value: Any) -> str:

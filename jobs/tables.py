@@ -37,3 +37,25 @@ _SCHEMAS: dict[str, str] = {
 
 def schema_of(table: str) -> T.StructType:
     return T._parse_datatype_string(_SCHEMAS[table])
+
+DAILY_ACTIVITY = "daily_activity"
+BEHAVIOR_FEATURES = "behavior_features"
+BEHAVIOR_SCORES = "behavior_scores"
+SUBSCRIBER_SEGMENTS = "subscriber_segments"
+ML_PREDICTIONS = "ml_predictions"  # optional input written by the data-science platform
+
+_SCHEMAS.update(
+    {
+        # one row per subscriber per scoring day; features as a map (the set is configured)
+        BEHAVIOR_FEATURES: "subscriber_id string, features map<string,double>, config_version string, score_date date",
+        # one row per subscriber per day; partitioned by segment_date
+        SUBSCRIBER_SEGMENTS: (
+            "subscriber_id string, segment string, matched_rule string, segments_version string, segment_date date"
+        ),
+        # optional input: one row per subscriber per prediction day
+        ML_PREDICTIONS: (
+            "subscriber_id string, ds date, churn_probability double, nbo_offer_id string, nbo_score double, "
+            "model_version string"
+        ),
+    }
+)

@@ -1,0 +1,137 @@
+"""The metric registry (conf/metrics.yaml) and the `daily_activity` table built from it.
+
+`daily_activity` holds one row per subscriber per day with one column per daily metric, computed
+from `events` in a single wide aggregation. Scoring windows and mission progress read it instead
+of raw events, so a nightly run touches one new day of events plus this compact history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs import expressions
+from jobs.config import ConfigError, load_yaml
+
+EVENT_NAMES = ("event_type", "event_subtype", "source", "channel", "unit", "quantity", "amount")
+VALUES = ("count", "quantity", "amount")
+AGGS = ("sum", "max", "min")
+
+
+@dataclass(frozen=True)
+class DailyMetric:
+    name: str
+    when: str
+    value: str = "count"
+    agg: str = "sum"
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricRegistry:
+    version: str
+    attributes: tuple[str, ...]
+    daily: tuple[DailyMetric, ...]
+    derived: Mapping[str, str]
+    file: str = "conf/metrics.yaml"
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.daily] + list(self.derived)
+
+    def sources_of(self, metric: str) -> set[str]:
+        """Data sources a metric depends on (derived metrics: those of the metrics they use)."""
+        by_name = {m.name: m for m in self.daily}
+        if metric in by_name:
+            return set(by_name[metric].sources)
+        node = expressions.parse(self.derived[metric])
+        return set().union(*(self.sources_of(n) for n in expressions.names(node)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetricRegistry:
+        path = Path(path)
+        data = load_yaml(path) or {}
+        attributes = tuple(data.get("attributes") or ())
+        allowed = [*EVENT_NAMES, *(f"attr_{a}" for a in attributes)]
+        daily = []
+        for name, spec in (data.get("daily_metrics") or {}).items():
+            key = f"daily_metrics.{name}"
+            if not isinstance(spec, Mapping) or "when" not in spec:
+                raise ConfigError(path, key, "needs a `when` expression")
+            metric = DailyMetric(
+                name=name,
+                when=str(spec["when"]),
+                value=spec.get("value", "count"),
+                agg=spec.get("agg", "sum"),
+                sources=tuple(spec.get("sources") or ()),
+            )
+            if metric.value not in VALUES:
+                raise ConfigError(path, f"{key}.value", f"must be one of {', '.join(VALUES)}")
+            if metric.agg not in AGGS:
+                raise ConfigError(path, f"{key}.agg", f"must be one of {', '.join(AGGS)}")
+            _validate(metric.when, allowed, path, f"{key}.when")
+            daily.append(metric)
+        if not daily:
+            raise ConfigError(path, "daily_metrics", "must define at least one metric")
+        derived = dict(data.get("derived_metrics") or {})
+        known = [m.name for m in daily]
+        for name, text in derived.items():
+            _validate(str(text), known, path, f"derived_metrics.{name}")
+            known.append(name)
+        return cls(str(data.get("version", "1")), attributes, tuple(daily), derived, str(path))
+
+
+def _validate(text: str, allowed: Sequence[str], path: Path, key: str) -> None:
+    try:
+        expressions.validate(text, allowed, source=f"{path}#{key}")
+    except expressions.ExpressionError as exc:
+        raise ConfigError(path, key, str(exc)) from exc
+
+
+def _event_names(registry: MetricRegistry) -> dict[str, Column]:
+    names = {n: F.col(n) for n in EVENT_NAMES}
+    names.update({f"attr_{a}": F.col("attributes").getItem(a) for a in registry.attributes})
+    return names
+
+
+def daily_activity(events: DataFrame, registry: MetricRegistry) -> DataFrame:
+    """Events -> one row per (subscriber_id, activity_date) with every metric, one groupBy.
+
+    Metrics are 0 (not null) when no event counted; derived metrics are 0/1 flags.
+    """
+    names = _event_names(registry)
+    aggregates = []
+    for metric in registry.daily:
+        condition = F.coalesce(expressions.compile_expression(metric.when, names, source=f"{registry.file}#{metric.name}"), F.lit(False))
+        value = F.lit(1.0) if metric.value == "count" else F.col(metric.value).cast("double")
+        picked = F.when(condition, value)
+        aggregate = {"sum": F.sum, "max": F.max, "min": F.min}[metric.agg](picked)
+        if metric.agg == "sum":
+            aggregate = F.coalesce(aggregate, F.lit(0.0))
+        aggregates.append(aggregate.alias(metric.name))
+    daily = events.groupBy("subscriber_id", F.col("event_date").alias("activity_date")).agg(*aggregates)
+    metric_columns = {m.name: F.coalesce(F.col(m.name), F.lit(0.0)) for m in registry.daily}
+    for name, text in registry.derived.items():
+        flag = expressions.compile_expression(text, metric_columns, source=f"{registry.file}#{name}")
+        daily = daily.withColumn(name, F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
+        metric_columns[name] = F.col(name)
+    return daily.select("subscriber_id", *registry.names, "activity_date")
+
+
+def activity_dates_to_refresh(ds: date, late_dates: Sequence[date]) -> list[date]:
+    """The run date plus any earlier day that received late events in this run."""
+    return sorted({ds, *late_dates})
+
+
+def load_registry(conf_dir: str | Path) -> MetricRegistry:
+    return MetricRegistry.load(Path(conf_dir) / "metrics.yaml")
+
+
+def registry_from(config: Any) -> MetricRegistry:
+    return load_registry(config.conf_dir)

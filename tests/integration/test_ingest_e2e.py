@@ -1,0 +1,135 @@
+"""Generated operator data through the ingest stage, several nights, end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from jobs.pipeline import PipelineError
+from jobs.privacy import normalise_msisdn
+from jobs.sources import Source
+from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
+
+pytestmark = pytest.mark.integration
+
+# generator defect kind -> quarantine reason code
+DEFECT_REASONS = {
+    "bad_line": "malformed_record",
+    "duplicate": "duplicate",
+    "malformed_timestamp": "invalid_timestamp",
+    "missing_msisdn": "missing_field",
+    "negative_duration": "negative_duration",
+    "unknown_subscriber": "unknown_subscriber",
+}
+
+
+def test_every_source_kind_produces_events(pipeline):
+    kinds = {name: spec["kind"] for name, spec in pipeline.config.sources.items()}
+    sources = {r.source for r in pipeline.lakehouse.read(EVENTS).select("source").distinct().collect()}
+    assert {kinds[s] for s in sources} == {"cdr", "billing", "crm", "app", "network", "dwh", "xiva"}
+
+
+def test_accounting_balances_and_matches_the_tables(pipeline):
+    runs = pipeline.lakehouse.read(PIPELINE_RUNS).filter(F.col("status") == "succeeded").collect()
+    assert len(runs) == 7 * 3 + 1  # 7 daily sources x 3 days + the monthly DWH extract on day 1
+    events = {
+        (r.source, r.ingest_date): r["count"]
+        for r in pipeline.lakehouse.read(EVENTS).groupBy("source", "ingest_date").count().collect()
+    }
+    rejected = {
+        (r.source, r.ingest_date): r["count"]
+        for r in pipeline.lakehouse.read(EVENTS_REJECTED).groupBy("source", "ingest_date").count().collect()
+    }
+    for run in runs:
+        assert run.rows_read == run.rows_accepted + run.rows_rejected + run.rows_duplicate > 0
+        assert events.get((run.source, run.run_ds), 0) == run.events_written
+        assert rejected.get((run.source, run.run_ds), 0) == run.rows_rejected + run.rows_duplicate
+
+
+def test_each_injected_defect_is_quarantined_with_its_reason(pipeline):
+    expected: dict[tuple[str, str, str], int] = {}
+    for source, days in pipeline.manifest["defects"].items():
+        for day, kinds in days.items():
+            for kind, count in kinds.items():
+                key = (source, day, DEFECT_REASONS[kind])
+                expected[key] = expected.get(key, 0) + count
+    got = {
+        (r.source, str(r.ingest_date), r.reject_reason): r["count"]
+        for r in pipeline.lakehouse.read(EVENTS_REJECTED).groupBy("source", "ingest_date", "reject_reason").count().collect()
+    }
+    assert got == {k: v for k, v in expected.items() if v}
+
+
+def test_rows_read_equal_the_raw_rows_in_the_extracts(pipeline):
+    read = {(r.source, str(r.run_ds)): r.rows_read for r in pipeline.lakehouse.read(PIPELINE_RUNS).collect() if r.rows_read}
+    raw = {(source, day): n for source, days in pipeline.manifest["rows"].items() for day, n in days.items()}
+    assert read == raw
+
+
+def test_rerunning_a_day_gives_identical_tables(pipeline):
+    tables = (EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE)
+    before = {t: _content(pipeline, t) for t in tables}
+    versions = {t: pipeline.lakehouse.version(t) for t in tables}
+    pipeline.run(date(2025, 3, 2))
+    assert {t: pipeline.lakehouse.version(t) for t in tables} != versions  # it did write
+    assert {t: _content(pipeline, t) for t in tables} == before
+
+
+def _content(pipeline, table: str) -> list[str]:
+    df = pipeline.lakehouse.read(table)
+    return sorted(r[0] for r in df.select(F.to_json(F.struct(*sorted(df.columns)))).collect())
+
+
+def test_no_phone_number_from_the_extracts_reaches_any_table(pipeline):
+    spark, config = pipeline.spark, pipeline.config
+    numbers = None
+    for spec in config.sources.values():
+        source = Source.from_config(spec)
+        columns = [c.path for c in source.contract if c.path == spec["subscriber"]["column"] or c.pii]
+        path = source.path_for(date(2025, 3, 1), str(pipeline.raw)).rsplit("/", 2)[0] + "/*/*"
+        reader = {"csv": lambda p: spark.read.options(**source.options).csv(p), "json": spark.read.json, "parquet": spark.read.parquet}
+        raw = reader[source.format](path)
+        for column in columns:
+            if source.format == "csv" or "." not in column or column.split(".")[0] in raw.columns:
+                digits = raw.select(normalise_msisdn(F.col(column), "33").alias("n")).where(F.length("n") >= 8)
+                numbers = digits if numbers is None else numbers.union(digits)
+    numbers = numbers.distinct()
+    assert numbers.count() > 300  # subscribers, unknown numbers and counterparts
+    for table in (EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, PIPELINE_RUNS):
+        df = pipeline.lakehouse.read(table)
+        text = F.regexp_replace(F.to_json(F.struct(*df.columns)), r"[ +\-]", "")
+        runs = df.select(F.explode(F.regexp_extract_all(text, F.lit(r"(\d{8,16})"), 1)).alias("run"))
+        found = runs.select(normalise_msisdn(F.col("run"), "33").alias("n")).join(numbers, "n")
+        assert found.count() == 0, f"{table} holds raw phone numbers: {found.limit(3).collect()}"
+
+
+def test_tables_are_readable_by_the_deltalake_package(pipeline):
+    for table in (EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, PIPELINE_RUNS):
+        arrow = pa.table(DeltaTable(pipeline.lakehouse.uri(table)).to_pyarrow_table())
+        assert arrow.num_rows == pipeline.lakehouse.read(table).count() > 0
+    events = pa.table(DeltaTable(pipeline.lakehouse.uri(EVENTS)).to_pyarrow_table(columns=["event_date", "ingest_date"]))
+    assert {str(d) for d in events.column("event_date").to_pylist()} <= {"2025-03-01", "2025-03-02", "2025-03-03"}
+
+
+def test_subscriber_ids_match_the_truth_file(pipeline):
+    truth = {line.split(",")[1] for line in (pipeline.raw / "_truth" / "personas.csv").read_text().splitlines()[1:]}
+    profile = {r.subscriber_id for r in pipeline.lakehouse.read(SUBSCRIBER_PROFILE).select("subscriber_id").distinct().collect()}
+    assert profile <= truth and len(profile) >= 0.9 * len(truth)
+
+
+def test_a_missing_mandatory_extract_fails_with_the_expected_path(pipeline):
+    with pytest.raises(PipelineError) as error:
+        pipeline.run(date(2025, 3, 9), sources=["crm_subscribers", "app"])
+    assert f"{pipeline.raw}/crm_subscribers/2025-03-09/*.csv" in str(error.value)
+    runs = {
+        r.source: (r.status, r.message)
+        for r in pipeline.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", date(2025, 3, 9))]).collect()
+    }
+    assert runs["crm_subscribers"][0] == "failed"
+    assert runs["app"][0] == "missing" and "app/2025-03-09" in runs["app"][1]
+    assert json.dumps(runs)  # messages are plain text
