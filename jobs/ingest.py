@@ -390,16 +390,23 @@ def to_profile(classified: DataFrame, source: Source, ctx: IngestContext) -> Dat
     )
 
 
-def accounting(classified: DataFrame) -> dict[str, int]:
-    """Rows per status and events produced, in one aggregation (a single small row)."""
+def accounting(classified: DataFrame, ds: date | None = None) -> dict[str, Any]:
+    """Rows per status, events produced and (with `ds`) the late event dates accepted, in one
+    aggregation whose result is a single small row."""
+    accepted = F.col("_status") == ACCEPTED
+    late = F.collect_set(F.when(accepted & (F.col("event_date") < F.lit(ds)), F.col("event_date"))) if ds else F.array()
     row = classified.agg(
         F.count(F.lit(1)).alias("read"),
-        F.sum(F.when(F.col("_status") == ACCEPTED, 1).otherwise(0)).alias(ACCEPTED),
+        F.sum(F.when(accepted, 1).otherwise(0)).alias(ACCEPTED),
         F.sum(F.when(F.col("_status") == REJECTED, 1).otherwise(0)).alias(REJECTED),
         F.sum(F.when(F.col("_status") == DUPLICATE, 1).otherwise(0)).alias(DUPLICATE),
-        F.sum(F.when(F.col("_status") == ACCEPTED, F.col("_mapped")).otherwise(0)).alias("events"),
+        F.sum(F.when(accepted, F.col("_mapped")).otherwise(0)).alias("events"),
+        late.alias("late_dates"),
     ).first()
-    return {k: int(row[k] or 0) for k in ("read", ACCEPTED, REJECTED, DUPLICATE, "events")}
+    counts: dict[str, Any] = {k: int(row[k] or 0) for k in ("read", ACCEPTED, REJECTED, DUPLICATE, "events")}
+    if ds:
+        counts["late_dates"] = sorted(row["late_dates"])  # at most max_lateness_days dates
+    return counts
 
 
 # -- I/O --------------------------------------------------------------------------------------
@@ -429,18 +436,12 @@ def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     cached = [classified]
     try:
-        late_dates = [
-            r[0]
-            for r in classified.filter((F.col("_status") == ACCEPTED) & (F.col("event_date") < F.lit(ctx.ds)))
-            .select("event_date")
-            .distinct()
-            .collect()  # at most max_lateness_days values
-        ]
-        prior = prior_record_keys(lakehouse, source, ctx, late_dates)
-        if prior is not None:
+        counts = accounting(classified, ctx.ds)
+        prior = prior_record_keys(lakehouse, source, ctx, counts["late_dates"])
+        if prior is not None:  # late records: drop those an earlier run already wrote
             classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(classified)
-        counts = accounting(classified)
+            counts = accounting(classified)
         if source.profile is not None:
             lakehouse.write(
                 to_profile(classified, source, ctx),

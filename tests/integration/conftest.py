@@ -10,13 +10,14 @@ from jobs.pipeline import RunContext, build_lakehouse, run_stages
 from jobs.sample_data import generate
 
 START = date(2025, 3, 1)  # a 1st of the month, so the monthly DWH extract is due on day 1
-DAYS = 3
+DAYS = 8
+SUBSCRIBERS = 600
 
 
 class Pipeline:
     """A generated operator plus a lakehouse, run through the real stages."""
 
-    def __init__(self, spark, root: Path, subscribers: int = 300, days: int = DAYS) -> None:
+    def __init__(self, spark, root: Path, subscribers: int = SUBSCRIBERS, days: int = DAYS) -> None:
         self.raw = root / "raw"
         self.manifest = generate(self.raw, subscribers=subscribers, days=days, start=START, seed=11)
         self.config = load_config(
@@ -26,6 +27,11 @@ class Pipeline:
         )
         self.spark = spark
         self.lakehouse = build_lakehouse(spark, self.config)
+        self.days = [date.fromordinal(START.toordinal() + i) for i in range(days)]
+
+    @property
+    def last_day(self) -> date:
+        return self.days[-1]
 
     def run(self, ds: date, stages=None, sources=None):
         ctx = RunContext(self.spark, self.config, self.lakehouse, ds, only_sources=sources)
@@ -34,8 +40,8 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(spark, tmp_path_factory) -> Pipeline:
-    """Three nightly runs over a small generated operator, shared by the integration tests."""
+    """Nightly runs of every stage over a small generated operator, shared by the integration tests."""
     pipe = Pipeline(spark, tmp_path_factory.mktemp("e2e"))
-    for offset in range(DAYS):
-        pipe.run(date.fromordinal(START.toordinal() + offset))
+    for ds in pipe.days:
+        pipe.run(ds)
     return pipe

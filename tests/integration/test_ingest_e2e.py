@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from jobs.pipeline import PipelineError
+from tests.integration.helpers import table_content
 from jobs.privacy import normalise_msisdn
 from jobs.sources import Source
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
@@ -36,7 +37,7 @@ def test_every_source_kind_produces_events(pipeline):
 
 def test_accounting_balances_and_matches_the_tables(pipeline):
     runs = pipeline.lakehouse.read(PIPELINE_RUNS).filter(F.col("status") == "succeeded").collect()
-    assert len(runs) == 7 * 3 + 1  # 7 daily sources x 3 days + the monthly DWH extract on day 1
+    assert len(runs) == 7 * len(pipeline.days) + 1  # 7 daily sources every day + the monthly DWH extract on day 1
     events = {
         (r.source, r.ingest_date): r["count"]
         for r in pipeline.lakehouse.read(EVENTS).groupBy("source", "ingest_date").count().collect()
@@ -75,14 +76,13 @@ def test_rerunning_a_day_gives_identical_tables(pipeline):
     tables = (EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE)
     before = {t: _content(pipeline, t) for t in tables}
     versions = {t: pipeline.lakehouse.version(t) for t in tables}
-    pipeline.run(date(2025, 3, 2))
+    pipeline.run(date(2025, 3, 2), stages=["ingest"])
     assert {t: pipeline.lakehouse.version(t) for t in tables} != versions  # it did write
     assert {t: _content(pipeline, t) for t in tables} == before
 
 
 def _content(pipeline, table: str) -> list[str]:
-    df = pipeline.lakehouse.read(table)
-    return sorted(r[0] for r in df.select(F.to_json(F.struct(*sorted(df.columns)))).collect())
+    return table_content(pipeline.lakehouse, table)
 
 
 def test_no_phone_number_from_the_extracts_reaches_any_table(pipeline):
@@ -113,7 +113,7 @@ def test_tables_are_readable_by_the_deltalake_package(pipeline):
         arrow = pa.table(DeltaTable(pipeline.lakehouse.uri(table)).to_pyarrow_table())
         assert arrow.num_rows == pipeline.lakehouse.read(table).count() > 0
     events = pa.table(DeltaTable(pipeline.lakehouse.uri(EVENTS)).to_pyarrow_table(columns=["event_date", "ingest_date"]))
-    assert {str(d) for d in events.column("event_date").to_pylist()} <= {"2025-03-01", "2025-03-02", "2025-03-03"}
+    assert {str(d) for d in events.column("event_date").to_pylist()} == {d.isoformat() for d in pipeline.days}
 
 
 def test_subscriber_ids_match_the_truth_file(pipeline):
