@@ -124,12 +124,12 @@ def with_subscriber_and_time(df: DataFrame, source: Source, ctx: IngestContext) 
         if spec.get("zone") == "local" or type_name == "date":
             event_ts = F.to_utc_timestamp(event_ts, ctx.timezone)
     digits = normalise_msisdn(msisdn, ctx.country_code)
-    return (
-        df.withColumn("_msisdn_ok", F.length(digits).between(8, 15))
-        .withColumn("subscriber_id", pseudonymise(msisdn, ctx.key, ctx.country_code))
-        .withColumn("event_ts", event_ts)
-        .withColumn("event_date", F.to_date(F.from_utc_timestamp(F.col("event_ts"), ctx.timezone)))
-    )
+    return df.select(
+        "*",
+        F.length(digits).between(8, 15).alias("_msisdn_ok"),
+        pseudonymise(msisdn, ctx.key, ctx.country_code).alias("subscriber_id"),
+        event_ts.alias("event_ts"),
+    ).withColumn("event_date", F.to_date(F.from_utc_timestamp(F.col("event_ts"), ctx.timezone)))
 
 
 def with_record_key(df: DataFrame, source: Source) -> DataFrame:
@@ -197,11 +197,12 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
     if source.profile is None:  # snapshot rows feed the profile even when no event applies
         reasons.append((F.col("_mapped") == 0, F.lit("unmapped_record"), F.lit("no event mapping applies to this record")))
 
-    reason, message = F.lit(None).cast("string"), F.lit(None).cast("string")
-    for condition, code, text in reversed(reasons):
-        reason = F.when(condition, code).otherwise(reason)
-        message = F.when(condition, text).otherwise(message)
-    return df.withColumn("reject_reason", reason).withColumn("reject_message", message)
+    first = F.when(reasons[0][0], F.struct(reasons[0][1].alias("reason"), reasons[0][2].alias("message")))
+    for condition, code, text in reasons[1:]:  # one flat CASE: the first failing check wins
+        first = first.when(condition, F.struct(code.alias("reason"), text.alias("message")))
+    return df.withColumn("_reject", first).select(
+        *[c for c in df.columns], F.col("_reject.reason").alias("reject_reason"), F.col("_reject.message").alias("reject_message")
+    )
 
 
 def mapping_conditions(source: Source, ctx: IngestContext) -> list[Column]:

@@ -15,6 +15,9 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.sources.partitionOverwriteMode": "static",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
+    # Call-site capture on every Column call costs several JVM round trips each; our plans
+    # are built from hundreds of config-driven expressions.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 LOCAL_CONF: dict[str, str] = {
