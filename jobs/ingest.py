@@ -241,9 +241,9 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
             F.when(F.col("reject_reason") == "unknown_subscriber", F.lit("subscriber is not in the CRM snapshot")).otherwise(F.col("reject_message")),
         )
     ranked = F.row_number().over(
-        _window_by_record_key().orderBy(F.col("reject_reason").isNotNull(), F.sha2(F.col("_raw_json"), 256))
+        _window_by_record_key().orderBy(F.col("reject_reason").isNotNull(), _raw_text(source), F.col(SOURCE_FILE))
     )
-    df = df.withColumn("_raw_json", _raw_json(source, ctx)).withColumn("_rank", ranked)
+    df = df.withColumn("_rank", ranked)
     duplicate_in_batch = F.col("reject_reason").isNull() & (F.col("_rank") > 1)
     df = df.withColumn(
         "reject_reason", F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason"))
@@ -252,6 +252,11 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
         F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(F.col("reject_message")),
     )
     return df.withColumn("_status", _status())
+
+
+def _raw_text(source: Source) -> Column:
+    """The raw values as one string: a cheap total order among copies of a record."""
+    return F.concat_ws("\u0001", F.col(CORRUPT), *[F.col(f"_raw_{name}") for name in source.columns])
 
 
 def _status() -> Column:
@@ -287,7 +292,9 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
     fields = []
     for name, column in source.columns.items():
         raw = F.col(f"_raw_{name}")
-        if column.pii or name == source.subscriber_column:
+        if name == source.subscriber_column:
+            raw = F.col("subscriber_id")
+        elif column.pii:
             raw = pseudonymise(raw, ctx.key, ctx.country_code)
         fields.append(raw.alias(column.path))
     parsed = F.to_json(F.struct(*fields))
@@ -360,7 +367,9 @@ def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, wh
 
 
 def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
-    return classified.filter(F.col("_status") != ACCEPTED).select(
+    """Quarantined rows (rejected and duplicates) with the raw record, PII pseudonymised."""
+    rejected = classified.filter(F.col("_status") != ACCEPTED).withColumn("_raw_json", _raw_json(source, ctx))
+    return rejected.select(
         F.sha2(F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")), 256).alias("reject_id"),
         F.lit(source.name).alias("source"),
         F.col(SOURCE_FILE).alias("source_file"),
