@@ -15,6 +15,7 @@ import time
 from datetime import date
 
 from jobs.config import ConfigError, load_config
+from jobs.templates import TemplateError
 
 log = logging.getLogger("gamify")
 
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = commands.add_parser("config", help="configuration tools")
     cfg.add_argument("action", choices=["validate", "show"])
+
+    templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
+    templates.add_argument("action", choices=["validate", "expand", "preview"])
+    templates.add_argument("--dir", help="templates folder (default: missions.yaml templates_dir)")
+    templates.add_argument("--ds", type=_date, help="preview: the scored day to preview against")
+    templates.add_argument("--template", help="preview: only this template id")
+    templates.add_argument("--lakehouse-root", help="preview: override lakehouse.root")
     return parser
 
 
@@ -70,10 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_command(args)
+        if args.command == "templates":
+            return _templates_command(args)
         return _run_command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except TemplateError as exc:
+        print(f"{len(exc.problems)} template problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
 
 
 def _config_command(args: argparse.Namespace) -> int:
@@ -86,6 +101,63 @@ def _config_command(args: argparse.Namespace) -> int:
     shown = dict(config.data)
     shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
     print(yaml.safe_dump(shown, sort_keys=False))
+    return 0
+
+
+def _templates_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.stages import template_set
+    from jobs.templates import expansion_counts
+
+    overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
+    config = load_config(args.conf_dir, args.env, overrides)
+    templates = template_set(config, templates_dir=Path(args.dir) if args.dir else None)
+    if args.action == "validate":
+        categories = sorted({t.category for t in templates.templates})
+        print(f"ok: {len(templates.templates)} templates, categories: {', '.join(categories)}")
+        return 0
+    if args.action == "expand":
+        total = 0
+        for template_id, segments, levels, periods, rows in expansion_counts(templates.templates):
+            print(f"  {template_id:<32} {segments} segments x {levels} thresholds x {periods} periods = {rows}")
+            total += rows
+        print(f"total: {total} catalog missions from {len(templates.templates)} templates")
+        return 0
+    if not args.ds:
+        print("preview needs --ds", file=sys.stderr)
+        return 2
+    return _preview(config, templates, args)
+
+
+def _preview(config, templates, args: argparse.Namespace) -> int:
+    from pyspark.sql import functions as F
+
+    from jobs.context import RunContext, build_lakehouse
+    from jobs.missions import candidates
+    from jobs.spark import build_session
+    from jobs.stages import mission_settings, mission_subjects
+
+    settings = mission_settings(config)
+    spark = build_session(config.get("spark", {}))
+    ctx = RunContext(spark, config, build_lakehouse(spark, config), args.ds)
+    chosen = [t for t in templates.active_on(args.ds) if not args.template or t.id == args.template]
+    if not chosen:
+        print(f"no active template {args.template or ''} on {args.ds}", file=sys.stderr)
+        return 1
+    preview = (
+        candidates(mission_subjects(ctx, templates, settings), chosen, templates.metrics, settings, args.ds)
+        .filter(~F.col("holdout"))
+        .groupBy("template_id", "segment", "level")
+        .agg(F.count(F.lit(1)).alias("subscribers"), F.sum("reward_points").alias("points"))
+        .orderBy("template_id", "segment", "level")
+        .collect()  # one row per catalog mission at most
+    )
+    print(f"eligible subscribers on {args.ds} (before caps and cooldowns, holdout excluded):")
+    print(f"  {'template':<32} {'segment':<22} {'level':<7} {'subscribers':>11} {'points at stake':>15}")
+    for row in preview:
+        print(f"  {row.template_id:<32} {row.segment:<22} {row.level:<7} {row.subscribers:>11} {row.points:>15}")
+    print(f"  total: {sum(r.subscribers for r in preview)} missions, {sum(r.points for r in preview)} points")
     return 0
 
 

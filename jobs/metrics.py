@@ -135,3 +135,15 @@ def load_registry(conf_dir: str | Path) -> MetricRegistry:
 
 def registry_from(config: Any) -> MetricRegistry:
     return load_registry(config.conf_dir)
+
+
+def longest_streak(days: Column) -> Column:
+    """Longest run of consecutive integers in an array of day numbers (0 for an empty array)."""
+    ordered = F.array_sort(F.array_distinct(days))
+    start = F.struct(F.lit(-(10**9)).alias("prev"), F.lit(0).alias("run"), F.lit(0).alias("best"))
+
+    def step(acc: Column, day: Column) -> Column:
+        run = F.when(day == acc["prev"] + 1, acc["run"] + 1).otherwise(F.lit(1))
+        return F.struct(day.alias("prev"), run.alias("run"), F.greatest(acc["best"], run).alias("best"))
+
+    return F.aggregate(ordered, start, step, lambda acc: acc["best"])

@@ -21,6 +21,7 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
     "activity": stages.activity,
     "scores": stages.scores,
     "segments": stages.segments,
+    "missions": stages.missions,
 }
 
 

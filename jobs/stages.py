@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.config import Config
 from jobs.context import PipelineError, RunContext
 from jobs.ingest import IngestContext, SourceResult, run_ingest
 from jobs.metrics import MetricRegistry, daily_activity
+from jobs.missions import MissionSettings, assign, baselines, candidates, catalog_frame, eligibility_names, with_holdout
 from jobs.profiles import profile_as_of
 from jobs.scoring import (
     ScoringConfig,
@@ -28,12 +31,14 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
+from jobs.templates import TemplateSet, catalog_rows, load_mission_metrics, load_templates
 from jobs.tables import (
     BEHAVIOR_FEATURES,
     BEHAVIOR_SCORES,
     DAILY_ACTIVITY,
     EVENTS,
-    ML_PREDICTIONS,
+    MISSION_ASSIGNMENTS,
+    MISSION_CATALOG,
     PIPELINE_RUNS,
     SUBSCRIBER_SEGMENTS,
 )
@@ -59,12 +64,17 @@ def ingest(ctx: RunContext) -> list[SourceResult]:
     return results
 
 
-def metric_registry(ctx: RunContext) -> MetricRegistry:
-    return MetricRegistry.load(ctx.conf_path("metrics.yaml"))
+def metric_registry(ctx: RunContext | Config) -> MetricRegistry:
+    return MetricRegistry.load(_conf_dir(ctx) / "metrics.yaml")
 
 
-def scoring_config(ctx: RunContext) -> ScoringConfig:
-    return ScoringConfig.load(ctx.conf_path("scoring.yaml"), metric_registry(ctx))
+def scoring_config(ctx: RunContext | Config) -> ScoringConfig:
+    return ScoringConfig.load(_conf_dir(ctx) / "scoring.yaml", metric_registry(ctx))
+
+
+def _conf_dir(ctx: RunContext | Config) -> Path:
+    config = ctx.config if isinstance(ctx, RunContext) else ctx
+    return Path(config.conf_dir)
 
 
 def activity(ctx: RunContext) -> dict[str, Any]:
@@ -164,3 +174,69 @@ def segments(ctx: RunContext) -> dict[str, Any]:
     if result.rows_added == 0:
         log.warning("no subscribers segmented for %s", ds)
     return {"subscribers": result.rows_added, "segments_version": rules.version}
+
+
+def mission_settings(ctx: RunContext | Config) -> MissionSettings:
+    return MissionSettings.load(_conf_dir(ctx) / "missions.yaml")
+
+
+def template_set(ctx: RunContext | Config, settings: MissionSettings | None = None, templates_dir: Path | None = None) -> TemplateSet:
+    """Load and validate the mission templates against metrics, segments, names and badges."""
+    settings = settings or mission_settings(ctx)
+    cfg = scoring_config(ctx)
+    conf_dir = _conf_dir(ctx)
+    rules = SegmentRules.load(conf_dir / "segments.yaml", [*cfg.scores, *cfg.feature_names])
+    root = conf_dir.parent
+    badges = sorted(p.stem for p in (root / settings.badges_dir).glob("*.yaml")) or None
+    return load_templates(
+        templates_dir or root / settings.templates_dir,
+        load_mission_metrics(conf_dir / "metrics.yaml"),
+        rules.names,
+        eligibility_names(list(cfg.scores), cfg.feature_names),
+        badges,
+    )
+
+
+def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionSettings) -> DataFrame:
+    """One row per scored subscriber: scores, segment, features, profile, baselines, holdout."""
+    cfg = scoring_config(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    day = [("score_date", "=", ds)]
+    scored = lakehouse.read(BEHAVIOR_SCORES, partitions=day).select(
+        "subscriber_id", *cfg.scores, "churn_probability", "nbo_offer_id", "nbo_score"
+    )
+    segment = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)]).select("subscriber_id", "segment")
+    features = lakehouse.read(BEHAVIOR_FEATURES, partitions=day).select(
+        "subscriber_id", *[F.col("features").getItem(n).alias(n) for n in cfg.feature_names if n not in scored.columns]
+    )
+    profile = scoring_base(ctx).select("subscriber_id", "payment_type", "plan_code", "status", "age_band", "region")
+    start = ds - timedelta(days=settings.baseline_days - 1)
+    activity_rows = lakehouse.read(DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)])
+    used = sorted({t.metric for t in templates.templates})
+    usual = baselines(activity_rows, [templates.metrics[m] for m in used], ds, settings.baseline_days)
+    subjects = (
+        scored.join(segment, "subscriber_id")
+        .join(features, "subscriber_id")
+        .join(profile, "subscriber_id", "left")
+        .join(usual, "subscriber_id", "left")
+    )
+    return with_holdout(subjects, settings)
+
+
+def missions(ctx: RunContext) -> dict[str, Any]:
+    """Templates -> mission_catalog; eligible subscribers -> mission_assignments."""
+    settings = mission_settings(ctx)
+    templates = template_set(ctx, settings)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    active_templates = templates.active_on(ds)
+    rows = catalog_rows(active_templates, templates.metrics)
+    lakehouse.write(catalog_frame(ctx.spark, rows, ds).coalesce(1), MISSION_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
+    subjects = mission_subjects(ctx, templates, settings)
+    window = [("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days)), ("assigned_ds", "<", ds)]
+    if lakehouse.exists(MISSION_ASSIGNMENTS):
+        previous = lakehouse.read(MISSION_ASSIGNMENTS, partitions=window)
+    else:
+        previous = ctx.spark.createDataFrame([], "subscriber_id string, template_id string, period_end date, cooldown_days int")
+    assigned = assign(candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds)
+    result = lakehouse.write(assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds})
+    return {"catalog_missions": len(rows), "templates": len(active_templates), "assignments": result.rows_added}

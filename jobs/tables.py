@@ -59,3 +59,18 @@ _SCHEMAS.update(
         ),
     }
 )
+
+MISSION_CATALOG = "mission_catalog"
+MISSION_ASSIGNMENTS = "mission_assignments"
+
+_SCHEMAS.update(
+    {
+        # one row per catalog mission (template x segment x level x period) per day; by catalog_date
+        MISSION_CATALOG: (
+            "mission_id string, template_id string, template_version int, category string, name string, "
+            "segment string, level string, metric string, aggregation string, unit string, target_value double, "
+            "target_rule string, period string, reward_points int, offer_id string, badge string, priority int, "
+            "cooldown_days int, is_dynamic boolean, description string, catalog_date date"
+        ),
+    }
+)

@@ -1,0 +1,341 @@
+"""Mission templates (templates/missions/*.yaml): loading, validation and catalog expansion.
+
+Every template has the same envelope (id, name, version, category, description, metric,
+aggregation, thresholds, periods, segments, eligibility, reward, badge, priority,
+cooldown_days, active_from, active_to). Validation collects every problem of every file, each
+naming the file (and for expressions the line and column), so a template with a typo never
+half-runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs import expressions
+
+CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
+PERIODS = ("daily", "weekly", "monthly")
+LEVELS = ("easy", "medium", "hard")
+AGGREGATIONS = ("sum", "days", "streak", "max")
+ENVELOPE = (
+    "id", "name", "version", "category", "description", "metric", "aggregation", "thresholds", "periods",
+    "segments", "eligibility", "reward", "badge", "priority", "cooldown_days", "active_from", "active_to",
+)  # fmt: skip
+PLACEHOLDERS = {"target", "unit", "period", "points"}
+ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class TemplateError(ValueError):
+    """All problems found in a set of templates, one per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class MissionMetric:
+    name: str
+    daily: str
+    aggregation: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    level: str
+    target: float | None = None  # absolute target
+    relative: float | None = None  # multiplier of the subscriber's baseline
+    minimum: float = 1.0
+
+    @property
+    def is_relative(self) -> bool:
+        return self.relative is not None
+
+
+@dataclass(frozen=True)
+class MissionTemplate:
+    id: str
+    name: str
+    version: int
+    category: str
+    description: str
+    metric: str
+    aggregation: str
+    thresholds: Mapping[str, tuple[Threshold, ...]]  # period -> levels
+    periods: tuple[str, ...]
+    segments: tuple[str, ...]
+    eligibility: str
+    points: Mapping[str, int]
+    offer_id: str | None
+    badge: str
+    priority: int
+    cooldown_days: int
+    active_from: date | None
+    active_to: date | None
+    file: str = ""
+    eligibility_position: tuple[int, int] = (1, 1)
+
+    @property
+    def is_personalised(self) -> bool:
+        return any(t.is_relative for levels in self.thresholds.values() for t in levels)
+
+    def is_active_on(self, ds: date) -> bool:
+        return (self.active_from is None or self.active_from <= ds) and (self.active_to is None or ds <= self.active_to)
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    templates: tuple[MissionTemplate, ...]
+    metrics: Mapping[str, MissionMetric] = field(default_factory=dict)
+
+    def active_on(self, ds: date) -> list[MissionTemplate]:
+        return [t for t in self.templates if t.is_active_on(ds)]
+
+
+def load_mission_metrics(metrics_yaml: Path) -> dict[str, MissionMetric]:
+    data = yaml.safe_load(metrics_yaml.read_text(encoding="utf-8")) or {}
+    return {
+        name: MissionMetric(name, spec["daily"], spec["aggregation"], spec.get("unit", ""))
+        for name, spec in (data.get("mission_metrics") or {}).items()
+    }
+
+
+def load_templates(
+    directory: str | Path,
+    metrics: Mapping[str, MissionMetric],
+    segments: Iterable[str],
+    eligibility_names: Iterable[str],
+    badges: Iterable[str] | None = None,
+) -> TemplateSet:
+    """Load and validate every template; raise TemplateError listing all problems."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.yaml"))
+    problems: list[str] = []
+    if not files:
+        problems.append(f"{directory}: no mission templates (*.yaml) found")
+    templates = []
+    segment_names, names = list(segments), sorted(set(eligibility_names))
+    badge_names = None if badges is None else set(badges)
+    for path in files:
+        template = _load_one(path, metrics, segment_names, names, badge_names, problems)
+        if template is not None:
+            templates.append(template)
+    ids = [t.id for t in templates]
+    for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"{directory}: template id {duplicate!r} is used by more than one file")
+    if problems:
+        raise TemplateError(problems)
+    return TemplateSet(tuple(templates), dict(metrics))
+
+
+def _load_one(
+    path: Path,
+    metrics: Mapping[str, MissionMetric],
+    segments: Sequence[str],
+    names: Sequence[str],
+    badges: set[str] | None,
+    problems: list[str],
+) -> MissionTemplate | None:
+    start = len(problems)
+
+    def problem(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+    if not isinstance(data, dict):
+        problem("-", "a template must be a mapping")
+        return None
+    missing = [k for k in ENVELOPE if k not in data]
+    unknown = [k for k in data if k not in ENVELOPE]
+    if missing:
+        problem("-", f"missing key(s): {', '.join(missing)}")
+    if unknown:
+        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(ENVELOPE)})")
+    if missing:
+        return None
+    if not isinstance(data["id"], str) or not ID.match(data["id"]):
+        problem("id", "must be snake_case")
+    elif data["id"] != path.stem:
+        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
+    if data["category"] not in CATEGORIES:
+        problem("category", f"{data['category']!r} is not one of {', '.join(CATEGORIES)}")
+    metric = metrics.get(data["metric"])
+    if metric is None:
+        problem("metric", f"unknown metric {data['metric']!r} (known: {', '.join(sorted(metrics))})")
+    elif data["aggregation"] != metric.aggregation:
+        problem("aggregation", f"{data['aggregation']!r} does not match metric {metric.name!r}, which is a {metric.aggregation}")
+    periods = data["periods"] if isinstance(data["periods"], list) else [data["periods"]]
+    for period in periods:
+        if period not in PERIODS:
+            problem("periods", f"{period!r} is not one of {', '.join(PERIODS)}")
+    template_segments = segments if data["segments"] == "all" else data["segments"]
+    if not isinstance(template_segments, list) or not template_segments:
+        problem("segments", "must be `all` or a non-empty list")
+        template_segments = []
+    for segment in template_segments:
+        if segment not in segments:
+            problem("segments", f"unknown segment {segment!r} (known: {', '.join(segments)})")
+    thresholds = _thresholds(data["thresholds"], periods, problem)
+    if metric is not None and metric.aggregation in ("days", "streak"):
+        for period, levels in thresholds.items():
+            longest = {"daily": 1, "weekly": 7, "monthly": 30}.get(period, 30)
+            for t in levels:
+                if t.target is not None and t.target > longest:
+                    problem(f"thresholds.{period}.{t.level}", f"{t.target:g} days cannot be reached in a {period} period")
+    points = _points(data["reward"], problem)
+    if badges is not None and data["badge"] not in badges:
+        problem("badge", f"unknown badge type {data['badge']!r} (known: {', '.join(sorted(badges))})")
+    for placeholder in re.findall(r"\{([^}]*)\}", str(data["description"])):
+        if placeholder not in PLACEHOLDERS:
+            problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")
+    line, column = _value_position(root, "eligibility")
+    try:
+        expressions.validate(str(data["eligibility"]), names, source=str(path), line=line, column=column)
+    except expressions.ExpressionError as exc:
+        problems.append(str(exc))
+    for key in ("priority", "cooldown_days", "version"):
+        if not isinstance(data[key], int) or data[key] < 0:
+            problem(key, "must be a non-negative integer")
+    for key in ("active_from", "active_to"):
+        if data[key] is not None and not isinstance(data[key], date):
+            problem(key, "must be a date (YYYY-MM-DD) or null")
+    if len(problems) > start:
+        return None
+    return MissionTemplate(
+        id=data["id"],
+        name=str(data["name"]),
+        version=int(data["version"]),
+        category=data["category"],
+        description=str(data["description"]),
+        metric=data["metric"],
+        aggregation=data["aggregation"],
+        thresholds=thresholds,
+        periods=tuple(periods),
+        segments=tuple(template_segments),
+        eligibility=str(data["eligibility"]),
+        points=points,
+        offer_id=(data["reward"] or {}).get("offer_id"),
+        badge=str(data["badge"]),
+        priority=int(data["priority"]),
+        cooldown_days=int(data["cooldown_days"]),
+        active_from=data["active_from"],
+        active_to=data["active_to"],
+        file=str(path),
+        eligibility_position=(line, column),
+    )
+
+
+def _thresholds(spec: Any, periods: Sequence[str], problem: Any) -> dict[str, tuple[Threshold, ...]]:
+    if not isinstance(spec, Mapping):
+        problem("thresholds", "must map levels (easy, medium, hard) or periods to levels")
+        return {}
+    per_period = spec if set(spec) <= set(PERIODS) else {p: spec for p in periods}
+    if set(per_period) != set(periods):
+        problem("thresholds", f"periods {sorted(per_period)} do not match `periods` {sorted(periods)}")
+    result = {}
+    for period, levels in per_period.items():
+        if not isinstance(levels, Mapping) or list(levels) != list(LEVELS):
+            problem(f"thresholds.{period}", f"must define exactly the levels {', '.join(LEVELS)}, in that order")
+            continue
+        parsed = []
+        for level, value in levels.items():
+            if isinstance(value, int | float) and value > 0:
+                parsed.append(Threshold(level, target=float(value)))
+            elif isinstance(value, Mapping) and isinstance(value.get("relative"), int | float) and value["relative"] > 0:
+                parsed.append(Threshold(level, relative=float(value["relative"]), minimum=float(value.get("min", 1))))
+            else:
+                problem(f"thresholds.{period}.{level}", f"must be a positive number or {{relative: x, min: y}}, got {value!r}")
+        absolute = [t.target for t in parsed if t.target is not None]
+        if absolute and absolute != sorted(absolute):
+            problem(f"thresholds.{period}", "targets must grow from easy to hard")
+        if len({t.is_relative for t in parsed}) > 1:
+            problem(f"thresholds.{period}", "levels must be all absolute or all relative")
+        result[period] = tuple(parsed)
+    return result
+
+
+def _points(reward: Any, problem: Any) -> dict[str, int]:
+    points = (reward or {}).get("points") if isinstance(reward, Mapping) else None
+    if isinstance(points, int) and points >= 0:
+        return dict.fromkeys(LEVELS, points)
+    if isinstance(points, Mapping) and list(points) == list(LEVELS) and all(isinstance(v, int) and v >= 0 for v in points.values()):
+        return dict(points)
+    problem("reward.points", f"must be a non-negative integer or one per level ({', '.join(LEVELS)})")
+    return {}
+
+
+def _value_position(root: yaml.Node | None, key: str) -> tuple[int, int]:
+    """1-based line and column where the text of a top-level key's value starts."""
+    if isinstance(root, yaml.MappingNode):
+        for key_node, value_node in root.value:
+            if key_node.value == key:
+                mark = value_node.start_mark
+                quoted = value_node.style in ("'", '"')
+                return mark.line + 1, mark.column + 1 + (1 if quoted else 0)
+    return 1, 1
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+def mission_id(template: MissionTemplate, segment: str, level: str, period: str) -> str:
+    return f"{template.id}.v{template.version}.{segment}.{level}.{period}"
+
+
+def catalog_rows(templates: Iterable[MissionTemplate], metrics: Mapping[str, MissionMetric]) -> list[dict[str, Any]]:
+    """template x segments x levels x periods -> catalog rows (config-sized, not data-sized)."""
+    rows = []
+    for t in templates:
+        for segment in t.segments:
+            for period in t.periods:
+                for threshold in t.thresholds[period]:
+                    rows.append(
+                        {
+                            "mission_id": mission_id(t, segment, threshold.level, period),
+                            "template_id": t.id,
+                            "template_version": t.version,
+                            "category": t.category,
+                            "name": t.name,
+                            "segment": segment,
+                            "level": threshold.level,
+                            "metric": t.metric,
+                            "aggregation": t.aggregation,
+                            "unit": metrics[t.metric].unit,
+                            "target_value": threshold.target,
+                            "target_rule": None if threshold.target is not None else f"baseline x {threshold.relative:g}, at least {threshold.minimum:g}",
+                            "period": period,
+                            "reward_points": t.points[threshold.level],
+                            "offer_id": t.offer_id,
+                            "badge": t.badge,
+                            "priority": t.priority,
+                            "cooldown_days": t.cooldown_days,
+                            "is_dynamic": threshold.is_relative,
+                            "description": t.description,
+                        }
+                    )
+    return rows
+
+
+def expansion_counts(templates: Iterable[MissionTemplate]) -> list[tuple[str, int, int, int, int]]:
+    """(template id, segments, levels, periods, catalog rows) per template."""
+    counts = []
+    for t in templates:
+        levels = len(next(iter(t.thresholds.values())))
+        counts.append((t.id, len(t.segments), levels, len(t.periods), len(t.segments) * levels * len(t.periods)))
+    return counts

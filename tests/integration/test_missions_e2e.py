@@ -1,0 +1,127 @@
+"""Mission catalog and assignments on the generated operator."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.config import DEFAULT_CONF_DIR, load_config
+from jobs.missions import MissionSettings
+from jobs.pipeline import RunContext, run_stages
+from jobs.stages import template_set
+from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG
+from jobs.templates import expansion_counts
+from tests.integration.helpers import table_content
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = MissionSettings.load(DEFAULT_CONF_DIR / "missions.yaml")
+
+
+def assignments(pipeline):
+    return pipeline.lakehouse.read(MISSION_ASSIGNMENTS)
+
+
+def test_catalog_is_the_expansion_of_the_templates(pipeline):
+    expected = sum(rows for *_, rows in expansion_counts(template_set(pipeline.config).templates))
+    catalog = pipeline.lakehouse.read(MISSION_CATALOG, partitions=[("catalog_date", "=", pipeline.last_day)])
+    assert catalog.count() == catalog.select("mission_id").distinct().count() == expected >= 250
+
+
+def test_assignments_cover_every_category_and_point_to_the_catalog(pipeline):
+    rows = assignments(pipeline)
+    assert {r.category for r in rows.select("category").distinct().collect()} >= {"onboarding", "engagement", "loyalty", "correction"}
+    catalog = pipeline.lakehouse.read(MISSION_CATALOG).select("mission_id", F.col("catalog_date").alias("assigned_ds"))
+    static = rows.filter(~F.col("is_dynamic"))
+    assert static.join(catalog, ["mission_id", "assigned_ds"], "left_anti").count() == 0
+    dynamic = rows.filter(F.col("is_dynamic"))
+    assert dynamic.count() > 0 and dynamic.filter(F.col("generated_for") != F.col("subscriber_id")).count() == 0
+    assert rows.count() == rows.select("assignment_id").distinct().count()
+
+
+def test_caps_and_active_duplicates_hold_every_day(pipeline):
+    rows = assignments(pipeline)
+    for ds in pipeline.mission_days:
+        active = rows.filter((F.col("assigned_ds") <= F.lit(ds)) & (F.col("period_end") > F.lit(ds)))
+        per_subscriber = active.groupBy("subscriber_id").count().agg(F.max("count")).first()[0]
+        assert per_subscriber <= SETTINGS.max_active
+        duplicates = active.groupBy("subscriber_id", "template_id").count().filter("count > 1").count()
+        assert duplicates == 0
+
+
+def test_cooldowns_hold(pipeline):
+    rows = assignments(pipeline).select("subscriber_id", "template_id", "assigned_ds", "period_end", "cooldown_days")
+    later = rows.alias("b")
+    pairs = rows.alias("a").join(later, ["subscriber_id", "template_id"]).filter(F.col("a.assigned_ds") < F.col("b.assigned_ds"))
+    violations = pairs.filter(F.col("b.assigned_ds") < F.date_add(F.col("a.period_end"), F.col("a.cooldown_days")))
+    assert violations.count() == 0
+
+
+def test_holdout_is_recorded_and_close_to_the_configured_share(pipeline):
+    rows = assignments(pipeline)
+    subscribers = rows.select("subscriber_id", "holdout").distinct()
+    share = subscribers.agg(F.avg(F.col("holdout").cast("double"))).first()[0]
+    assert share == pytest.approx(SETTINGS.holdout_share, abs=0.01)
+    assert rows.filter("holdout").count() > 0
+
+
+def test_reasons_name_the_rule_and_the_values(pipeline):
+    row = assignments(pipeline).filter(F.col("category") == "correction").orderBy("assignment_id").first()
+    assert row.reason.startswith("eligibility: ") and "segment=" in row.reason and "=" in row.reason.split("[")[1]
+    assert "{" not in row.description and row.target_value > 0
+
+
+def test_rerunning_missions_for_a_day_is_identical(pipeline):
+    ds = pipeline.last_day
+    before = table_content(pipeline.lakehouse, MISSION_ASSIGNMENTS, partitions=[("assigned_ds", "=", ds)])
+    pipeline.run(ds, stages=["missions"])
+    assert table_content(pipeline.lakehouse, MISSION_ASSIGNMENTS, partitions=[("assigned_ds", "=", ds)]) == before
+
+
+def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    templates = tmp_path / "missions"
+    shutil.copytree(DEFAULT_CONF_DIR.parent / "templates" / "missions", templates)
+    (templates / "weekend_explorer.yaml").write_text(
+        textwrap.dedent(
+            """\
+            id: weekend_explorer
+            name: Weekend explorer
+            version: 1
+            category: engagement
+            description: "Be active {target} days this {period}."
+            metric: active_days
+            aggregation: days
+            thresholds: {easy: 2, medium: 4, hard: 6}
+            periods: [weekly]
+            segments: all
+            eligibility: "engagement >= 0"
+            reward: {points: 10, offer_id: null}
+            badge: streak_keeper
+            priority: 100
+            cooldown_days: 1
+            active_from: 2025-01-01
+            active_to: null
+            """
+        )
+    )
+    missions_yaml = conf / "missions.yaml"
+    missions_yaml.write_text(
+        missions_yaml.read_text()
+        .replace("templates_dir: templates/missions", f"templates_dir: {templates}")
+        .replace("badges_dir: templates/badges", f"badges_dir: {DEFAULT_CONF_DIR.parent / 'templates' / 'badges'}")
+    )
+    config = load_config(conf, env="test", overrides={"raw.root": str(pipeline.raw), "lakehouse.root": pipeline.lakehouse.root}, environ={})
+    ds = pipeline.last_day
+    try:
+        run_stages(RunContext(pipeline.spark, config, pipeline.lakehouse, ds), ["missions"])
+        new = assignments(pipeline).filter((F.col("assigned_ds") == F.lit(ds)) & (F.col("template_id") == "weekend_explorer"))
+        scored = pipeline.lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).count()
+        assert 0 < new.count() <= scored
+        assert new.first().mission_id.startswith("weekend_explorer.v1.")
+    finally:
+        pipeline.run(ds, stages=["missions"])

@@ -1,0 +1,229 @@
+"""Mission templates (loading, validation, expansion) and assignment rules on tiny inputs."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.config import DEFAULT_CONF_DIR, load_config
+from jobs.metrics import longest_streak
+from jobs.missions import MissionSettings, assign, candidates, friendly, with_holdout
+from jobs.stages import template_set
+from jobs.templates import CATEGORIES, TemplateError, catalog_rows, expansion_counts, load_mission_metrics, load_templates
+
+pytestmark = pytest.mark.unit
+
+DS = date(2025, 3, 10)
+METRICS = load_mission_metrics(DEFAULT_CONF_DIR / "metrics.yaml")
+SEGMENTS = ["at_risk", "mass_prepaid", "young_digital"]
+NAMES = ["engagement", "risk", "digital", "segment", "payment_type", "data_mb_30"]
+SETTINGS = MissionSettings.load(DEFAULT_CONF_DIR / "missions.yaml")
+
+STREAK = """\
+    id: streak
+    name: Streak
+    version: 2
+    category: engagement
+    description: "Use your line {target} days in a row this {period} for {points} points."
+    metric: usage_streak_days
+    aggregation: streak
+    thresholds:
+      weekly: {easy: 3, medium: 5, hard: 7}
+      monthly: {easy: 7, medium: 14, hard: 21}
+    periods: [weekly, monthly]
+    segments: all
+    eligibility: "engagement >= 20 and risk < 70"
+    reward:
+      points: {easy: 50, medium: 100, hard: 200}
+      offer_id: null
+    badge: streak_keeper
+    priority: 60
+    cooldown_days: 7
+    active_from: 2025-01-01
+    active_to: null
+"""
+MORE_DATA = """\
+    id: more_data
+    name: More data
+    version: 1
+    category: revenue
+    description: "Use {target} {unit} of data this {period}."
+    metric: data_mb
+    aggregation: sum
+    thresholds: {easy: {relative: 1.1, min: 50}, medium: {relative: 1.2, min: 100}, hard: {relative: 1.5, min: 200}}
+    periods: [weekly]
+    segments: [mass_prepaid, young_digital]
+    eligibility: "data_mb_30 > 0"
+    reward:
+      points: 80
+      offer_id: nbo
+    badge: data_explorer
+    priority: 40
+    cooldown_days: 3
+    active_from: 2025-01-01
+    active_to: 2025-12-31
+"""
+
+
+def write_templates(folder: Path, **texts: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return folder
+
+
+def load(folder: Path):
+    return load_templates(folder, METRICS, SEGMENTS, NAMES, ["streak_keeper", "data_explorer"])
+
+
+def test_catalog_expands_templates_across_segments_levels_and_periods(tmp_path):
+    templates = load(write_templates(tmp_path, streak=STREAK, more_data=MORE_DATA)).templates
+    assert expansion_counts(templates) == [("more_data", 2, 3, 1, 6), ("streak", 3, 3, 2, 18)]
+    rows = catalog_rows(templates, METRICS)
+    assert len(rows) == 24 == len({r["mission_id"] for r in rows})
+    streak = {r["mission_id"]: r for r in rows if r["template_id"] == "streak"}
+    assert streak["streak.v2.at_risk.hard.monthly"]["target_value"] == 21.0
+    assert streak["streak.v2.at_risk.hard.monthly"]["reward_points"] == 200
+    dynamic = [r for r in rows if r["template_id"] == "more_data"]
+    assert all(r["is_dynamic"] and r["target_value"] is None for r in dynamic)
+    assert dynamic[0]["target_rule"] == "baseline x 1.1, at least 50"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "engagement >= 20 and riskk < 70"'), "streak.yaml:13:36: unknown name 'riskk'"),
+        (('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "max(engagement) > 3"'), "streak.yaml:13:15: function calls are not allowed"),
+        (("metric: usage_streak_days", "metric: streaks"), "streak.yaml: metric: unknown metric 'streaks'"),
+        (("aggregation: streak", "aggregation: sum"), "streak.yaml: aggregation: 'sum' does not match metric 'usage_streak_days', which is a streak"),
+        (("segments: all", "segments: [vip]"), "streak.yaml: segments: unknown segment 'vip'"),
+        (("badge: streak_keeper", "badge: unicorn"), "streak.yaml: badge: unknown badge type 'unicorn'"),
+        (("hard: 7}", "hard: 9}"), "streak.yaml: thresholds.weekly.hard: 9 days cannot be reached in a weekly period"),
+        (("easy: 3, medium: 5", "easy: 6, medium: 5"), "streak.yaml: thresholds.weekly: targets must grow from easy to hard"),
+        (("category: engagement", "category: fun"), "streak.yaml: category: 'fun' is not one of"),
+        (("{points} points", "{reward} points"), "streak.yaml: description: unknown placeholder {reward}"),
+        (("    priority: 60\n", ""), "streak.yaml: -: missing key(s): priority"),
+        (("id: streak", "id: streek"), "streak.yaml: id: 'streek' does not match the file name 'streak'"),
+    ],
+)
+def test_validation_errors_are_precise(tmp_path, edit, expected):
+    write_templates(tmp_path, streak=STREAK.replace(*edit))
+    with pytest.raises(TemplateError) as error:
+        load(tmp_path)
+    assert any(expected in problem for problem in error.value.problems), error.value.problems
+
+
+def test_every_broken_template_is_reported_at_once(tmp_path):
+    write_templates(tmp_path, streak=STREAK.replace("badge: streak_keeper", "badge: x"), more_data=MORE_DATA.replace("metric: data_mb", "metric: y"))
+    with pytest.raises(TemplateError) as error:
+        load(tmp_path)
+    assert len(error.value.problems) == 2
+    assert {Path(p.split(":")[0]).name for p in error.value.problems} == {"streak.yaml", "more_data.yaml"}
+
+
+def test_the_repository_templates_are_valid_and_rich_enough():
+    templates = template_set(load_config(env="test", environ={})).templates
+    assert len(templates) >= 25
+    per_category = {c: sum(t.category == c for t in templates) for c in CATEGORIES}
+    assert min(per_category.values()) >= 4, per_category
+    counts = expansion_counts(templates)
+    assert all(rows == segments * levels * periods for _, segments, levels, periods, rows in counts)
+    assert sum(rows for *_, rows in counts) >= 250
+    assert len(catalog_rows(templates, METRICS)) == sum(rows for *_, rows in counts)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.3, 1), (7.2, 8), (10, 10), (11, 15), (47, 50), (51, 60), (201, 250), (1001, 1100)])
+def test_friendly_targets(spark, value, expected):
+    assert spark.range(1).select(friendly(F.lit(float(value))).alias("v")).first().v == expected
+
+
+@pytest.mark.parametrize(("days", "expected"), [([], 0), ([5], 1), ([1, 2, 3, 7, 8], 3), ([3, 1, 2, 2], 3), ([10, 12, 14], 1)])
+def test_longest_streak(spark, days, expected):
+    df = spark.createDataFrame([(days,)], "days array<int>")
+    assert df.select(longest_streak(F.col("days")).alias("s")).first().s == expected
+
+
+def test_holdout_share_matches_the_config(spark):
+    ids = spark.range(20000).select(F.sha2(F.col("id").cast("string"), 256).alias("subscriber_id"))
+    share = with_holdout(ids, SETTINGS).agg(F.avg(F.col("holdout").cast("double"))).first()[0]
+    assert share == pytest.approx(SETTINGS.holdout_share, abs=0.01)
+    again = with_holdout(ids, SETTINGS).filter("holdout").count()
+    assert again == with_holdout(ids, SETTINGS).filter("holdout").count()  # deterministic
+
+
+def subjects(spark, rows):
+    """(subscriber, segment, engagement, risk, data_mb_30, streak baseline, data baseline per day, nbo offer)."""
+    return spark.createDataFrame(
+        [(*r, False) for r in rows],
+        "subscriber_id string, segment string, engagement double, risk double, data_mb_30 double, "
+        "_baseline_usage_streak_days double, _baseline_data_mb double, nbo_offer_id string, holdout boolean",
+    ).withColumn("digital", F.lit(50.0)).withColumn("payment_type", F.lit("PREPAID"))
+
+
+def test_levels_targets_and_reasons_follow_the_baseline(spark, tmp_path):
+    templates = load(write_templates(tmp_path, streak=STREAK, more_data=MORE_DATA))
+    df = subjects(
+        spark,
+        [
+            ("a", "mass_prepaid", 80.0, 10.0, 900.0, 4.0, 100.0, "OFFER9"),  # usual streak 4 -> medium (5); data 700/week
+            ("b", "at_risk", 15.0, 80.0, 0.0, 0.0, 0.0, None),  # not eligible for either
+            ("c", "young_digital", 50.0, 60.0, 100.0, 0.0, 2.0, None),  # streak easy; data tiny -> minimum applies
+        ],
+    )
+    got = {(r.subscriber_id, r.template_id): r for r in candidates(df, templates.templates, METRICS, SETTINGS, DS).collect()}
+    assert set(got) == {("a", "streak"), ("a", "more_data"), ("c", "streak"), ("c", "more_data")}
+    streak_a = got[("a", "streak")]
+    expected_target = {"weekly": 5.0, "monthly": 7.0}[streak_a.period]  # usual 4: the first level above it
+    assert (streak_a.level, streak_a.target_value, streak_a.is_dynamic) == ({"weekly": "medium", "monthly": "easy"}[streak_a.period], expected_target, False)
+    assert streak_a.mission_id == f"streak.v2.mass_prepaid.{streak_a.level}.{streak_a.period}"
+    assert streak_a.reason.startswith("eligibility: engagement >= 20 and risk < 70 [engagement=80.0, risk=10.0]; segment=mass_prepaid")
+    data_a = got[("a", "more_data")]
+    # engagement 80 and risk 10: hard (x1.5) over 100 MB/day x 7 days = 1050 -> friendly 1100
+    assert (data_a.level, data_a.target_value, data_a.offer_id, data_a.is_dynamic) == ("hard", 1100.0, "OFFER9", True)
+    assert data_a.description == "Use 1100 MB of data this week."
+    data_c = got[("c", "more_data")]
+    # risk 60 -> easy: 2 MB/day x 7 x 1.1 = 15.4, below the minimum of 50
+    assert (data_c.level, data_c.target_value, data_c.reward_points) == ("easy", 50.0, 80)
+
+
+def test_assignment_respects_active_missions_cooldowns_and_the_cap(spark):
+    fields = "subscriber_id string, segment string, holdout boolean, mission_id string, template_id string, template_version int, category string, metric string, aggregation string, level string, target_value double, period string, period_days int, reward_points int, offer_id string, badge string, priority int, cooldown_days int, is_dynamic boolean, reason string, description string"
+
+    def cand(sub, template, priority):
+        return (sub, "s", False, f"{template}.m", template, 1, "engagement", "active_days", "days", "easy", 3.0, "weekly", 7, 10, None, "b", priority, 5, False, "r", "d")
+
+    new = spark.createDataFrame(
+        [cand("a", "t1", 90), cand("a", "t2", 80), cand("a", "t3", 70), cand("a", "t4", 60), cand("b", "t1", 90), cand("b", "t2", 10)],
+        fields,
+    )
+    previous = spark.createDataFrame(
+        [
+            ("a", "t1", DS + timedelta(days=3), 5),  # t1 still active for a: no duplicate
+            ("b", "t1", DS - timedelta(days=2), 5),  # ended 2 days ago, cooldown 5: not yet
+            ("b", "t2", DS - timedelta(days=9), 5),  # ended 9 days ago: free again
+        ],
+        "subscriber_id string, template_id string, period_end date, cooldown_days int",
+    )
+    assigned = assign(new, previous, SETTINGS, DS).collect()
+    got = sorted((r.subscriber_id, r.template_id) for r in assigned)
+    # cap 3: a holds one active mission, so two more in priority order (t2, t3); b gets t2 only
+    assert got == [("a", "t2"), ("a", "t3"), ("b", "t2")]
+    row = next(r for r in assigned if r.subscriber_id == "b")
+    assert (row.period_start, row.period_end, row.assigned_ds) == (DS + timedelta(days=1), DS + timedelta(days=7), DS)
+    assert len({r.assignment_id for r in assigned}) == 3
+
+
+def test_a_new_template_is_only_a_yaml_file(tmp_path):
+    folder = tmp_path / "missions"
+    shutil.copytree(DEFAULT_CONF_DIR.parent / "templates" / "missions", folder)
+    before = len(template_set(load_config(env="test", environ={}), templates_dir=folder).templates)
+    write_templates(folder, weekend_data=STREAK.replace("id: streak", "id: weekend_data").replace("segments: all", "segments: [at_risk]"))
+    after = template_set(load_config(env="test", environ={}), templates_dir=folder).templates
+    assert len(after) == before + 1
+    new = next(t for t in after if t.id == "weekend_data")
+    assert [r["mission_id"] for r in catalog_rows([new], METRICS)][:2] == ["weekend_data.v2.at_risk.easy.weekly", "weekend_data.v2.at_risk.medium.weekly"]
