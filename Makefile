@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Sample run: a small generated operator, a few weeks of nightly runs.
 RAW ?= data/raw
 SUBSCRIBERS ?= 2000
-DAYS ?= 14
+DAYS ?= 10
 START ?= 2025-03-01
 SEED ?= 42
 END = $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")

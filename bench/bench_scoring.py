@@ -1,10 +1,10 @@
-"""Benchmark: the scoring and segment stages at scale, on synthetic compact history.
+"""Benchmark: the scoring, segment and mission stages at scale, on synthetic compact history.
 
     python bench/bench_scoring.py --subscribers 100000 1000000 --days 30
 
 Writes a synthetic `subscriber_profile` snapshot and `days` days of `daily_activity` (Spark
-range + hash-based pseudo-random metrics, no Python loops), then times the `scores` and
-`segments` stages exactly as the nightly run executes them, for each size.
+range + hash-based pseudo-random metrics, no Python loops), then times the `scores`,
+`segments` and `missions` stages exactly as the nightly run executes them, for each size.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from jobs.config import load_config
 from jobs.context import RunContext, build_lakehouse
 from jobs.metrics import MetricRegistry
 from jobs.spark import build_session
-from jobs.stages import scores, segments
+from jobs.stages import missions, scores, segments
 from jobs.tables import DAILY_ACTIVITY, SUBSCRIBER_PROFILE
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             lakehouse.write(synthetic_activity(spark, n, day, registry), DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": day})
         print(f"setup     {n:>9,} subscribers x {args.days} days of daily_activity: {time.monotonic() - started:7.1f} s", flush=True)
         ctx = RunContext(spark, config, lakehouse, args.ds)
-        for name, stage in (("scores", scores), ("segments", segments)):
+        for name, stage in (("scores", scores), ("segments", segments), ("missions", missions)):
             started = time.monotonic()
             summary = stage(ctx)
             took = time.monotonic() - started

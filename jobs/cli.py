@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = commands.add_parser("config", help="configuration tools")
     cfg.add_argument("action", choices=["validate", "show"])
 
+    sql = commands.add_parser("sql", help="run an analyst query from sql/ against the lakehouse")
+    sql.add_argument("file", help="a .sql file; :ds is bound to --ds")
+    sql.add_argument("--ds", type=_date, required=True)
+    sql.add_argument("--limit", type=int, default=50, help="rows to print")
+    sql.add_argument("--lakehouse-root", help="override lakehouse.root")
+
     templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
     templates.add_argument("action", choices=["validate", "expand", "preview"])
     templates.add_argument("--dir", help="templates folder (default: missions.yaml templates_dir)")
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _config_command(args)
         if args.command == "templates":
             return _templates_command(args)
+        if args.command == "sql":
+            return _sql_command(args)
         return _run_command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -158,6 +166,23 @@ def _preview(config, templates, args: argparse.Namespace) -> int:
     for row in preview:
         print(f"  {row.template_id:<32} {row.segment:<22} {row.level:<7} {row.subscribers:>11} {row.points:>15}")
     print(f"  total: {sum(r.subscribers for r in preview)} missions, {sum(r.points for r in preview)} points")
+    return 0
+
+
+def _sql_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.context import build_lakehouse
+    from jobs.spark import build_session
+
+    overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
+    config = load_config(args.conf_dir, args.env, overrides)
+    spark = build_session(config.get("spark", {}))
+    lakehouse = build_lakehouse(spark, config)
+    for table in lakehouse.tables():
+        lakehouse.read(table).createOrReplaceTempView(table)
+    result = spark.sql(Path(args.file).read_text(encoding="utf-8"), args={"ds": args.ds})
+    result.show(args.limit, truncate=False)
     return 0
 
 

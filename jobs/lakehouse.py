@@ -75,6 +75,12 @@ class Lakehouse:
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
 
+    def tables(self) -> list[str]:
+        """Names of the Delta tables under the root."""
+        fs, root = pafs.FileSystem.from_uri(self.root)
+        entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory and self.exists(e.base_name))
+
     def exists(self, table: str) -> bool:
         return DeltaTable.is_deltatable(self.uri(table), storage_options=dict(self.storage_options))
 
