@@ -44,11 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     manifest = generate(raw, subscribers=args.subscribers, days=args.days, start=args.start, seed=1)
     gen_s = time.monotonic() - started
     rows = sum(n for days in manifest["rows"].values() for n in days.values())
-    print(f"generate  {args.subscribers:>9,} subscribers x {args.days} day(s): {gen_s:8.1f} s  {rows:>12,} raw rows  {rows / gen_s:>10,.0f} rows/s")
+    print(
+        f"generate  {args.subscribers:>9,} subscribers x {args.days} day(s): {gen_s:8.1f} s  {rows:>12,} raw rows  {rows / gen_s:>10,.0f} rows/s"
+    )
 
     config = load_config(
         env="local",
-        overrides={"raw.root": str(raw), "lakehouse.root": str(lake), "spark.conf": {"spark.driver.memory": args.driver_memory}},
+        overrides={
+            "raw.root": str(raw),
+            "lakehouse.root": str(lake),
+            "spark.conf": {"spark.driver.memory": args.driver_memory},
+        },
     )
     spark = build_session(config.get("spark", {}))
     lakehouse = build_lakehouse(spark, config)
@@ -59,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         read = sum(r.rows_read for r in results)
         events = sum(r.events_written for r in results)
-        print(f"ingest    {ds}: {took:8.1f} s  {read:>12,} rows read  {events:>12,} events  {read / took:>10,.0f} rows/s")
+        print(
+            f"ingest    {ds}: {took:8.1f} s  {read:>12,} rows read  {events:>12,} events  {read / took:>10,.0f} rows/s"
+        )
         for r in results:
             print(f"          {r.source:<18} {r.status:<10} {r.rows_read:>11,} read {r.duration_s:7.1f} s")
     print(f"driver python peak RSS: {peak_rss_mb():,.0f} MB")

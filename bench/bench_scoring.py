@@ -42,7 +42,10 @@ def synthetic_profile(spark: SparkSession, subscribers: int, ds: date) -> DataFr
         F.when(u < 0.2, "POSTPAID").otherwise("PREPAID").alias("payment_type"),
         F.date_sub(F.lit(ds), (uniform(2, F.col("id")) * 4000).cast("int")).alias("activation_date"),
         F.lit("ACTIVE").alias("status"),
-        F.element_at(F.array(*[F.lit(b) for b in ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")]), (uniform(3, F.col("id")) * 6).cast("int") + 1).alias("age_band"),
+        F.element_at(
+            F.array(*[F.lit(b) for b in ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")]),
+            (uniform(3, F.col("id")) * 6).cast("int") + 1,
+        ).alias("age_band"),
         F.lit("North").alias("region"),
         F.lit(ds).alias("snapshot_date"),
     )
@@ -51,10 +54,15 @@ def synthetic_profile(spark: SparkSession, subscribers: int, ds: date) -> DataFr
 def synthetic_activity(spark: SparkSession, subscribers: int, day: date, registry: MetricRegistry) -> DataFrame:
     base = spark.range(subscribers).withColumn("_u", uniform(4, F.col("id"), F.lit(day.toordinal())))
     metrics = [
-        (F.floor(uniform(10 + i, F.col("id"), F.lit(day.toordinal())) * 20) * F.when(F.col("_u") < 0.85, 1.0).otherwise(0.0)).alias(name)
+        (
+            F.floor(uniform(10 + i, F.col("id"), F.lit(day.toordinal())) * 20)
+            * F.when(F.col("_u") < 0.85, 1.0).otherwise(0.0)
+        ).alias(name)
         for i, name in enumerate(registry.names)
     ]
-    return base.select(F.sha2(F.col("id").cast("string"), 256).alias("subscriber_id"), *metrics, F.lit(day).alias("activity_date"))
+    return base.select(
+        F.sha2(F.col("id").cast("string"), 256).alias("subscriber_id"), *metrics, F.lit(day).alias("activity_date")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,17 +83,32 @@ def main(argv: list[str] | None = None) -> int:
         lakehouse = build_lakehouse(spark, config)
         registry = MetricRegistry.load(Path(config.conf_dir) / "metrics.yaml")
         started = time.monotonic()
-        lakehouse.write(synthetic_profile(spark, n, args.ds), SUBSCRIBER_PROFILE, partition_by=["snapshot_date"], replace_where={"snapshot_date": args.ds})
+        lakehouse.write(
+            synthetic_profile(spark, n, args.ds),
+            SUBSCRIBER_PROFILE,
+            partition_by=["snapshot_date"],
+            replace_where={"snapshot_date": args.ds},
+        )
         for offset in range(args.days):
             day = args.ds - timedelta(days=offset)
-            lakehouse.write(synthetic_activity(spark, n, day, registry), DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": day})
-        print(f"setup     {n:>9,} subscribers x {args.days} days of daily_activity: {time.monotonic() - started:7.1f} s", flush=True)
+            lakehouse.write(
+                synthetic_activity(spark, n, day, registry),
+                DAILY_ACTIVITY,
+                partition_by=["activity_date"],
+                replace_where={"activity_date": day},
+            )
+        print(
+            f"setup     {n:>9,} subscribers x {args.days} days of daily_activity: {time.monotonic() - started:7.1f} s",
+            flush=True,
+        )
         ctx = RunContext(spark, config, lakehouse, args.ds)
         for name, stage in (("scores", scores), ("segments", segments), ("missions", missions)):
             started = time.monotonic()
             summary = stage(ctx)
             took = time.monotonic() - started
-            print(f"{name:<9} {n:>9,} subscribers: {took:7.1f} s  {n / took:>10,.0f} subscribers/s  {summary}", flush=True)
+            print(
+                f"{name:<9} {n:>9,} subscribers: {took:7.1f} s  {n / took:>10,.0f} subscribers/s  {summary}", flush=True
+            )
         shutil.rmtree(work, ignore_errors=True)
     print(f"driver python peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     spark.stop()

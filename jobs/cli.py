@@ -1,9 +1,9 @@
 """`gamify`: the command line for the nightly jobs, sample data and configuration.
 
-    gamify run --ds 2025-03-01                  one run date, all stages
-    gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
-    gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
-    gamify config validate [--env prod]
+gamify run --ds 2025-03-01                  one run date, all stages
+gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
+gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
+gamify config validate [--env prod]
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def _csv(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gamify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gamify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", help="configuration overlay conf/env/<env>.yaml (default: $GAMIFY_ENV or local)")
     parser.add_argument("--conf-dir", help="configuration folder (default: the repository's conf/)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -222,7 +224,9 @@ def format_summary(results: dict) -> str:
     lines = []
     ingest = results.get("ingest") or []
     if ingest:
-        lines.append(f"  {'source':<18} {'status':<10} {'read':>9} {'accepted':>9} {'rejected':>9} {'dupes':>7} {'events':>9} {'sec':>6}")
+        lines.append(
+            f"  {'source':<18} {'status':<10} {'read':>9} {'accepted':>9} {'rejected':>9} {'dupes':>7} {'events':>9} {'sec':>6}"
+        )
         for r in ingest:
             lines.append(
                 f"  {r.source:<18} {r.status:<10} {r.rows_read:>9} {r.rows_accepted:>9} {r.rows_rejected:>9} "

@@ -136,13 +136,15 @@ def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
     if isinstance(value, Mapping):
         for key, child in value.items():
             child_key = f"{dotted}.{key}" if dotted else str(key)
-            if _SECRET_KEY.search(str(key)) and child is not None:
-                if not (isinstance(child, str) and _ENV_REF.fullmatch(child.strip())):
-                    raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+            is_reference = isinstance(child, str) and _ENV_REF.fullmatch(child.strip())
+            if _SECRET_KEY.search(str(key)) and child is not None and not is_reference:
+                raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
             _refuse_secret_literals(child, path, child_key)
 
 
-def _merge(target: dict[str, Any], overlay: Mapping[str, Any], origin: dict[str, str], file: str, prefix: str = "") -> None:
+def _merge(
+    target: dict[str, Any], overlay: Mapping[str, Any], origin: dict[str, str], file: str, prefix: str = ""
+) -> None:
     for key, value in overlay.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(target.get(key), dict):
@@ -250,7 +252,10 @@ def _validate_source(name: str, source: Mapping[str, Any], fail: Any) -> None:
     for column, spec in contract.items():
         type_name = spec if isinstance(spec, str) else (spec or {}).get("type")
         if not isinstance(type_name, str) or not CONTRACT_TYPES.match(type_name):
-            fail(f"{key}.contract.{column}", f"unknown type {type_name!r} (string, int, long, double, boolean, date, timestamp, decimal(p,s))")
+            fail(
+                f"{key}.contract.{column}",
+                f"unknown type {type_name!r} (string, int, long, double, boolean, date, timestamp, decimal(p,s))",
+            )
     subscriber = (source.get("subscriber") or {}).get("column")
     if subscriber not in contract:
         fail(f"{key}.subscriber.column", f"must name a contract column, got {subscriber!r}")

@@ -255,9 +255,7 @@ class _Parser:
             self.unexpected()
         return node
 
-    def chain(
-        self, ops: tuple[str, ...], operand: Callable[[], Node], make: type[Binary | BoolOp]
-    ) -> Node:
+    def chain(self, ops: tuple[str, ...], operand: Callable[[], Node], make: type[Binary | BoolOp]) -> Node:
         """Left-associative run of ``operand (op operand)*``."""
         node = operand()
         while tok := self.accept(*ops):

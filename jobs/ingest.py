@@ -17,12 +17,11 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from jobs import expressions
 from jobs.lakehouse import Lakehouse
-from jobs.profiles import profile_as_of
 from jobs.privacy import mask_digit_runs, normalise_msisdn, pseudonymise
+from jobs.profiles import profile_as_of
 from jobs.sources import CORRUPT, SOURCE_FILE, Source, SourceError, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE, schema_of
 
@@ -71,7 +70,9 @@ def value_column(spec: Any, source: Source, ctx: IngestContext, *, where: str) -
     if not isinstance(spec, Mapping):
         return F.lit(spec)
     if len(spec) != 1 and "map" not in spec:
-        raise SourceError(f"{source.config_file}: {where}: a value spec has exactly one of column/expr/map/pseudonymise/days_late")
+        raise SourceError(
+            f"{source.config_file}: {where}: a value spec has exactly one of column/expr/map/pseudonymise/days_late"
+        )
     if "column" in spec:
         return F.col(_known_column(spec["column"], source, where))
     if "expr" in spec:
@@ -117,10 +118,7 @@ def with_subscriber_and_time(df: DataFrame, source: Source, ctx: IngestContext) 
     else:
         column = F.col(spec["column"].replace(".", "_"))
         type_name = source.columns[spec["column"].replace(".", "_")].type
-        if "format" in spec:
-            event_ts = F.try_to_timestamp(column, F.lit(spec["format"]))
-        else:
-            event_ts = column.cast("timestamp")
+        event_ts = F.try_to_timestamp(column, F.lit(spec["format"])) if "format" in spec else column.cast("timestamp")
         if spec.get("zone") == "local" or type_name == "date":
             event_ts = F.to_utc_timestamp(event_ts, ctx.timezone)
     digits = normalise_msisdn(msisdn, ctx.country_code)
@@ -136,7 +134,9 @@ def with_record_key(df: DataFrame, source: Source) -> DataFrame:
     """Deterministic id of the raw record: source + natural key, with the MSISDN replaced by
     its pseudonym (a plain hash of a phone number would be trivially reversible)."""
     parts = [
-        F.col("subscriber_id") if name == source.subscriber_column else F.coalesce(F.col(name).cast("string"), F.lit(""))
+        F.col("subscriber_id")
+        if name == source.subscriber_column
+        else F.coalesce(F.col(name).cast("string"), F.lit(""))
         for name in source.natural_key
     ]
     return df.withColumn("record_key", F.sha2(F.concat_ws("|", F.lit(source.name), *parts), 256))
@@ -149,13 +149,21 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
     event date outside [ds - max_lateness, ds], no mapping applies.
     """
     reasons: list[tuple[Column, Column, Column]] = [
-        (F.col(CORRUPT).isNotNull(), F.lit("malformed_record"), F.lit("line could not be parsed into the contract columns")),
+        (
+            F.col(CORRUPT).isNotNull(),
+            F.lit("malformed_record"),
+            F.lit("line could not be parsed into the contract columns"),
+        ),
     ]
     for name, column in source.columns.items():
         raw = F.col(f"_raw_{name}")
         if not column.nullable:
             reasons.append(
-                (raw.isNull() | (F.trim(raw) == ""), F.lit("missing_field"), F.lit(f"required field '{column.path}' is missing"))
+                (
+                    raw.isNull() | (F.trim(raw) == ""),
+                    F.lit("missing_field"),
+                    F.lit(f"required field '{column.path}' is missing"),
+                )
             )
         shown = F.lit("<redacted>") if column.pii or name == source.subscriber_column else raw
         reasons.append(
@@ -166,7 +174,11 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
             )
         )
     reasons.append(
-        (~F.col("_msisdn_ok"), F.lit("invalid_msisdn"), F.lit(f"field '{source.subscriber_column}' is not a valid MSISDN"))
+        (
+            ~F.col("_msisdn_ok"),
+            F.lit("invalid_msisdn"),
+            F.lit(f"field '{source.subscriber_column}' is not a valid MSISDN"),
+        )
     )
     if source.event_time is not None:
         time_path = source.event_time["column"]
@@ -175,7 +187,10 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
             (
                 F.col("event_ts").isNull(),
                 F.lit("invalid_timestamp"),
-                F.format_string(f"field '{time_path}' value '%s' does not match {time_fmt}", F.col(f"_raw_{time_path.replace('.', '_')}")),
+                F.format_string(
+                    f"field '{time_path}' value '%s' does not match {time_fmt}",
+                    F.col(f"_raw_{time_path.replace('.', '_')}"),
+                ),
             )
         )
     names = _expression_names(source, ctx)
@@ -184,24 +199,49 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
         node = expressions.parse(str(check["rule"]), source=where)
         expressions.check_names(node, names, text=str(check["rule"]), source=where, line=1, column=1)
         rule = expressions.compile_node(node, names.__getitem__)
-        shown = [F.format_string(f"{n}=%s", F.coalesce(names[n].cast("string"), F.lit("null"))) for n in sorted(expressions.names(node)) if n != "ds"]
-        message = F.concat(F.lit(f"rule '{expressions.to_text(node)}' failed"), F.lit(" ("), F.concat_ws(", ", *shown), F.lit(")")) if shown else F.lit(f"rule '{expressions.to_text(node)}' failed")
+        shown = [
+            F.format_string(f"{n}=%s", F.coalesce(names[n].cast("string"), F.lit("null")))
+            for n in sorted(expressions.names(node))
+            if n != "ds"
+        ]
+        message = (
+            F.concat(
+                F.lit(f"rule '{expressions.to_text(node)}' failed"), F.lit(" ("), F.concat_ws(", ", *shown), F.lit(")")
+            )
+            if shown
+            else F.lit(f"rule '{expressions.to_text(node)}' failed")
+        )
         reasons.append((~F.coalesce(rule, F.lit(False)), F.lit(check.get("reason", f"check_{i}")), message))
     earliest = ctx.ds - timedelta(days=ctx.max_lateness_days)
     reasons.append(
-        (F.col("event_date") > F.lit(ctx.ds), F.lit("future_event"), F.format_string(f"event date %s is after the run date {ctx.ds}", F.col("event_date").cast("string")))
+        (
+            F.col("event_date") > F.lit(ctx.ds),
+            F.lit("future_event"),
+            F.format_string(f"event date %s is after the run date {ctx.ds}", F.col("event_date").cast("string")),
+        )
     )
     reasons.append(
-        (F.col("event_date") < F.lit(earliest), F.lit("too_late"), F.format_string(f"event date %s is more than {ctx.max_lateness_days} days before {ctx.ds}", F.col("event_date").cast("string")))
+        (
+            F.col("event_date") < F.lit(earliest),
+            F.lit("too_late"),
+            F.format_string(
+                f"event date %s is more than {ctx.max_lateness_days} days before {ctx.ds}",
+                F.col("event_date").cast("string"),
+            ),
+        )
     )
     if source.profile is None:  # snapshot rows feed the profile even when no event applies
-        reasons.append((F.col("_mapped") == 0, F.lit("unmapped_record"), F.lit("no event mapping applies to this record")))
+        reasons.append(
+            (F.col("_mapped") == 0, F.lit("unmapped_record"), F.lit("no event mapping applies to this record"))
+        )
 
     first = F.when(reasons[0][0], F.struct(reasons[0][1].alias("reason"), reasons[0][2].alias("message")))
     for condition, code, text in reasons[1:]:  # one flat CASE: the first failing check wins
         first = first.when(condition, F.struct(code.alias("reason"), text.alias("message")))
     return df.withColumn("_reject", first).select(
-        *[c for c in df.columns], F.col("_reject.reason").alias("reject_reason"), F.col("_reject.message").alias("reject_message")
+        *[c for c in df.columns],
+        F.col("_reject.reason").alias("reject_reason"),
+        F.col("_reject.message").alias("reject_message"),
     )
 
 
@@ -213,7 +253,9 @@ def mapping_conditions(source: Source, ctx: IngestContext) -> list[Column]:
             conditions.append(F.lit(True))
             continue
         where = f"{source.config_file}#mappings[{i}].when"
-        conditions.append(F.coalesce(expressions.compile_expression(str(mapping["when"]), names, source=where), F.lit(False)))
+        conditions.append(
+            F.coalesce(expressions.compile_expression(str(mapping["when"]), names, source=where), F.lit(False))
+        )
     return conditions
 
 
@@ -233,12 +275,20 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
     )
     if known_subscribers is not None:
         known = known_subscribers.select("subscriber_id", F.lit(True).alias("_known")).distinct()
-        df = df.join(known, "subscriber_id", "left").withColumn(
-            "reject_reason",
-            F.when(F.col("reject_reason").isNull() & F.col("_known").isNull(), F.lit("unknown_subscriber")).otherwise(F.col("reject_reason")),
-        ).withColumn(
-            "reject_message",
-            F.when(F.col("reject_reason") == "unknown_subscriber", F.lit("subscriber is not in the CRM snapshot")).otherwise(F.col("reject_message")),
+        df = (
+            df.join(known, "subscriber_id", "left")
+            .withColumn(
+                "reject_reason",
+                F.when(
+                    F.col("reject_reason").isNull() & F.col("_known").isNull(), F.lit("unknown_subscriber")
+                ).otherwise(F.col("reject_reason")),
+            )
+            .withColumn(
+                "reject_message",
+                F.when(
+                    F.col("reject_reason") == "unknown_subscriber", F.lit("subscriber is not in the CRM snapshot")
+                ).otherwise(F.col("reject_message")),
+            )
         )
     ranked = F.row_number().over(
         _window_by_record_key().orderBy(F.col("reject_reason").isNotNull(), _raw_text(source), F.col(SOURCE_FILE))
@@ -249,7 +299,9 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
         "reject_reason", F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason"))
     ).withColumn(
         "reject_message",
-        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(F.col("reject_message")),
+        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(
+            F.col("reject_message")
+        ),
     )
     return df.withColumn("_status", _status())
 
@@ -273,7 +325,13 @@ def with_prior_duplicates(classified: DataFrame, prior_keys: DataFrame) -> DataF
     df = classified.join(prior, "record_key", "left")
     earlier = F.col("reject_reason").isNull() & F.col("_prior_ingest").isNotNull()
     return (
-        df.withColumn("reject_message", F.when(earlier, F.format_string("record already ingested by the run of %s", F.col("_prior_ingest").cast("string"))).otherwise(F.col("reject_message")))
+        df.withColumn(
+            "reject_message",
+            F.when(
+                earlier,
+                F.format_string("record already ingested by the run of %s", F.col("_prior_ingest").cast("string")),
+            ).otherwise(F.col("reject_message")),
+        )
         .withColumn("reject_reason", F.when(earlier, F.lit("duplicate")).otherwise(F.col("reject_reason")))
         .withColumn("_status", _status())
         .drop("_prior_ingest")
@@ -305,7 +363,7 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
     """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
     conditions = mapping_conditions(source, ctx)
     candidates = []
-    for i, (mapping, condition) in enumerate(zip(source.mappings, conditions)):
+    for i, (mapping, condition) in enumerate(zip(source.mappings, conditions, strict=True)):
         where = f"mappings[{i}]"
         subtype = value_column(mapping["event_subtype"], source, ctx, where=f"{where}.event_subtype")
         mapping_id = mapping.get("id") or f"{mapping['event_type']}/{_describe(mapping['event_subtype'])}"
@@ -342,12 +400,18 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
         "record_key",
         F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
         F.lit(ctx.ds).alias("ingest_date"),
-        F.when(F.col("event_date") < F.lit(ctx.ds), F.lit("late_arrival")).otherwise(F.lit("normalized")).alias("processing_status"),
+        F.when(F.col("event_date") < F.lit(ctx.ds), F.lit("late_arrival"))
+        .otherwise(F.lit("normalized"))
+        .alias("processing_status"),
     )
 
 
 def _describe(spec: Any) -> str:
-    return spec if isinstance(spec, str) else "|".join(str(v) for v in spec.values() if not isinstance(v, Mapping)) or "mapped"
+    return (
+        spec
+        if isinstance(spec, str)
+        else "|".join(str(v) for v in spec.values() if not isinstance(v, Mapping)) or "mapped"
+    )
 
 
 def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestContext, where: str) -> Column:
@@ -370,7 +434,10 @@ def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> Dat
     """Quarantined rows (rejected and duplicates) with the raw record, PII pseudonymised."""
     rejected = classified.filter(F.col("_status") != ACCEPTED).withColumn("_raw_json", _raw_json(source, ctx))
     return rejected.select(
-        F.sha2(F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")), 256).alias("reject_id"),
+        F.sha2(
+            F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")),
+            256,
+        ).alias("reject_id"),
         F.lit(source.name).alias("source"),
         F.col(SOURCE_FILE).alias("source_file"),
         "reject_reason",
@@ -426,19 +493,27 @@ def known_subscribers(lakehouse: Lakehouse, ds: date, lookback_days: int) -> Dat
     """Subscribers of the newest CRM snapshot within [ds - lookback, ds]."""
     profile = profile_as_of(lakehouse, ds, lookback_days)
     if profile is None:
-        raise SourceError(f"no CRM snapshot between {ds - timedelta(days=lookback_days)} and {ds}: cannot check subscribers")
+        raise SourceError(
+            f"no CRM snapshot between {ds - timedelta(days=lookback_days)} and {ds}: cannot check subscribers"
+        )
     return profile.select("subscriber_id")
 
 
-def prior_record_keys(lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date]) -> DataFrame | None:
+def prior_record_keys(
+    lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date]
+) -> DataFrame | None:
     """Record keys of `source` that earlier runs already wrote on the given (late) event dates."""
     if not late_dates or not lakehouse.exists(EVENTS):
         return None
     events = lakehouse.read(EVENTS, partitions=[("event_date", "in", list(late_dates))])
-    return events.filter((F.col("source") == source.name) & (F.col("ingest_date") < F.lit(ctx.ds))).select("record_key", "ingest_date")
+    return events.filter((F.col("source") == source.name) & (F.col("ingest_date") < F.lit(ctx.ds))).select(
+        "record_key", "ingest_date"
+    )
 
 
-def ingest_source(lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, known: DataFrame | None) -> SourceResult:
+def ingest_source(
+    lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, known: DataFrame | None
+) -> SourceResult:
     """Read, classify and write one source for one run date; returns its accounting."""
     started = time.monotonic()
     conformed = conform(read_extract(lakehouse.spark, source, ctx.ds, raw_root), source)
@@ -525,14 +600,24 @@ def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[So
     """Replace this stage's rows for `ds` in pipeline_runs, keeping rows of sources not rerun."""
     schema = schema_of(PIPELINE_RUNS)
     rows = [
-        (ds, stage, r.source, r.status, r.rows_read, r.rows_accepted, r.rows_rejected, r.rows_duplicate,
-         r.events_written, r.duration_s, r.message[:2000])
+        (
+            ds,
+            stage,
+            r.source,
+            r.status,
+            r.rows_read,
+            r.rows_accepted,
+            r.rows_rejected,
+            r.rows_duplicate,
+            r.events_written,
+            r.duration_s,
+            r.message[:2000],
+        )
         for r in results
     ]
     fresh = lakehouse.spark.createDataFrame(rows, schema)
-    kept = (
-        lakehouse.read_or_empty(PIPELINE_RUNS, schema, partitions=[("run_ds", "=", ds)])
-        .filter((F.col("stage") == stage) & ~F.col("source").isin([r.source for r in results]))
+    kept = lakehouse.read_or_empty(PIPELINE_RUNS, schema, partitions=[("run_ds", "=", ds)]).filter(
+        (F.col("stage") == stage) & ~F.col("source").isin([r.source for r in results])
     )
     merged = fresh.unionByName(kept).coalesce(1).localCheckpoint()  # materialised before the old files go
     lakehouse.write(merged, PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": ds, "stage": stage})

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -221,7 +221,7 @@ def delta_jars_available(spark: SparkSession) -> bool:
     try:
         spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
         return True
-    except Exception:  # noqa: BLE001 - any failure means the classes are not loadable
+    except Exception:
         return False
 
 
@@ -298,8 +298,8 @@ def _stat_value(value: Any) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and len(value) <= 32:
@@ -307,7 +307,9 @@ def _stat_value(value: Any) -> Any:
     return None  # decimals, binaries and long strings: no min/max rather than a lossy one
 
 
-def _files_matching(dt: DeltaTable, replace_where: Mapping[str, Any], partition_columns: set[str]) -> list[RemoveAction]:
+def _files_matching(
+    dt: DeltaTable, replace_where: Mapping[str, Any], partition_columns: set[str]
+) -> list[RemoveAction]:
     """Files holding rows that match every `column == value` of replace_where.
 
     Partition columns are matched on the file's partition values; other columns on the file's
@@ -327,7 +329,9 @@ def _files_matching(dt: DeltaTable, replace_where: Mapping[str, Any], partition_
             else:
                 low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
                 if low is None or high is None:
-                    raise LakehouseError(f"file {action['path']} has no statistics for {column!r}: cannot replace by it")
+                    raise LakehouseError(
+                        f"file {action['path']} has no statistics for {column!r}: cannot replace by it"
+                    )
                 low, high = _partition_str(low), _partition_str(high)
                 if low != high and any(low <= w <= high for w in wanted):
                     raise LakehouseError(f"file {action['path']} mixes values of {column!r}: cannot replace by it")

@@ -108,7 +108,9 @@ def daily_activity(events: DataFrame, registry: MetricRegistry) -> DataFrame:
     names = _event_names(registry)
     aggregates = []
     for metric in registry.daily:
-        condition = F.coalesce(expressions.compile_expression(metric.when, names, source=f"{registry.file}#{metric.name}"), F.lit(False))
+        condition = F.coalesce(
+            expressions.compile_expression(metric.when, names, source=f"{registry.file}#{metric.name}"), F.lit(False)
+        )
         value = F.lit(1.0) if metric.value == "count" else F.col(metric.value).cast("double")
         picked = F.when(condition, value)
         aggregate = {"sum": F.sum, "max": F.max, "min": F.min}[metric.agg](picked)

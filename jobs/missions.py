@@ -75,7 +75,9 @@ class MissionSettings:
 
 def with_holdout(df: DataFrame, settings: MissionSettings) -> DataFrame:
     """Deterministic universal control group: hash(subscriber, salt) below the configured share."""
-    bucket = F.conv(F.substring(F.sha2(F.concat_ws("|", F.col("subscriber_id"), F.lit(settings.holdout_salt)), 256), 1, 8), 16, 10)
+    bucket = F.conv(
+        F.substring(F.sha2(F.concat_ws("|", F.col("subscriber_id"), F.lit(settings.holdout_salt)), 256), 1, 8), 16, 10
+    )
     return df.withColumn("holdout", bucket.cast("long") < F.lit(int(settings.holdout_share * 16**8)))
 
 
@@ -124,7 +126,12 @@ def friendly(value: Column) -> Column:
 def _render(template: MissionTemplate, target: Column, unit: str, period: Column, points: Column) -> Column:
     text = F.lit(template.description)
     shown = F.regexp_replace(F.format_string("%.1f", target), r"\.0$", "")
-    for placeholder, value in (("{target}", shown), ("{unit}", F.lit(unit)), ("{period}", _period_word(period)), ("{points}", points.cast("string"))):
+    for placeholder, value in (
+        ("{target}", shown),
+        ("{unit}", F.lit(unit)),
+        ("{period}", _period_word(period)),
+        ("{points}", points.cast("string")),
+    ):
         text = F.replace(text, F.lit(placeholder), value)
     return text
 
@@ -156,7 +163,9 @@ def candidate(
     where = f"{template.file}#eligibility"
     line, column = template.eligibility_position
     node = expressions.parse(template.eligibility, source=where, line=line, column=column)
-    eligible = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False)) & F.col("segment").isin(list(template.segments))
+    eligible = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False)) & F.col("segment").isin(
+        list(template.segments)
+    )
     periods = list(template.periods)
     period_index = F.pmod(F.xxhash64(F.col("subscriber_id"), F.lit(template.id), F.lit(ds)), F.lit(len(periods)))
     period = _pick([(period_index == i, F.lit(p)) for i, p in enumerate(periods)], F.lit(periods[0]))
@@ -167,8 +176,16 @@ def candidate(
         expected = expected_level(metric, settings.period_days[p])
         levels = template.thresholds[p]
         if levels[0].is_relative:
-            level = _pick([(F.coalesce(expressions.compile_expression(rule, names), F.lit(False)), F.lit(lvl)) for lvl, rule in settings.dynamic_levels], F.lit("medium"))
-            raw = _pick([(level == t.level, F.greatest(expected * t.relative, F.lit(t.minimum))) for t in levels], expected)
+            level = _pick(
+                [
+                    (F.coalesce(expressions.compile_expression(rule, names), F.lit(False)), F.lit(lvl))
+                    for lvl, rule in settings.dynamic_levels
+                ],
+                F.lit("medium"),
+            )
+            raw = _pick(
+                [(level == t.level, F.greatest(expected * t.relative, F.lit(t.minimum))) for t in levels], expected
+            )
             target = friendly(raw)
             if metric.aggregation in ("days", "streak"):
                 target = F.least(target, F.lit(float(settings.period_days[p])))
@@ -186,17 +203,30 @@ def candidate(
     dynamic = template.is_personalised
     offer = F.col("nbo_offer_id") if template.offer_id == "nbo" else F.lit(template.offer_id).cast("string")
     shown = [
-        F.format_string(f"{n}=%s", F.coalesce((F.round(names[n], 2) if n in numeric else names[n]).cast("string"), F.lit("null")))
+        F.format_string(
+            f"{n}=%s", F.coalesce((F.round(names[n], 2) if n in numeric else names[n]).cast("string"), F.lit("null"))
+        )
         for n in sorted(expressions.names(node))
     ]
     reason = F.concat_ws(
         "; ",
-        F.concat(F.lit(f"eligibility: {expressions.to_text(node)}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]")) if shown else F.lit(f"eligibility: {expressions.to_text(node)}"),
+        F.concat(F.lit(f"eligibility: {expressions.to_text(node)}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]"))
+        if shown
+        else F.lit(f"eligibility: {expressions.to_text(node)}"),
         F.concat(F.lit("segment="), F.col("segment")),
         F.format_string("level %s: usual %.1f %s a %s", level, expected, F.lit(metric.unit), _period_word(period)),
     )
     catalog_id = F.concat_ws(".", F.lit(template.id), F.lit(f"v{template.version}"), F.col("segment"), level, period)
-    dynamic_id = F.concat_ws(".", F.lit(template.id), F.lit(f"v{template.version}"), F.lit("dyn"), level, period, F.substring("subscriber_id", 1, 16), F.lit(ds.isoformat()))
+    dynamic_id = F.concat_ws(
+        ".",
+        F.lit(template.id),
+        F.lit(f"v{template.version}"),
+        F.lit("dyn"),
+        level,
+        period,
+        F.substring("subscriber_id", 1, 16),
+        F.lit(ds.isoformat()),
+    )
     mission = F.struct(
         (dynamic_id if dynamic else catalog_id).alias("mission_id"),
         F.lit(template.id).alias("template_id"),
@@ -220,14 +250,23 @@ def candidate(
     return F.when(eligible & target.isNotNull() & (target > 0), mission)
 
 
-def candidates(subjects: DataFrame, templates: Sequence[MissionTemplate], metrics: Mapping[str, MissionMetric], settings: MissionSettings, ds: date) -> DataFrame:
+def candidates(
+    subjects: DataFrame,
+    templates: Sequence[MissionTemplate],
+    metrics: Mapping[str, MissionMetric],
+    settings: MissionSettings,
+    ds: date,
+) -> DataFrame:
     """Subjects (one row per subscriber) -> one row per (subscriber, eligible template), in one
     pass: an array of every template's candidate (null when not eligible), exploded."""
     names = {c: F.col(c) for c in subjects.columns if not c.startswith(BASELINE_PREFIX)}
     numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
     options = [candidate(t, metrics[t.metric], settings, names, ds, numeric) for t in templates]
     exploded = subjects.select(
-        "subscriber_id", "segment", "holdout", F.explode(F.filter(F.array(*options), lambda m: m.isNotNull())).alias("m")
+        "subscriber_id",
+        "segment",
+        "holdout",
+        F.explode(F.filter(F.array(*options), lambda m: m.isNotNull())).alias("m"),
     )
     return exploded.select("subscriber_id", "segment", "holdout", "m.*")
 
@@ -240,16 +279,22 @@ def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSetti
     """
     active = previous.filter(F.col("period_end") > F.lit(ds))
     active_count = active.groupBy("subscriber_id").agg(F.count(F.lit(1)).alias("_active"))
-    blocked = previous.select(
-        "subscriber_id", "template_id", F.date_add(F.col("period_end"), F.col("cooldown_days")).alias("_free_from")
-    ).groupBy("subscriber_id", "template_id").agg(F.max("_free_from").alias("_free_from"))
+    blocked = (
+        previous.select(
+            "subscriber_id", "template_id", F.date_add(F.col("period_end"), F.col("cooldown_days")).alias("_free_from")
+        )
+        .groupBy("subscriber_id", "template_id")
+        .agg(F.max("_free_from").alias("_free_from"))
+    )
     open_ = (
         candidates_df.join(blocked, ["subscriber_id", "template_id"], "left")
         .filter(F.col("_free_from").isNull() | (F.col("_free_from") <= F.lit(ds)))
         .join(active_count, "subscriber_id", "left")
     )
     rank = F.row_number().over(Window.partitionBy("subscriber_id").orderBy(F.desc("priority"), "template_id"))
-    chosen = open_.withColumn("_rank", rank).filter(F.col("_rank") <= F.lit(settings.max_active) - F.coalesce(F.col("_active"), F.lit(0)))
+    chosen = open_.withColumn("_rank", rank).filter(
+        F.col("_rank") <= F.lit(settings.max_active) - F.coalesce(F.col("_active"), F.lit(0))
+    )
     start = F.lit(ds + timedelta(days=1))
     return chosen.select(
         F.sha2(F.concat_ws("|", "subscriber_id", "mission_id", F.lit(ds.isoformat())), 256).alias("assignment_id"),
@@ -290,5 +335,5 @@ def catalog_frame(spark: Any, rows: list[dict[str, Any]], ds: date) -> DataFrame
     from jobs.tables import MISSION_CATALOG, schema_of
 
     schema = schema_of(MISSION_CATALOG)
-    ordered = [tuple(r.get(f.name) for f in schema.fields if f.name != "catalog_date") + (ds,) for r in rows]
+    ordered = [(*(r.get(f.name) for f in schema.fields if f.name != "catalog_date"), ds) for r in rows]
     return spark.createDataFrame(ordered, schema)

@@ -15,7 +15,9 @@ def profile_as_of(lakehouse: Lakehouse, ds: date, lookback_days: int) -> DataFra
     """Profile rows of the newest CRM snapshot in [ds - lookback, ds], or None if there is none."""
     start = ds - timedelta(days=lookback_days)
     snapshots = [
-        d for d in lakehouse.partition_values(SUBSCRIBER_PROFILE, "snapshot_date") if start.isoformat() <= d <= ds.isoformat()
+        d
+        for d in lakehouse.partition_values(SUBSCRIBER_PROFILE, "snapshot_date")
+        if start.isoformat() <= d <= ds.isoformat()
     ]
     if not snapshots:
         return None

@@ -24,7 +24,11 @@ from jobs.metrics import MetricRegistry
 
 SCORE_NAMES = ("engagement", "revenue", "loyalty", "risk", "digital")
 WINDOW_AGGS = ("sum", "max", "days", "days_since", "weeks", "last", "day_rate", "daily_avg")
-PROFILE_FEATURES = {"tenure_days": "crm_subscribers", "is_postpaid": "crm_subscribers", "plan_changed_90d": "crm_subscribers"}
+PROFILE_FEATURES = {
+    "tenure_days": "crm_subscribers",
+    "is_postpaid": "crm_subscribers",
+    "plan_changed_90d": "crm_subscribers",
+}
 ML_FEATURES = ("churn_probability", "nbo_score")
 TRANSFORMS = ("identity", "log1p", "sqrt")
 MISSING = ("zero", "neutral", "exclude")
@@ -96,7 +100,9 @@ class ScoringConfig:
         for score, spec in (data.get("scores") or {}).items():
             if score not in SCORE_NAMES:
                 raise ConfigError(path, f"scores.{score}", f"unknown score; the scores are {', '.join(SCORE_NAMES)}")
-            scores[score] = tuple(_parse_component(score, i, c, names, path) for i, c in enumerate(spec.get("components") or []))
+            scores[score] = tuple(
+                _parse_component(score, i, c, names, path) for i, c in enumerate(spec.get("components") or [])
+            )
             if not scores[score]:
                 raise ConfigError(path, f"scores.{score}.components", "needs at least one component")
         missing = [s for s in SCORE_NAMES if s not in scores]
@@ -251,14 +257,18 @@ def compute_features(
             )
         else:
             source = f"{cfg.file}#features.{feature.name}.expr"
-            columns[feature.name] = expressions.compile_expression(str(feature.spec["expr"]), dict(columns), source=source).cast("double")
+            columns[feature.name] = expressions.compile_expression(
+                str(feature.spec["expr"]), dict(columns), source=source
+            ).cast("double")
     passthrough = [c for c in df.columns if c not in columns and c not in cfg.feature_names]
     return df.select(*passthrough, *[col.alias(name) for name, col in columns.items()])
 
 
 def _window_feature(feature: Feature, tenure: Column, history_days: int) -> Column:
     window, agg, value = int(feature.spec["window"]), feature.spec["agg"], F.col(feature.name)
-    observed = F.least(F.lit(float(window)), F.lit(float(history_days)), F.coalesce(tenure + 1, F.lit(window)).cast("double"))
+    observed = F.least(
+        F.lit(float(window)), F.lit(float(history_days)), F.coalesce(tenure + 1, F.lit(window)).cast("double")
+    )
     observed = F.greatest(observed, F.lit(1.0))
     if agg == "days_since":  # never in the observed history: at least that long
         return F.coalesce(value, observed)
@@ -358,12 +368,25 @@ def score_columns(score: str, components: Sequence[Component], degraded: set[str
     return total, F.create_map(*entries)
 
 
-def compute_scores(features: DataFrame, cuts: Mapping[str, DataFrame], cfg: ScoringConfig, ds: date, degraded_features: set[str], degraded_sources: Sequence[str]) -> DataFrame:
+def compute_scores(
+    features: DataFrame,
+    cuts: Mapping[str, DataFrame],
+    cfg: ScoringConfig,
+    ds: date,
+    degraded_features: set[str],
+    degraded_sources: Sequence[str],
+) -> DataFrame:
     """Features -> one behavior_scores row per subscriber."""
     df = features
     for by, cut in cuts.items():
         key = F.lit("all") if by == "all" else F.col(by)
-        df = df.join(F.broadcast(cut.withColumnRenamed(by, "_cut_key") if by != "all" else cut.withColumnRenamed("_all", "_cut_key")), key == F.col("_cut_key"), "left").drop("_cut_key")
+        df = df.join(
+            F.broadcast(
+                cut.withColumnRenamed(by, "_cut_key") if by != "all" else cut.withColumnRenamed("_all", "_cut_key")
+            ),
+            key == F.col("_cut_key"),
+            "left",
+        ).drop("_cut_key")
     columns = []
     for score in SCORE_NAMES:
         total, breakdown = score_columns(score, cfg.scores[score], degraded_features)
@@ -411,7 +434,9 @@ def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_
             elif feature.kind == "count_positive":
                 memo[name] = set().union(*(sources(n) for n in feature.spec["count_positive"]))
             else:
-                memo[name] = set().union(*(sources(n) for n in expressions.names(expressions.parse(str(feature.spec["expr"])))))
+                memo[name] = set().union(
+                    *(sources(n) for n in expressions.names(expressions.parse(str(feature.spec["expr"]))))
+                )
         return memo[name]
 
     return {f.name for f in cfg.features if sources(f.name) & unavailable_sources}

@@ -63,7 +63,9 @@ def assign_segments(scored: DataFrame, rules: SegmentRules, ds: date) -> DataFra
     segment: Column = F.lit(rules.default)
     rule: Column = F.lit("default")
     for i, s in reversed(list(enumerate(rules.segments))):
-        matched = F.coalesce(expressions.compile_expression(s.rule, names, source=f"{rules.file}#segments[{i}].rule"), F.lit(False))
+        matched = F.coalesce(
+            expressions.compile_expression(s.rule, names, source=f"{rules.file}#segments[{i}].rule"), F.lit(False)
+        )
         segment = F.when(matched, F.lit(s.name)).otherwise(segment)
         rule = F.when(matched, F.lit(s.rule)).otherwise(rule)
     return scored.select(

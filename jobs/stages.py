@@ -31,7 +31,6 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
-from jobs.templates import TemplateSet, catalog_rows, load_mission_metrics, load_templates
 from jobs.tables import (
     BEHAVIOR_FEATURES,
     BEHAVIOR_SCORES,
@@ -42,6 +41,7 @@ from jobs.tables import (
     PIPELINE_RUNS,
     SUBSCRIBER_SEGMENTS,
 )
+from jobs.templates import TemplateSet, catalog_rows, load_mission_metrics, load_templates
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ def activity(ctx: RunContext) -> dict[str, Any]:
     ]
     dates = sorted({ds, *late})
     daily = daily_activity(events.filter(F.col("event_date").isin(dates)), metric_registry(ctx))
-    result = lakehouse.write(daily, DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": dates})
+    result = lakehouse.write(
+        daily, DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": dates}
+    )
     return {"dates": [d.isoformat() for d in dates], "rows": result.rows_added}
 
 
@@ -101,7 +103,9 @@ def unavailable_sources(ctx: RunContext) -> set[str]:
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
         return set()
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])
-    rows = runs.filter((F.col("stage") == "ingest") & F.col("status").isin("failed", "missing")).select("source").collect()
+    rows = (
+        runs.filter((F.col("stage") == "ingest") & F.col("status").isin("failed", "missing")).select("source").collect()
+    )
     return {r.source for r in rows}  # one row per configured source at most
 
 
@@ -115,7 +119,9 @@ def scoring_base(ctx: RunContext) -> DataFrame:
     earlier = profile_as_of(ctx.lakehouse, ctx.ds - timedelta(days=90), lookback)
     if earlier is None:
         return base.withColumn("plan_code_90d_ago", F.lit(None).cast("string"))
-    return base.join(earlier.select("subscriber_id", F.col("plan_code").alias("plan_code_90d_ago")), "subscriber_id", "left")
+    return base.join(
+        earlier.select("subscriber_id", F.col("plan_code").alias("plan_code_90d_ago")), "subscriber_id", "left"
+    )
 
 
 def latest_predictions(ctx: RunContext, cfg: ScoringConfig) -> DataFrame | None:
@@ -141,19 +147,32 @@ def scores(ctx: RunContext) -> dict[str, Any]:
     cfg = scoring_config(ctx)
     lakehouse, ds = ctx.lakehouse, ctx.ds
     start = ds - timedelta(days=cfg.max_window - 1)
-    activity_rows = lakehouse.read(DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)])
+    activity_rows = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)]
+    )
     windows = window_aggregates(activity_rows, cfg, ds)
-    features = compute_features(scoring_base(ctx), windows, latest_predictions(ctx, cfg), cfg, ds, history_days(ctx, cfg.max_window))
+    features = compute_features(
+        scoring_base(ctx), windows, latest_predictions(ctx, cfg), cfg, ds, history_days(ctx, cfg.max_window)
+    )
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         unavailable = unavailable_sources(ctx)
         degraded = degraded_features(cfg, metric_registry(ctx), unavailable)
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
-        lakehouse.write(features_snapshot(features, cfg, ds), BEHAVIOR_FEATURES, partition_by=["score_date"], replace_where={"score_date": ds})
+        lakehouse.write(
+            features_snapshot(features, cfg, ds),
+            BEHAVIOR_FEATURES,
+            partition_by=["score_date"],
+            replace_where={"score_date": ds},
+        )
         result = lakehouse.write(scored, BEHAVIOR_SCORES, partition_by=["score_date"], replace_where={"score_date": ds})
     finally:
         features.unpersist()
-    return {"subscribers": result.rows_added, "config_version": cfg.config_version, "degraded_sources": sorted(unavailable)}
+    return {
+        "subscribers": result.rows_added,
+        "config_version": cfg.config_version,
+        "degraded_sources": sorted(unavailable),
+    }
 
 
 def segments(ctx: RunContext) -> dict[str, Any]:
@@ -169,7 +188,10 @@ def segments(ctx: RunContext) -> dict[str, Any]:
     profile = scoring_base(ctx).select("subscriber_id", "payment_type", "plan_code", "status", "age_band", "region")
     joined = scored.join(features, "subscriber_id").join(profile, "subscriber_id", "left")
     result = lakehouse.write(
-        assign_segments(joined, rules, ds), SUBSCRIBER_SEGMENTS, partition_by=["segment_date"], replace_where={"segment_date": ds}
+        assign_segments(joined, rules, ds),
+        SUBSCRIBER_SEGMENTS,
+        partition_by=["segment_date"],
+        replace_where={"segment_date": ds},
     )
     if result.rows_added == 0:
         log.warning("no subscribers segmented for %s", ds)
@@ -180,7 +202,9 @@ def mission_settings(ctx: RunContext | Config) -> MissionSettings:
     return MissionSettings.load(_conf_dir(ctx) / "missions.yaml")
 
 
-def template_set(ctx: RunContext | Config, settings: MissionSettings | None = None, templates_dir: Path | None = None) -> TemplateSet:
+def template_set(
+    ctx: RunContext | Config, settings: MissionSettings | None = None, templates_dir: Path | None = None
+) -> TemplateSet:
     """Load and validate the mission templates against metrics, segments, names and badges."""
     settings = settings or mission_settings(ctx)
     cfg = scoring_config(ctx)
@@ -205,13 +229,17 @@ def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionS
     scored = lakehouse.read(BEHAVIOR_SCORES, partitions=day).select(
         "subscriber_id", *cfg.scores, "churn_probability", "nbo_offer_id", "nbo_score"
     )
-    segment = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)]).select("subscriber_id", "segment")
+    segment = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)]).select(
+        "subscriber_id", "segment"
+    )
     features = lakehouse.read(BEHAVIOR_FEATURES, partitions=day).select(
         "subscriber_id", *[F.col("features").getItem(n).alias(n) for n in cfg.feature_names if n not in scored.columns]
     )
     profile = scoring_base(ctx).select("subscriber_id", "payment_type", "plan_code", "status", "age_band", "region")
     start = ds - timedelta(days=settings.baseline_days - 1)
-    activity_rows = lakehouse.read(DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)])
+    activity_rows = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)]
+    )
     used = sorted({t.metric for t in templates.templates})
     usual = baselines(activity_rows, [templates.metrics[m] for m in used], ds, settings.baseline_days)
     subjects = (
@@ -230,13 +258,22 @@ def missions(ctx: RunContext) -> dict[str, Any]:
     lakehouse, ds = ctx.lakehouse, ctx.ds
     active_templates = templates.active_on(ds)
     rows = catalog_rows(active_templates, templates.metrics)
-    lakehouse.write(catalog_frame(ctx.spark, rows, ds).coalesce(1), MISSION_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
+    lakehouse.write(
+        catalog_frame(ctx.spark, rows, ds).coalesce(1),
+        MISSION_CATALOG,
+        partition_by=["catalog_date"],
+        replace_where={"catalog_date": ds},
+    )
     subjects = mission_subjects(ctx, templates, settings)
     window = [("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days)), ("assigned_ds", "<", ds)]
     if lakehouse.exists(MISSION_ASSIGNMENTS):
         previous = lakehouse.read(MISSION_ASSIGNMENTS, partitions=window)
     else:
-        previous = ctx.spark.createDataFrame([], "subscriber_id string, template_id string, period_end date, cooldown_days int")
+        previous = ctx.spark.createDataFrame(
+            [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
+        )
     assigned = assign(candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds)
-    result = lakehouse.write(assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds})
+    result = lakehouse.write(
+        assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds}
+    )
     return {"catalog_missions": len(rows), "templates": len(active_templates), "assignments": result.rows_added}

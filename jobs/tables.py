@@ -38,6 +38,7 @@ _SCHEMAS: dict[str, str] = {
 def schema_of(table: str) -> T.StructType:
     return T._parse_datatype_string(_SCHEMAS[table])
 
+
 DAILY_ACTIVITY = "daily_activity"
 BEHAVIOR_FEATURES = "behavior_features"
 BEHAVIOR_SCORES = "behavior_scores"

@@ -179,7 +179,10 @@ def _load_one(
     if metric is None:
         problem("metric", f"unknown metric {data['metric']!r} (known: {', '.join(sorted(metrics))})")
     elif data["aggregation"] != metric.aggregation:
-        problem("aggregation", f"{data['aggregation']!r} does not match metric {metric.name!r}, which is a {metric.aggregation}")
+        problem(
+            "aggregation",
+            f"{data['aggregation']!r} does not match metric {metric.name!r}, which is a {metric.aggregation}",
+        )
     periods = data["periods"] if isinstance(data["periods"], list) else [data["periods"]]
     for period in periods:
         if period not in PERIODS:
@@ -197,7 +200,9 @@ def _load_one(
             longest = {"daily": 1, "weekly": 7, "monthly": 30}.get(period, 30)
             for t in levels:
                 if t.target is not None and t.target > longest:
-                    problem(f"thresholds.{period}.{t.level}", f"{t.target:g} days cannot be reached in a {period} period")
+                    problem(
+                        f"thresholds.{period}.{t.level}", f"{t.target:g} days cannot be reached in a {period} period"
+                    )
     points = _points(data["reward"], problem)
     if badges is not None and data["badge"] not in badges:
         problem("badge", f"unknown badge type {data['badge']!r} (known: {', '.join(sorted(badges))})")
@@ -257,10 +262,15 @@ def _thresholds(spec: Any, periods: Sequence[str], problem: Any) -> dict[str, tu
         for level, value in levels.items():
             if isinstance(value, int | float) and value > 0:
                 parsed.append(Threshold(level, target=float(value)))
-            elif isinstance(value, Mapping) and isinstance(value.get("relative"), int | float) and value["relative"] > 0:
+            elif (
+                isinstance(value, Mapping) and isinstance(value.get("relative"), int | float) and value["relative"] > 0
+            ):
                 parsed.append(Threshold(level, relative=float(value["relative"]), minimum=float(value.get("min", 1))))
             else:
-                problem(f"thresholds.{period}.{level}", f"must be a positive number or {{relative: x, min: y}}, got {value!r}")
+                problem(
+                    f"thresholds.{period}.{level}",
+                    f"must be a positive number or {{relative: x, min: y}}, got {value!r}",
+                )
         absolute = [t.target for t in parsed if t.target is not None]
         if absolute and absolute != sorted(absolute):
             problem(f"thresholds.{period}", "targets must grow from easy to hard")
@@ -274,7 +284,11 @@ def _points(reward: Any, problem: Any) -> dict[str, int]:
     points = (reward or {}).get("points") if isinstance(reward, Mapping) else None
     if isinstance(points, int) and points >= 0:
         return dict.fromkeys(LEVELS, points)
-    if isinstance(points, Mapping) and list(points) == list(LEVELS) and all(isinstance(v, int) and v >= 0 for v in points.values()):
+    if (
+        isinstance(points, Mapping)
+        and list(points) == list(LEVELS)
+        and all(isinstance(v, int) and v >= 0 for v in points.values())
+    ):
         return dict(points)
     problem("reward.points", f"must be a non-negative integer or one per level ({', '.join(LEVELS)})")
     return {}
@@ -318,7 +332,9 @@ def catalog_rows(templates: Iterable[MissionTemplate], metrics: Mapping[str, Mis
                             "aggregation": t.aggregation,
                             "unit": metrics[t.metric].unit,
                             "target_value": threshold.target,
-                            "target_rule": None if threshold.target is not None else f"baseline x {threshold.relative:g}, at least {threshold.minimum:g}",
+                            "target_rule": None
+                            if threshold.target is not None
+                            else f"baseline x {threshold.relative:g}, at least {threshold.minimum:g}",
                             "period": period,
                             "reward_points": t.points[threshold.level],
                             "offer_id": t.offer_id,

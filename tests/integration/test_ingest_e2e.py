@@ -11,10 +11,10 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from jobs.pipeline import PipelineError
-from tests.integration.helpers import table_content
 from jobs.privacy import normalise_msisdn
 from jobs.sources import Source
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
+from tests.integration.helpers import table_content
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,18 @@ def test_each_injected_defect_is_quarantined_with_its_reason(pipeline):
                 expected[key] = expected.get(key, 0) + count
     got = {
         (r.source, str(r.ingest_date), r.reject_reason): r["count"]
-        for r in pipeline.lakehouse.read(EVENTS_REJECTED).groupBy("source", "ingest_date", "reject_reason").count().collect()
+        for r in pipeline.lakehouse.read(EVENTS_REJECTED)
+        .groupBy("source", "ingest_date", "reject_reason")
+        .count()
+        .collect()
     }
     assert got == {k: v for k, v in expected.items() if v}
 
 
 def test_rows_read_equal_the_raw_rows_in_the_extracts(pipeline):
-    read = {(r.source, str(r.run_ds)): r.rows_read for r in pipeline.lakehouse.read(PIPELINE_RUNS).collect() if r.rows_read}
+    read = {
+        (r.source, str(r.run_ds)): r.rows_read for r in pipeline.lakehouse.read(PIPELINE_RUNS).collect() if r.rows_read
+    }
     raw = {(source, day): n for source, days in pipeline.manifest["rows"].items() for day, n in days.items()}
     assert read == raw
 
@@ -92,7 +97,11 @@ def test_no_phone_number_from_the_extracts_reaches_any_table(pipeline):
         source = Source.from_config(spec)
         columns = [c.path for c in source.contract if c.path == spec["subscriber"]["column"] or c.pii]
         path = source.path_for(date(2025, 3, 1), str(pipeline.raw)).rsplit("/", 2)[0] + "/*/*"
-        reader = {"csv": lambda p: spark.read.options(**source.options).csv(p), "json": spark.read.json, "parquet": spark.read.parquet}
+        reader = {
+            "csv": lambda p, s=source: spark.read.options(**s.options).csv(p),
+            "json": spark.read.json,
+            "parquet": spark.read.parquet,
+        }
         raw = reader[source.format](path)
         for column in columns:
             if source.format == "csv" or "." not in column or column.split(".")[0] in raw.columns:
@@ -112,13 +121,18 @@ def test_tables_are_readable_by_the_deltalake_package(pipeline):
     for table in (EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, PIPELINE_RUNS):
         arrow = pa.table(DeltaTable(pipeline.lakehouse.uri(table)).to_pyarrow_table())
         assert arrow.num_rows == pipeline.lakehouse.read(table).count() > 0
-    events = pa.table(DeltaTable(pipeline.lakehouse.uri(EVENTS)).to_pyarrow_table(columns=["event_date", "ingest_date"]))
+    events = pa.table(
+        DeltaTable(pipeline.lakehouse.uri(EVENTS)).to_pyarrow_table(columns=["event_date", "ingest_date"])
+    )
     assert {str(d) for d in events.column("event_date").to_pylist()} == {d.isoformat() for d in pipeline.days}
 
 
 def test_subscriber_ids_match_the_truth_file(pipeline):
     truth = {line.split(",")[1] for line in (pipeline.raw / "_truth" / "personas.csv").read_text().splitlines()[1:]}
-    profile = {r.subscriber_id for r in pipeline.lakehouse.read(SUBSCRIBER_PROFILE).select("subscriber_id").distinct().collect()}
+    profile = {
+        r.subscriber_id
+        for r in pipeline.lakehouse.read(SUBSCRIBER_PROFILE).select("subscriber_id").distinct().collect()
+    }
     assert profile <= truth and len(profile) >= 0.9 * len(truth)
 
 

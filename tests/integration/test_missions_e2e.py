@@ -33,7 +33,12 @@ def test_catalog_is_the_expansion_of_the_templates(pipeline):
 
 def test_assignments_cover_every_category_and_point_to_the_catalog(pipeline):
     rows = assignments(pipeline)
-    assert {r.category for r in rows.select("category").distinct().collect()} >= {"onboarding", "engagement", "loyalty", "correction"}
+    assert {r.category for r in rows.select("category").distinct().collect()} >= {
+        "onboarding",
+        "engagement",
+        "loyalty",
+        "correction",
+    }
     catalog = pipeline.lakehouse.read(MISSION_CATALOG).select("mission_id", F.col("catalog_date").alias("assigned_ds"))
     static = rows.filter(~F.col("is_dynamic"))
     assert static.join(catalog, ["mission_id", "assigned_ds"], "left_anti").count() == 0
@@ -55,7 +60,11 @@ def test_caps_and_active_duplicates_hold_every_day(pipeline):
 def test_cooldowns_hold(pipeline):
     rows = assignments(pipeline).select("subscriber_id", "template_id", "assigned_ds", "period_end", "cooldown_days")
     later = rows.alias("b")
-    pairs = rows.alias("a").join(later, ["subscriber_id", "template_id"]).filter(F.col("a.assigned_ds") < F.col("b.assigned_ds"))
+    pairs = (
+        rows.alias("a")
+        .join(later, ["subscriber_id", "template_id"])
+        .filter(F.col("a.assigned_ds") < F.col("b.assigned_ds"))
+    )
     violations = pairs.filter(F.col("b.assigned_ds") < F.date_add(F.col("a.period_end"), F.col("a.cooldown_days")))
     assert violations.count() == 0
 
@@ -115,11 +124,18 @@ def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path
         .replace("templates_dir: templates/missions", f"templates_dir: {templates}")
         .replace("badges_dir: templates/badges", f"badges_dir: {DEFAULT_CONF_DIR.parent / 'templates' / 'badges'}")
     )
-    config = load_config(conf, env="test", overrides={"raw.root": str(pipeline.raw), "lakehouse.root": pipeline.lakehouse.root}, environ={})
+    config = load_config(
+        conf,
+        env="test",
+        overrides={"raw.root": str(pipeline.raw), "lakehouse.root": pipeline.lakehouse.root},
+        environ={},
+    )
     ds = pipeline.last_day
     try:
         run_stages(RunContext(pipeline.spark, config, pipeline.lakehouse, ds), ["missions"])
-        new = assignments(pipeline).filter((F.col("assigned_ds") == F.lit(ds)) & (F.col("template_id") == "weekend_explorer"))
+        new = assignments(pipeline).filter(
+            (F.col("assigned_ds") == F.lit(ds)) & (F.col("template_id") == "weekend_explorer")
+        )
         scored = pipeline.lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).count()
         assert 0 < new.count() <= scored
         assert new.first().mission_id.startswith("weekend_explorer.v1.")

@@ -75,7 +75,9 @@ def test_every_subscriber_gets_exactly_one_segment(pipeline):
 def test_daily_activity_is_one_row_per_subscriber_and_day(pipeline):
     activity = pipeline.lakehouse.read(DAILY_ACTIVITY)
     assert activity.count() == activity.select("subscriber_id", "activity_date").distinct().count()
-    assert {str(r[0]) for r in activity.select("activity_date").distinct().collect()} == {d.isoformat() for d in pipeline.days}
+    assert {str(r[0]) for r in activity.select("activity_date").distinct().collect()} == {
+        d.isoformat() for d in pipeline.days
+    }
 
 
 def test_outputs_are_readable_by_the_deltalake_package(pipeline):

@@ -77,9 +77,7 @@ def _error(text: str, allowed: list[str] | None = None, **where: object) -> Expr
         ("x is not null", IsNull(Name("x"), negated=True)),
         (
             "x in ['a', \"b\", -1, 2.5, true,]",
-            InList(
-                Name("x"), (Literal("a"), Literal("b"), Literal(-1), Literal(2.5), Literal(True))
-            ),
+            InList(Name("x"), (Literal("a"), Literal("b"), Literal(-1), Literal(2.5), Literal(True))),
         ),
         ("x Not In [1]", InList(Name("x"), (Literal(1),), negated=True)),
         ("a + 1 in [2]", InList(Binary("+", Name("a"), Literal(1)), (Literal(2),))),
@@ -222,9 +220,7 @@ def test_unknown_name_in_yaml_file_at_line_12_column_17() -> None:
 def test_syntax_error_inside_yaml_expression_offsets_column() -> None:
     error = _error("risk >= 70 and max(digital) < 40", source=STREAK, line=12, column=17)
     assert str(error) == (
-        f"{STREAK}:12:32: function calls are not allowed: 'max('\n"
-        "risk >= 70 and max(digital) < 40\n"
-        "               ^"
+        f"{STREAK}:12:32: function calls are not allowed: 'max('\nrisk >= 70 and max(digital) < 40\n               ^"
     )
 
 
@@ -234,8 +230,7 @@ def test_error_on_second_line_of_multi_line_expression() -> None:
     error = _error(text, source=STREAK, line=12, column=17)
     assert (error.line, error.column) == (13, 7)
     assert str(error).splitlines() == [
-        f"{STREAK}:13:7: unknown name 'digitl' "
-        "(known: digital, engagement, loyalty, revenue, risk, segment)",
+        f"{STREAK}:13:7: unknown name 'digitl' (known: digital, engagement, loyalty, revenue, risk, segment)",
         "  and digitl < 40",
         "      ^",
     ]
@@ -282,9 +277,7 @@ def test_rejects_pathological_nesting(text: str) -> None:
 
 @pytest.mark.unit
 def test_accepts_reasonable_nesting() -> None:
-    assert validate("(" * 40 + "risk" + ")" * 40 + " + 1", SCORES) == Binary(
-        "+", Name("risk"), Literal(1)
-    )
+    assert validate("(" * 40 + "risk" + ")" * 40 + " + 1", SCORES) == Binary("+", Name("risk"), Literal(1))
 
 
 @pytest.mark.unit
@@ -337,29 +330,21 @@ def test_to_text_is_canonical() -> None:
 def _random_node(rng: random.Random, depth: int) -> Node:
     """A random AST of the shapes `parse` produces (negative literals only inside lists)."""
     if depth == 0 or rng.random() < 0.2:
-        return rng.choice(
-            [Name(rng.choice("abc")), Literal(rng.choice([0, 7, 2.5, "s", True, None]))]
-        )
+        return rng.choice([Name(rng.choice("abc")), Literal(rng.choice([0, 7, 2.5, "s", True, None]))])
     kind = rng.randrange(7)
     if kind == 0:
         return Unary(rng.choice(["-", "not"]), _random_node(rng, depth - 1))
     if kind == 1:
-        return Binary(
-            rng.choice("+-*/%"), _random_node(rng, depth - 1), _random_node(rng, depth - 1)
-        )
+        return Binary(rng.choice("+-*/%"), _random_node(rng, depth - 1), _random_node(rng, depth - 1))
     if kind == 2:
         op = rng.choice(["==", "!=", "<", "<=", ">", ">="])
         return Compare(op, _random_node(rng, depth - 1), _random_node(rng, depth - 1))
     if kind == 3:
-        values = tuple(
-            Literal(rng.choice([-3, 1, -0.5, "q'\\", False])) for _ in range(rng.randint(1, 3))
-        )
+        values = tuple(Literal(rng.choice([-3, 1, -0.5, "q'\\", False])) for _ in range(rng.randint(1, 3)))
         return InList(_random_node(rng, depth - 1), values, negated=rng.random() < 0.5)
     if kind == 4:
         return IsNull(_random_node(rng, depth - 1), negated=rng.random() < 0.5)
-    return BoolOp(
-        rng.choice(["and", "or"]), _random_node(rng, depth - 1), _random_node(rng, depth - 1)
-    )
+    return BoolOp(rng.choice(["and", "or"]), _random_node(rng, depth - 1), _random_node(rng, depth - 1))
 
 
 @pytest.mark.unit
@@ -434,9 +419,7 @@ def test_compiled_values(frame: DataFrame, text: str, expected: list[object]) ->
 
 
 @pytest.mark.unit
-def test_mapping_resolves_names_to_columns(
-    frame: DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mapping_resolves_names_to_columns(frame: DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_sql_text(*_: object) -> None:
         raise AssertionError("F.expr must not be used")
 

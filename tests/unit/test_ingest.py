@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -79,10 +79,14 @@ def classified_cdr(spark, rows, known_df=None):
 def test_voice_call_becomes_two_events_with_pseudonymised_ids(spark):
     rows = [("C1", "0612345678", "MOC", "20250301103000", "90", "0", "+33 6 99 99 99 99")]
     events = to_events(classified_cdr(spark, rows, known(spark, "+33612345678")), CDR, CTX)
-    got = sorted(events.select("event_subtype", "quantity", "unit", "channel", "subscriber_id", "event_ts", "event_date", "attributes").collect())
+    got = sorted(
+        events.select(
+            "event_subtype", "quantity", "unit", "channel", "subscriber_id", "event_ts", "event_date", "attributes"
+        ).collect()
+    )
     subscriber = pseudonymise_py("+33612345678", KEY, "33")
     counterpart = pseudonymise_py("0699999999", KEY, "33")
-    when = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc).replace(tzinfo=None)  # 10:30 Paris = 09:30 UTC
+    when = datetime(2025, 3, 1, 9, 30, tzinfo=UTC).replace(tzinfo=None)  # 10:30 Paris = 09:30 UTC
     assert [tuple(r) for r in got] == [
         ("call_made", None, None, None, subscriber, when, date(2025, 3, 1), {"counterpart_id": counterpart}),
         ("voice_out", 1.5, "minutes", "network", subscriber, when, date(2025, 3, 1), {"counterpart_id": counterpart}),
@@ -102,18 +106,30 @@ def test_local_midnight_belongs_to_the_local_day(spark):
     [
         (("C1", "33612345678", "MOC", "N/A", "30", "0", None), None, "invalid_timestamp", "'start_time' value 'N/A'"),
         (("C1", "33612345678", "MOC", "20250301100000", "-5", "0", None), None, "negative_duration", "duration_s=-5"),
-        (("C1", "33612345678", "MOC", "20250301100000", "abc", "0", None), None, "invalid_type", "'duration_s' value 'abc' is not a valid long"),
+        (
+            ("C1", "33612345678", "MOC", "20250301100000", "abc", "0", None),
+            None,
+            "invalid_type",
+            "'duration_s' value 'abc' is not a valid long",
+        ),
         (("C1", None, "MOC", "20250301100000", "30", "0", None), None, "missing_field", "'msisdn' is missing"),
         (("C1", "12", "MOC", "20250301100000", "30", "0", None), None, "invalid_msisdn", "not a valid MSISDN"),
         (("C1", "33799999999", "MOC", "20250301100000", "30", "0", None), None, "unknown_subscriber", "CRM snapshot"),
         (("C1", "33612345678", "FAX", "20250301100000", "30", "0", None), None, "unmapped_record", "no event mapping"),
         (("C1", "33612345678", "MOC", "20250302100000", "30", "0", None), None, "future_event", "2025-03-02 is after"),
         (("C1", "33612345678", "MOC", "20250220100000", "30", "0", None), None, "too_late", "more than 3 days"),
-        ((None, None, None, None, None, None, None), "garbage 33612345678 line", "malformed_record", "could not be parsed"),
+        (
+            (None, None, None, None, None, None, None),
+            "garbage 33612345678 line",
+            "malformed_record",
+            "could not be parsed",
+        ),
     ],
 )
 def test_each_defect_is_quarantined_with_its_reason(spark, row, corrupt, reason, message_part):
-    df = spark.createDataFrame([(*row, corrupt)], RAW_COLUMNS + f", {CORRUPT} string").withColumn(SOURCE_FILE, F.lit("f.csv"))
+    df = spark.createDataFrame([(*row, corrupt)], RAW_COLUMNS + f", {CORRUPT} string").withColumn(
+        SOURCE_FILE, F.lit("f.csv")
+    )
     classified = classify(conform(df, CDR), CDR, CTX, known(spark, "33612345678"))
     rejects = to_rejects(classified, CDR, CTX).collect()
     assert [(r.reject_reason, r.source, r.source_file) for r in rejects] == [(reason, "cdr", "f.csv")]
@@ -202,16 +218,25 @@ def test_crm_snapshot_feeds_profile_even_without_events(spark):
             "natural_key": ["msisdn", "snapshot_date"],
             "subscriber": {"column": "msisdn"},
             "check_known_subscriber": False,
-            "profile": {"table": "subscriber_profile", "columns": {"plan_code": {"column": "plan_code"}, "activation_date": {"column": "activation_date"}}},
+            "profile": {
+                "table": "subscriber_profile",
+                "columns": {"plan_code": {"column": "plan_code"}, "activation_date": {"column": "activation_date"}},
+            },
             "mappings": [{"when": "activation_date == ds", "event_type": "crm", "event_subtype": "activation"}],
         }
     )
     df = spark.createDataFrame(
-        [("+33600000001", "PRE_S", "2019-05-01", "2025-03-01", None), ("+33600000002", "POST_M", "2025-03-01", "2025-03-01", None)],
+        [
+            ("+33600000001", "PRE_S", "2019-05-01", "2025-03-01", None),
+            ("+33600000002", "POST_M", "2025-03-01", "2025-03-01", None),
+        ],
         f"msisdn string, plan_code string, activation_date string, snapshot_date string, {CORRUPT} string",
     ).withColumn(SOURCE_FILE, F.lit("crm.csv"))
     classified = classify(conform(df, crm), crm, CTX, None)
-    profile = {r.subscriber_id: (r.plan_code, r.activation_date, r.snapshot_date) for r in to_profile(classified, crm, CTX).collect()}
+    profile = {
+        r.subscriber_id: (r.plan_code, r.activation_date, r.snapshot_date)
+        for r in to_profile(classified, crm, CTX).collect()
+    }
     assert profile == {
         pseudonymise_py("+33600000001", KEY, "33"): ("PRE_S", date(2019, 5, 1), date(2025, 3, 1)),
         pseudonymise_py("+33600000002", KEY, "33"): ("POST_M", date(2025, 3, 1), date(2025, 3, 1)),

@@ -34,7 +34,9 @@ def day_rows(spark, ingest: str, rows: list[tuple[int, str]]):
 
 
 def write(lakehouse, df, ingest):
-    return lakehouse.write(df, "t", partition_by=["event_date"], replace_where={"ingest_date": date.fromisoformat(ingest)})
+    return lakehouse.write(
+        df, "t", partition_by=["event_date"], replace_where={"ingest_date": date.fromisoformat(ingest)}
+    )
 
 
 def ids(df) -> list[tuple]:
@@ -118,4 +120,9 @@ def test_replace_by_a_column_mixed_inside_a_file_is_refused(spark, lakehouse):
 def test_partitioning_must_match_the_table(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
     with pytest.raises(LakehouseError, match="partitioned by"):
-        lakehouse.write(day_rows(spark, "2025-03-01", []), "t", partition_by=["ingest_date"], replace_where={"ingest_date": "2025-03-01"})
+        lakehouse.write(
+            day_rows(spark, "2025-03-01", []),
+            "t",
+            partition_by=["ingest_date"],
+            replace_where={"ingest_date": "2025-03-01"},
+        )

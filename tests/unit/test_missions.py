@@ -14,7 +14,14 @@ from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.metrics import longest_streak
 from jobs.missions import MissionSettings, assign, candidates, friendly, with_holdout
 from jobs.stages import template_set
-from jobs.templates import CATEGORIES, TemplateError, catalog_rows, expansion_counts, load_mission_metrics, load_templates
+from jobs.templates import (
+    CATEGORIES,
+    TemplateError,
+    catalog_rows,
+    expansion_counts,
+    load_mission_metrics,
+    load_templates,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -97,14 +104,26 @@ def test_catalog_expands_templates_across_segments_levels_and_periods(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "engagement >= 20 and riskk < 70"'), "streak.yaml:13:36: unknown name 'riskk'"),
-        (('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "max(engagement) > 3"'), "streak.yaml:13:15: function calls are not allowed"),
+        (
+            ('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "engagement >= 20 and riskk < 70"'),
+            "streak.yaml:13:36: unknown name 'riskk'",
+        ),
+        (
+            ('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "max(engagement) > 3"'),
+            "streak.yaml:13:15: function calls are not allowed",
+        ),
         (("metric: usage_streak_days", "metric: streaks"), "streak.yaml: metric: unknown metric 'streaks'"),
-        (("aggregation: streak", "aggregation: sum"), "streak.yaml: aggregation: 'sum' does not match metric 'usage_streak_days', which is a streak"),
+        (
+            ("aggregation: streak", "aggregation: sum"),
+            "streak.yaml: aggregation: 'sum' does not match metric 'usage_streak_days', which is a streak",
+        ),
         (("segments: all", "segments: [vip]"), "streak.yaml: segments: unknown segment 'vip'"),
         (("badge: streak_keeper", "badge: unicorn"), "streak.yaml: badge: unknown badge type 'unicorn'"),
         (("hard: 7}", "hard: 9}"), "streak.yaml: thresholds.weekly.hard: 9 days cannot be reached in a weekly period"),
-        (("easy: 3, medium: 5", "easy: 6, medium: 5"), "streak.yaml: thresholds.weekly: targets must grow from easy to hard"),
+        (
+            ("easy: 3, medium: 5", "easy: 6, medium: 5"),
+            "streak.yaml: thresholds.weekly: targets must grow from easy to hard",
+        ),
         (("category: engagement", "category: fun"), "streak.yaml: category: 'fun' is not one of"),
         (("{points} points", "{reward} points"), "streak.yaml: description: unknown placeholder {reward}"),
         (("    priority: 60\n", ""), "streak.yaml: -: missing key(s): priority"),
@@ -119,7 +138,11 @@ def test_validation_errors_are_precise(tmp_path, edit, expected):
 
 
 def test_every_broken_template_is_reported_at_once(tmp_path):
-    write_templates(tmp_path, streak=STREAK.replace("badge: streak_keeper", "badge: x"), more_data=MORE_DATA.replace("metric: data_mb", "metric: y"))
+    write_templates(
+        tmp_path,
+        streak=STREAK.replace("badge: streak_keeper", "badge: x"),
+        more_data=MORE_DATA.replace("metric: data_mb", "metric: y"),
+    )
     with pytest.raises(TemplateError) as error:
         load(tmp_path)
     assert len(error.value.problems) == 2
@@ -137,12 +160,16 @@ def test_the_repository_templates_are_valid_and_rich_enough():
     assert len(catalog_rows(templates, METRICS)) == sum(rows for *_, rows in counts)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0.3, 1), (7.2, 8), (10, 10), (11, 15), (47, 50), (51, 60), (201, 250), (1001, 1100)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.3, 1), (7.2, 8), (10, 10), (11, 15), (47, 50), (51, 60), (201, 250), (1001, 1100)]
+)
 def test_friendly_targets(spark, value, expected):
     assert spark.range(1).select(friendly(F.lit(float(value))).alias("v")).first().v == expected
 
 
-@pytest.mark.parametrize(("days", "expected"), [([], 0), ([5], 1), ([1, 2, 3, 7, 8], 3), ([3, 1, 2, 2], 3), ([10, 12, 14], 1)])
+@pytest.mark.parametrize(
+    ("days", "expected"), [([], 0), ([5], 1), ([1, 2, 3, 7, 8], 3), ([3, 1, 2, 2], 3), ([10, 12, 14], 1)]
+)
 def test_longest_streak(spark, days, expected):
     df = spark.createDataFrame([(days,)], "days array<int>")
     assert df.select(longest_streak(F.col("days")).alias("s")).first().s == expected
@@ -158,11 +185,15 @@ def test_holdout_share_matches_the_config(spark):
 
 def subjects(spark, rows):
     """(subscriber, segment, engagement, risk, data_mb_30, streak baseline, data baseline per day, nbo offer)."""
-    return spark.createDataFrame(
-        [(*r, False) for r in rows],
-        "subscriber_id string, segment string, engagement double, risk double, data_mb_30 double, "
-        "_baseline_usage_streak_days double, _baseline_data_mb double, nbo_offer_id string, holdout boolean",
-    ).withColumn("digital", F.lit(50.0)).withColumn("payment_type", F.lit("PREPAID"))
+    return (
+        spark.createDataFrame(
+            [(*r, False) for r in rows],
+            "subscriber_id string, segment string, engagement double, risk double, data_mb_30 double, "
+            "_baseline_usage_streak_days double, _baseline_data_mb double, nbo_offer_id string, holdout boolean",
+        )
+        .withColumn("digital", F.lit(50.0))
+        .withColumn("payment_type", F.lit("PREPAID"))
+    )
 
 
 def test_levels_targets_and_reasons_follow_the_baseline(spark, tmp_path):
@@ -170,18 +201,36 @@ def test_levels_targets_and_reasons_follow_the_baseline(spark, tmp_path):
     df = subjects(
         spark,
         [
-            ("a", "mass_prepaid", 80.0, 10.0, 900.0, 4.0, 100.0, "OFFER9"),  # usual streak 4 -> medium (5); data 700/week
+            (
+                "a",
+                "mass_prepaid",
+                80.0,
+                10.0,
+                900.0,
+                4.0,
+                100.0,
+                "OFFER9",
+            ),  # usual streak 4 -> medium (5); data 700/week
             ("b", "at_risk", 15.0, 80.0, 0.0, 0.0, 0.0, None),  # not eligible for either
             ("c", "young_digital", 50.0, 60.0, 100.0, 0.0, 2.0, None),  # streak easy; data tiny -> minimum applies
         ],
     )
-    got = {(r.subscriber_id, r.template_id): r for r in candidates(df, templates.templates, METRICS, SETTINGS, DS).collect()}
+    got = {
+        (r.subscriber_id, r.template_id): r
+        for r in candidates(df, templates.templates, METRICS, SETTINGS, DS).collect()
+    }
     assert set(got) == {("a", "streak"), ("a", "more_data"), ("c", "streak"), ("c", "more_data")}
     streak_a = got[("a", "streak")]
     expected_target = {"weekly": 5.0, "monthly": 7.0}[streak_a.period]  # usual 4: the first level above it
-    assert (streak_a.level, streak_a.target_value, streak_a.is_dynamic) == ({"weekly": "medium", "monthly": "easy"}[streak_a.period], expected_target, False)
+    assert (streak_a.level, streak_a.target_value, streak_a.is_dynamic) == (
+        {"weekly": "medium", "monthly": "easy"}[streak_a.period],
+        expected_target,
+        False,
+    )
     assert streak_a.mission_id == f"streak.v2.mass_prepaid.{streak_a.level}.{streak_a.period}"
-    assert streak_a.reason.startswith("eligibility: engagement >= 20 and risk < 70 [engagement=80.0, risk=10.0]; segment=mass_prepaid")
+    assert streak_a.reason.startswith(
+        "eligibility: engagement >= 20 and risk < 70 [engagement=80.0, risk=10.0]; segment=mass_prepaid"
+    )
     data_a = got[("a", "more_data")]
     # engagement 80 and risk 10: hard (x1.5) over 100 MB/day x 7 days = 1050 -> friendly 1100
     assert (data_a.level, data_a.target_value, data_a.offer_id, data_a.is_dynamic) == ("hard", 1100.0, "OFFER9", True)
@@ -195,10 +244,39 @@ def test_assignment_respects_active_missions_cooldowns_and_the_cap(spark):
     fields = "subscriber_id string, segment string, holdout boolean, mission_id string, template_id string, template_version int, category string, metric string, aggregation string, level string, target_value double, period string, period_days int, reward_points int, offer_id string, badge string, priority int, cooldown_days int, is_dynamic boolean, reason string, description string"
 
     def cand(sub, template, priority):
-        return (sub, "s", False, f"{template}.m", template, 1, "engagement", "active_days", "days", "easy", 3.0, "weekly", 7, 10, None, "b", priority, 5, False, "r", "d")
+        return (
+            sub,
+            "s",
+            False,
+            f"{template}.m",
+            template,
+            1,
+            "engagement",
+            "active_days",
+            "days",
+            "easy",
+            3.0,
+            "weekly",
+            7,
+            10,
+            None,
+            "b",
+            priority,
+            5,
+            False,
+            "r",
+            "d",
+        )
 
     new = spark.createDataFrame(
-        [cand("a", "t1", 90), cand("a", "t2", 80), cand("a", "t3", 70), cand("a", "t4", 60), cand("b", "t1", 90), cand("b", "t2", 10)],
+        [
+            cand("a", "t1", 90),
+            cand("a", "t2", 80),
+            cand("a", "t3", 70),
+            cand("a", "t4", 60),
+            cand("b", "t1", 90),
+            cand("b", "t2", 10),
+        ],
         fields,
     )
     previous = spark.createDataFrame(
@@ -222,8 +300,14 @@ def test_a_new_template_is_only_a_yaml_file(tmp_path):
     folder = tmp_path / "missions"
     shutil.copytree(DEFAULT_CONF_DIR.parent / "templates" / "missions", folder)
     before = len(template_set(load_config(env="test", environ={}), templates_dir=folder).templates)
-    write_templates(folder, weekend_data=STREAK.replace("id: streak", "id: weekend_data").replace("segments: all", "segments: [at_risk]"))
+    write_templates(
+        folder,
+        weekend_data=STREAK.replace("id: streak", "id: weekend_data").replace("segments: all", "segments: [at_risk]"),
+    )
     after = template_set(load_config(env="test", environ={}), templates_dir=folder).templates
     assert len(after) == before + 1
     new = next(t for t in after if t.id == "weekend_data")
-    assert [r["mission_id"] for r in catalog_rows([new], METRICS)][:2] == ["weekend_data.v2.at_risk.easy.weekly", "weekend_data.v2.at_risk.medium.weekly"]
+    assert [r["mission_id"] for r in catalog_rows([new], METRICS)][:2] == [
+        "weekend_data.v2.at_risk.easy.weekly",
+        "weekend_data.v2.at_risk.medium.weekly",
+    ]

@@ -21,12 +21,21 @@ def test_every_number_format_gives_the_same_subscriber_id(spark, raw):
 
 def test_long_keys_follow_hmac_rules(spark):
     key = "x" * 100  # longer than the SHA-256 block: hashed first, as HMAC specifies
-    got = spark.createDataFrame([("33612345678",)], "m string").select(pseudonymise(F.col("m"), key, "33").alias("h")).first().h
+    got = (
+        spark.createDataFrame([("33612345678",)], "m string")
+        .select(pseudonymise(F.col("m"), key, "33").alias("h"))
+        .first()
+        .h
+    )
     assert got == hmac.new(key.encode(), b"33612345678", hashlib.sha256).hexdigest()
 
 
 def test_null_and_empty_stay_null(spark):
-    rows = spark.createDataFrame([(None,), ("",), ("--",)], "m string").select(pseudonymise(F.col("m"), "k", "33").alias("h")).collect()
+    rows = (
+        spark.createDataFrame([(None,), ("",), ("--",)], "m string")
+        .select(pseudonymise(F.col("m"), "k", "33").alias("h"))
+        .collect()
+    )
     assert [r.h for r in rows] == [None, None, None]
 
 

@@ -47,9 +47,27 @@ def test_daily_activity_counts_every_metric_in_one_row_per_subscriber_day(spark)
     ).select("*", F.lit("x").alias("source"), F.lit("u").alias("unit"), F.lit(DS).alias("event_date"))
     rows = {r.subscriber_id: r.asDict() for r in daily_activity(events, REGISTRY).collect()}
     s1, s2 = rows["s1"], rows["s2"]
-    assert (s1["voice_minutes"], s1["voice_calls_out"], s1["data_mb"], s1["data_sessions"], s1["roaming_events"]) == (3.5, 1.0, 300.0, 1.0, 1.0)
-    assert (s1["recharge_amount"], s1["payment_amount"], s1["late_payments"], s1["on_time_payments"], s1["digital_payments"]) == (10.0, 40.0, 1.0, 0.0, 2.0)
-    assert (s1["app_logins"], s1["active"], s1["used_voice"], s1["used_digital"], s1["activity_date"]) == (1.0, 1.0, 1.0, 1.0, DS)
+    assert (s1["voice_minutes"], s1["voice_calls_out"], s1["data_mb"], s1["data_sessions"], s1["roaming_events"]) == (
+        3.5,
+        1.0,
+        300.0,
+        1.0,
+        1.0,
+    )
+    assert (
+        s1["recharge_amount"],
+        s1["payment_amount"],
+        s1["late_payments"],
+        s1["on_time_payments"],
+        s1["digital_payments"],
+    ) == (10.0, 40.0, 1.0, 0.0, 2.0)
+    assert (s1["app_logins"], s1["active"], s1["used_voice"], s1["used_digital"], s1["activity_date"]) == (
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        DS,
+    )
     assert (s2["complaints"], s2["call_centre_contacts"], s2["active"], s2["voice_minutes"]) == (1.0, 1.0, 0.0, 0.0)
 
 
@@ -94,7 +112,10 @@ def small_config(tmp_path):
 def activity_rows(spark, rows):
     """(subscriber, days before DS, active, data_mb, recharge_count, arpu)."""
     data = [(s, DS - timedelta(days=d), a, m, r, arpu) for s, d, a, m, r, arpu in rows]
-    return spark.createDataFrame(data, "subscriber_id string, activity_date date, active double, data_mb double, recharge_count double, arpu double")
+    return spark.createDataFrame(
+        data,
+        "subscriber_id string, activity_date date, active double, data_mb double, recharge_count double, arpu double",
+    )
 
 
 def subscribers(spark, rows):
@@ -116,21 +137,44 @@ def test_window_features_known_answers(spark, small_config):
         ],
     )
     base = subscribers(spark, [("a", 1000), ("b", 1000), ("c", 4)])  # c: joined 4 days ago, no activity
-    features = compute_features(base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30)
+    features = compute_features(
+        base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30
+    )
     got = {r.subscriber_id: r.asDict() for r in features.collect()}
     a, b, c = got["a"], got["b"], got["c"]
-    assert (a["active_7"], a["since_active"], a["data_7"], a["recharge_weeks"], a["arpu"]) == (2.0, 0.0, 30.0, 3.0, 30.0)
+    assert (a["active_7"], a["since_active"], a["data_7"], a["recharge_weeks"], a["arpu"]) == (
+        2.0,
+        0.0,
+        30.0,
+        3.0,
+        30.0,
+    )
     assert (a["data_avg_7"], a["rate_7"], a["services"], a["data_per_active_day"]) == (30.0 / 7, 2.0 / 7, 2.0, 15.0)
-    assert (b["active_7"], b["since_active"], b["data_7"], b["arpu"], b["data_per_active_day"]) == (0.0, 30.0, 0.0, None, None)
+    assert (b["active_7"], b["since_active"], b["data_7"], b["arpu"], b["data_per_active_day"]) == (
+        0.0,
+        30.0,
+        0.0,
+        None,
+        None,
+    )
     # a new joiner is observed for 5 days only: rates and "days since" use that, not the window
     assert (c["tenure_days"], c["since_active"], c["rate_7"], c["churn"]) == (4.0, 5.0, 0.0, None)
 
 
 def test_scores_breakdown_adds_up_and_applies_direction_and_missing_policies(spark, small_config):
-    activity = activity_rows(spark, [("a", 0, 1.0, 50.0, 0.0, 25.0), ("a", 1, 1.0, 0.0, 0.0, None), ("b", 5, 1.0, 100.0, 0.0, None)])
+    activity = activity_rows(
+        spark, [("a", 0, 1.0, 50.0, 0.0, 25.0), ("a", 1, 1.0, 0.0, 0.0, None), ("b", 5, 1.0, 100.0, 0.0, None)]
+    )
     base = subscribers(spark, [("a", 50), ("b", 200)])
-    features = compute_features(base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30)
-    scored = {r.subscriber_id: r for r in compute_scores(features, percentile_cuts(features, small_config), small_config, DS, set(), []).collect()}
+    features = compute_features(
+        base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30
+    )
+    scored = {
+        r.subscriber_id: r
+        for r in compute_scores(
+            features, percentile_cuts(features, small_config), small_config, DS, set(), []
+        ).collect()
+    }
     a, b = scored["a"], scored["b"]
     # engagement a: active 2/7 (weight 3/4) + recency 0 days -> 1.0 (weight 1/4)
     assert a.engagement == pytest.approx(round(100 * (0.75 * 2 / 7 + 0.25 * 1.0), 2))
@@ -138,7 +182,14 @@ def test_scores_breakdown_adds_up_and_applies_direction_and_missing_policies(spa
     assert b.engagement == pytest.approx(round(100 * (0.75 * 1 / 7 + 0.25 * 0.5), 2))
     # revenue a: arpu 25/50 and data 50/100, equal weights; b has no arpu: excluded, data alone counts
     assert (a.revenue, b.revenue) == (50.0, 100.0)
-    assert b.revenue_breakdown["arpu"].asDict() == {"raw": None, "normalized": 0.0, "weight": 0.0, "contribution": 0.0, "missing": True, "degraded": False}
+    assert b.revenue_breakdown["arpu"].asDict() == {
+        "raw": None,
+        "normalized": 0.0,
+        "weight": 0.0,
+        "contribution": 0.0,
+        "missing": True,
+        "degraded": False,
+    }
     assert b.revenue_breakdown["data"].weight == 1.0
     # loyalty: tenure capped at 100 days; risk: no ML prediction -> neutral 0.5
     assert (a.loyalty, b.loyalty, a.risk) == (50.0, 100.0, 50.0)
@@ -155,8 +206,15 @@ def test_percentile_normalization_is_a_midrank(spark, small_config):
     rows = [(f"s{i:03d}", 0, 1.0, float(i), 0.0, None) for i in range(1, 101)]
     activity = activity_rows(spark, rows)
     base = subscribers(spark, [(f"s{i:03d}", 100) for i in range(1, 101)])
-    features = compute_features(base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30)
-    scored = {r.subscriber_id: r.digital for r in compute_scores(features, percentile_cuts(features, small_config), small_config, DS, set(), []).collect()}
+    features = compute_features(
+        base, window_aggregates(activity, small_config, DS), None, small_config, DS, history_days=30
+    )
+    scored = {
+        r.subscriber_id: r.digital
+        for r in compute_scores(
+            features, percentile_cuts(features, small_config), small_config, DS, set(), []
+        ).collect()
+    }
     assert scored["s050"] == pytest.approx(50.0, abs=1.5)
     assert scored["s010"] == pytest.approx(10.0, abs=1.5)
     assert scored["s100"] > 98 and scored["s001"] < 2
@@ -165,14 +223,32 @@ def test_percentile_normalization_is_a_midrank(spark, small_config):
 
 def test_ml_predictions_blend_into_risk(spark, small_config):
     activity = activity_rows(spark, [("a", 0, 1.0, 1.0, 0.0, None)])
-    predictions = spark.createDataFrame([("a", 0.8, "OFFER1", 0.6, "m1")], "subscriber_id string, churn_probability double, nbo_offer_id string, nbo_score double, model_version string")
-    features = compute_features(subscribers(spark, [("a", 10)]), window_aggregates(activity, small_config, DS), predictions, small_config, DS, 30)
+    predictions = spark.createDataFrame(
+        [("a", 0.8, "OFFER1", 0.6, "m1")],
+        "subscriber_id string, churn_probability double, nbo_offer_id string, nbo_score double, model_version string",
+    )
+    features = compute_features(
+        subscribers(spark, [("a", 10)]),
+        window_aggregates(activity, small_config, DS),
+        predictions,
+        small_config,
+        DS,
+        30,
+    )
     row = compute_scores(features, percentile_cuts(features, small_config), small_config, DS, set(), []).first()
     assert (row.risk, row.nbo_offer_id, row.model_version) == (80.0, "OFFER1", "m1")
 
 
 def test_a_missing_source_flags_the_components_that_depend_on_it(small_config):
-    assert degraded_features(small_config, REGISTRY, {"cdr"}) == {"active_7", "since_active", "data_7", "data_avg_7", "rate_7", "services", "data_per_active_day"}
+    assert degraded_features(small_config, REGISTRY, {"cdr"}) == {
+        "active_7",
+        "since_active",
+        "data_7",
+        "data_avg_7",
+        "rate_7",
+        "services",
+        "data_per_active_day",
+    }
     assert degraded_features(small_config, REGISTRY, {"dwh_monthly_kpis"}) == {"arpu"}
     assert degraded_features(small_config, REGISTRY, set()) == set()
 
@@ -218,7 +294,12 @@ def test_segments_first_matching_rule_wins(spark, tmp_path):
         ["risk", "revenue"],
     )
     df = spark.createDataFrame(
-        [("a", 80.0, 90.0, "POSTPAID"), ("b", 10.0, 90.0, "POSTPAID"), ("c", 10.0, 10.0, "PREPAID"), ("d", None, None, None)],
+        [
+            ("a", 80.0, 90.0, "POSTPAID"),
+            ("b", 10.0, 90.0, "POSTPAID"),
+            ("c", 10.0, 10.0, "PREPAID"),
+            ("d", None, None, None),
+        ],
         "subscriber_id string, risk double, revenue double, payment_type string",
     )
     got = {r.subscriber_id: (r.segment, r.matched_rule) for r in assign_segments(df, rules, DS).collect()}
@@ -231,7 +312,7 @@ def test_segments_first_matching_rule_wins(spark, tmp_path):
 
 
 def test_segment_rule_errors_point_at_the_rule(tmp_path):
-    path = write(tmp_path, "segments.yaml", "default: x\nsegments:\n  - {name: a, rule: \"riskk > 3\"}\n")
+    path = write(tmp_path, "segments.yaml", 'default: x\nsegments:\n  - {name: a, rule: "riskk > 3"}\n')
     with pytest.raises(ConfigError, match=r"segments\[0\].rule: .*unknown name 'riskk'"):
         SegmentRules.load(path, ["risk"])
 
