@@ -311,3 +311,30 @@ def test_a_new_template_is_only_a_yaml_file(tmp_path):
         "weekend_data.v2.at_risk.easy.weekly",
         "weekend_data.v2.at_risk.medium.weekly",
     ]
+
+
+def test_cli_validate_lists_every_problem_and_fails(tmp_path, capsys):
+    from jobs.cli import main
+
+    write_templates(
+        tmp_path,
+        streak=STREAK.replace("badge: streak_keeper", "badge: x"),
+        more_data=MORE_DATA.replace("metric: data_mb", "metric: y"),
+    )
+    assert main(["--env", "test", "templates", "validate", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "2 template problem(s):" in err
+        and "streak.yaml: badge: unknown badge type 'x'" in err
+        and "more_data.yaml: metric: unknown metric 'y'" in err
+    )
+
+
+def test_cli_expand_prints_the_product_per_template(tmp_path, capsys):
+    from jobs.cli import main
+
+    write_templates(tmp_path, streak=STREAK, more_data=MORE_DATA)
+    assert main(["--env", "test", "templates", "expand", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "streak                           6 segments x 3 thresholds x 2 periods = 36" in out
+    assert "total: 42 catalog missions from 2 templates" in out
