@@ -274,10 +274,12 @@ def candidates(
 def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSettings, ds: date) -> DataFrame:
     """Apply active-duplicate, cooldown and cap rules; return the new mission_assignments rows.
 
-    `previous`: earlier assignments (subscriber_id, template_id, period_end, holdout) that may
-    still be active or cooling down.
+    `previous`: earlier assignments (subscriber_id, template_id, period_end, cooldown_days, and
+    optionally `completed`) that may still be active or cooling down. A completed mission no
+    longer takes a slot; its template still cools down from the end of its period.
     """
-    active = previous.filter(F.col("period_end") > F.lit(ds))
+    done = F.coalesce(F.col("completed"), F.lit(False)) if "completed" in previous.columns else F.lit(False)
+    active = previous.filter((F.col("period_end") > F.lit(ds)) & ~done)
     active_count = active.groupBy("subscriber_id").agg(F.count(F.lit(1)).alias("_active"))
     blocked = (
         previous.select(

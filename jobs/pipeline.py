@@ -22,6 +22,10 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
     "scores": stages.scores,
     "segments": stages.segments,
     "missions": stages.missions,
+    "progress": stages.progress,
+    "badges": stages.badges,
+    "loyalty": stages.loyalty,
+    "campaigns": stages.campaigns,
 }
 
 

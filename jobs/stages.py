@@ -15,12 +15,20 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.badges import BadgeType, award, held_levels, load_badges
+from jobs.badges import catalog_rows as catalog_badges
+from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
 from jobs.context import PipelineError, RunContext
 from jobs.ingest import IngestContext, SourceResult, run_ingest
+from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
+from jobs.lifetime import metric_names as lifetime_names
+from jobs.lifetime import values as lifetime_values
+from jobs.loyalty import LoyaltySettings, balances, earnings, expiries, ledger_entries, tiers
 from jobs.metrics import MetricRegistry, daily_activity
 from jobs.missions import MissionSettings, assign, baselines, candidates, catalog_frame, eligibility_names, with_holdout
 from jobs.profiles import profile_as_of
+from jobs.progress import prior_completions, track
 from jobs.scoring import (
     ScoringConfig,
     compute_features,
@@ -32,16 +40,25 @@ from jobs.scoring import (
 )
 from jobs.segments import SegmentRules, assign_segments
 from jobs.tables import (
+    BADGE_AWARDS,
+    BADGE_CATALOG,
     BEHAVIOR_FEATURES,
     BEHAVIOR_SCORES,
+    CAMPAIGN_AUDIENCES,
+    CAMPAIGN_TRIGGERS,
     DAILY_ACTIVITY,
     EVENTS,
+    LOYALTY_LEDGER,
+    LOYALTY_TIERS,
     MISSION_ASSIGNMENTS,
     MISSION_CATALOG,
+    MISSION_PROGRESS,
     PIPELINE_RUNS,
+    SUBSCRIBER_LIFETIME,
     SUBSCRIBER_SEGMENTS,
+    schema_of,
 )
-from jobs.templates import TemplateSet, catalog_rows, load_mission_metrics, load_templates
+from jobs.templates import CATEGORIES, TemplateSet, catalog_rows, load_mission_metrics, load_templates
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +238,9 @@ def template_set(
     )
 
 
-def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionSettings) -> DataFrame:
-    """One row per scored subscriber: scores, segment, features, profile, baselines, holdout."""
+def scored_subjects(ctx: RunContext, settings: MissionSettings | None = None) -> DataFrame:
+    """One row per subscriber scored on the run date: scores, ML columns, segment, features,
+    profile and the holdout flag."""
     cfg = scoring_config(ctx)
     lakehouse, ds = ctx.lakehouse, ctx.ds
     day = [("score_date", "=", ds)]
@@ -236,19 +254,25 @@ def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionS
         "subscriber_id", *[F.col("features").getItem(n).alias(n) for n in cfg.feature_names if n not in scored.columns]
     )
     profile = scoring_base(ctx).select("subscriber_id", "payment_type", "plan_code", "status", "age_band", "region")
+    subjects = (
+        scored.join(segment, "subscriber_id", "left")
+        .join(features, "subscriber_id", "left")
+        .join(profile, "subscriber_id", "left")
+    )
+    return with_holdout(subjects, settings or mission_settings(ctx))
+
+
+def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionSettings) -> DataFrame:
+    """Scored subjects with a segment, plus their baselines of every mission metric in use."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
     start = ds - timedelta(days=settings.baseline_days - 1)
     activity_rows = lakehouse.read(
         DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)]
     )
     used = sorted({t.metric for t in templates.templates})
     usual = baselines(activity_rows, [templates.metrics[m] for m in used], ds, settings.baseline_days)
-    subjects = (
-        scored.join(segment, "subscriber_id")
-        .join(features, "subscriber_id")
-        .join(profile, "subscriber_id", "left")
-        .join(usual, "subscriber_id", "left")
-    )
-    return with_holdout(subjects, settings)
+    subjects = scored_subjects(ctx, settings).filter(F.col("segment").isNotNull())
+    return subjects.join(usual, "subscriber_id", "left")
 
 
 def missions(ctx: RunContext) -> dict[str, Any]:
@@ -268,6 +292,7 @@ def missions(ctx: RunContext) -> dict[str, Any]:
     window = [("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days)), ("assigned_ds", "<", ds)]
     if lakehouse.exists(MISSION_ASSIGNMENTS):
         previous = lakehouse.read(MISSION_ASSIGNMENTS, partitions=window)
+        previous = previous.join(completed_by(ctx, ds - timedelta(days=1)), "assignment_id", "left")
     else:
         previous = ctx.spark.createDataFrame(
             [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
@@ -277,3 +302,195 @@ def missions(ctx: RunContext) -> dict[str, Any]:
         assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds}
     )
     return {"catalog_missions": len(rows), "templates": len(active_templates), "assignments": result.rows_added}
+
+
+def completed_by(ctx: RunContext, day: date) -> DataFrame:
+    """Assignments whose mission was completed by `day` (from that day's mission_progress)."""
+    progress = ctx.lakehouse.read_or_empty(
+        MISSION_PROGRESS, schema_of(MISSION_PROGRESS), partitions=[("progress_ds", "=", day)]
+    )
+    return progress.filter(F.col("status") == "completed").select("assignment_id", F.lit(True).alias("completed"))
+
+
+def _read_day(ctx: RunContext, table: str, column: str, day: date | None = None) -> DataFrame:
+    """One day's partition of a table, or an empty frame of its schema when the table is new."""
+    return ctx.lakehouse.read_or_empty(table, schema_of(table), partitions=[(column, "=", day or ctx.ds)])
+
+
+def _latest_before(ctx: RunContext, table: str, column: str) -> date | None:
+    """The newest partition date of `table` before the run date (the state a run folds from)."""
+    earlier = [d for d in ctx.lakehouse.partition_values(table, column) if d < ctx.ds.isoformat()]
+    return date.fromisoformat(max(earlier)) if earlier else None
+
+
+def progress(ctx: RunContext) -> dict[str, Any]:
+    """Live mission_assignments x daily_activity -> mission_progress for the run date."""
+    settings = mission_settings(ctx)
+    metrics = load_mission_metrics(ctx.conf_path("metrics.yaml"))
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    longest = max(settings.period_days.values()) + 1
+    window = [("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)]
+    assignments = lakehouse.read_or_empty(MISSION_ASSIGNMENTS, schema_of(MISSION_ASSIGNMENTS), partitions=window)
+    activity_rows = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">=", ds - timedelta(days=longest)), ("activity_date", "<=", ds)]
+    )
+    earlier = lakehouse.read_or_empty(
+        MISSION_PROGRESS,
+        schema_of(MISSION_PROGRESS),
+        partitions=[("progress_ds", ">=", ds - timedelta(days=longest)), ("progress_ds", "<=", ds)],
+    )
+    # completions recorded so far, materialised before this date's rows are replaced
+    recorded = prior_completions(earlier, ds).localCheckpoint()
+    rows = track(assignments, activity_rows, recorded, metrics, ds)
+    result = lakehouse.write(rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds})
+    counts = {
+        r.status: r.n
+        for r in _read_day(ctx, MISSION_PROGRESS, "progress_ds")
+        .groupBy("status")
+        .agg(F.count("*").alias("n"))
+        .collect()
+    }  # one row per status
+    return {"rows": result.rows_added, **counts}
+
+
+def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric]) -> DataFrame:
+    """Fold the days since the previous snapshot into subscriber_lifetime for the run date."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    lateness = ctx.config.get("ingest.max_lateness_days", 7)
+    settled_through = ds - timedelta(days=lateness)
+    previous = _latest_before(ctx, SUBSCRIBER_LIFETIME, "stats_date")
+    completions = lakehouse.read_or_empty(MISSION_PROGRESS, schema_of(MISSION_PROGRESS))
+    if previous is None:
+        state = None
+        settling = [("activity_date", "<=", settled_through)]
+        completions = completions.filter(F.col("progress_ds") <= F.lit(ds))
+    else:
+        state = lakehouse.read(SUBSCRIBER_LIFETIME, partitions=[("stats_date", "=", previous)]).select(
+            "subscriber_id", F.col("settled").alias("state")
+        )
+        settling = [
+            ("activity_date", ">", previous - timedelta(days=lateness)),
+            ("activity_date", "<=", settled_through),
+        ]
+        completions = completions.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
+    completions = completions.filter(F.col("newly_completed")).select("subscriber_id", "category")
+    settled = advance(state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES)
+    settled = settled.localCheckpoint()
+    recent = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
+    )
+    full = advance(settled, recent, None, metrics, CATEGORIES).withColumnRenamed("state", "_full")
+    snapshot = full.join(settled.withColumnRenamed("state", "settled"), "subscriber_id", "left").select(
+        "subscriber_id",
+        "settled",
+        F.lit(settled_through).alias("settled_through"),
+        lifetime_values(F.col("_full"), metrics, CATEGORIES, ds).alias("metrics"),
+        F.lit(ds).alias("stats_date"),
+    )
+    lakehouse.write(snapshot, SUBSCRIBER_LIFETIME, partition_by=["stats_date"], replace_where={"stats_date": ds})
+    return _read_day(ctx, SUBSCRIBER_LIFETIME, "stats_date")
+
+
+def badge_types(ctx: RunContext | Config) -> list[BadgeType]:
+    cfg = scoring_config(ctx)
+    conf_dir = _conf_dir(ctx)
+    metrics = load_lifetime_metrics(conf_dir / "metrics.yaml", metric_registry(ctx).names)
+    names = [*eligibility_names(list(cfg.scores), cfg.feature_names), *lifetime_names(metrics, CATEGORIES)]
+    return load_badges(conf_dir.parent / mission_settings(ctx).badges_dir, names)
+
+
+def badges(ctx: RunContext) -> dict[str, Any]:
+    """daily_activity + completions -> subscriber_lifetime; rules -> badge_catalog, badge_awards."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    types = badge_types(ctx)
+    metrics = load_lifetime_metrics(ctx.conf_path("metrics.yaml"), metric_registry(ctx).names)
+    catalog = ctx.spark.createDataFrame(
+        [(*row.values(), ds) for row in catalog_badges(types)], schema_of(BADGE_CATALOG)
+    ).coalesce(1)
+    lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
+    lifetime = lifetime_snapshot(ctx, metrics).select(
+        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in lifetime_names(metrics, CATEGORIES)]
+    )
+    subjects = (
+        scored_subjects(ctx)
+        .join(lifetime, "subscriber_id", "left")
+        .fillna(0.0, subset=lifetime_names(metrics, CATEGORIES))
+    )
+    held = held_levels(lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)), ds).localCheckpoint()
+    result = lakehouse.write(
+        award(subjects, held, types, ds), BADGE_AWARDS, partition_by=["awarded_ds"], replace_where={"awarded_ds": ds}
+    )
+    return {"catalog_badges": catalog.count(), "awards": result.rows_added}
+
+
+def loyalty_settings(ctx: RunContext | Config) -> LoyaltySettings:
+    return LoyaltySettings.load(_conf_dir(ctx) / "loyalty.yaml", list(scoring_config(ctx).scores))
+
+
+def loyalty(ctx: RunContext) -> dict[str, Any]:
+    """Completions and badge awards -> loyalty_ledger; balances and scores -> loyalty_tiers."""
+    settings = loyalty_settings(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    earned = earnings(
+        _read_day(ctx, MISSION_PROGRESS, "progress_ds"), _read_day(ctx, BADGE_AWARDS, "awarded_ds"), settings, ds
+    )
+    if settings.points_expiry_days:
+        earned_then = _read_day(ctx, LOYALTY_LEDGER, "entry_ds", ds - timedelta(days=settings.points_expiry_days))
+        earned = earned.unionByName(expiries(earned_then, ds))
+    nearby = [("entry_ds", ">=", ds - timedelta(days=62)), ("entry_ds", "<=", ds + timedelta(days=62))]
+    recorded = lakehouse.read_or_empty(LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=nearby)
+    entries = ledger_entries(earned, recorded.select("entry_id", "entry_ds").localCheckpoint(), ds)
+    written = lakehouse.write(entries, LOYALTY_LEDGER, partition_by=["entry_ds"], replace_where={"entry_ds": ds})
+
+    previous = _latest_before(ctx, LOYALTY_TIERS, "tier_ds")
+    if previous is None:
+        moved = lakehouse.read(LOYALTY_LEDGER, partitions=[("entry_ds", "<=", ds)])
+        before = None
+    else:
+        moved = lakehouse.read(LOYALTY_LEDGER, partitions=[("entry_ds", ">", previous), ("entry_ds", "<=", ds)])
+        before = _read_day(ctx, LOYALTY_TIERS, "tier_ds", previous)
+    scores_today = lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).select(
+        "subscriber_id", *scoring_config(ctx).scores
+    )
+    subjects = with_holdout(scores_today, mission_settings(ctx))
+    tier_rows = tiers(subjects, balances(before, moved), before, settings, ds)
+    result = lakehouse.write(tier_rows, LOYALTY_TIERS, partition_by=["tier_ds"], replace_where={"tier_ds": ds})
+    return {"ledger_entries": written.rows_added, "subscribers_tiered": result.rows_added}
+
+
+def campaigns(ctx: RunContext) -> dict[str, Any]:
+    """The run date's assignments, completions, awards, tier changes and score moves ->
+    campaign_triggers; configured audiences -> campaign_audiences."""
+    cfg = scoring_config(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    names = [*eligibility_names(list(cfg.scores), cfg.feature_names), "tier", "points_balance"]
+    settings = CampaignSettings.load(ctx.conf_path("campaigns.yaml"), list(cfg.scores), names)
+    tier_rows = _read_day(ctx, LOYALTY_TIERS, "tier_ds")
+    subjects = scored_subjects(ctx).join(
+        tier_rows.select("subscriber_id", "tier", "points_balance"), "subscriber_id", "left"
+    )
+    score_pairs = subjects.select("subscriber_id", "holdout", *cfg.scores)
+    previous_day = _latest_before(ctx, BEHAVIOR_SCORES, "score_date")
+    if previous_day is None:  # first scoring day: nothing to cross from
+        score_pairs = score_pairs.limit(0)
+    before = lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", previous_day or ds)]).select(
+        "subscriber_id", *[F.col(s).alias(f"prev_{s}") for s in cfg.scores]
+    )
+    score_pairs = score_pairs.join(before, "subscriber_id")
+    rows = triggers(
+        _read_day(ctx, MISSION_ASSIGNMENTS, "assigned_ds"),
+        _read_day(ctx, MISSION_PROGRESS, "progress_ds"),
+        _read_day(ctx, BADGE_AWARDS, "awarded_ds"),
+        tier_rows,
+        score_pairs,
+        settings,
+        ds,
+    )
+    result = lakehouse.write(rows, CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds})
+    members = lakehouse.write(
+        audiences(subjects, settings, ds),
+        CAMPAIGN_AUDIENCES,
+        partition_by=["audience_ds"],
+        replace_where={"audience_ds": ds},
+    )
+    return {"triggers": result.rows_added, "audience_members": members.rows_added}

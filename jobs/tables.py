@@ -73,5 +73,70 @@ _SCHEMAS.update(
             "target_rule string, period string, reward_points int, offer_id string, badge string, priority int, "
             "cooldown_days int, is_dynamic boolean, description string, catalog_date date"
         ),
+        # one row per mission given to (or held out from) a subscriber; by assigned_ds
+        MISSION_ASSIGNMENTS: (
+            "assignment_id string, subscriber_id string, mission_id string, template_id string, "
+            "template_version int, segment string, category string, metric string, aggregation string, "
+            "level string, target_value double, period string, period_start date, period_end date, "
+            "reward_points int, offer_id string, badge string, priority int, cooldown_days int, "
+            "is_dynamic boolean, generated_for string, holdout boolean, reason string, description string, "
+            "assigned_ds date"
+        ),
+    }
+)
+
+MISSION_PROGRESS = "mission_progress"
+SUBSCRIBER_LIFETIME = "subscriber_lifetime"
+BADGE_CATALOG = "badge_catalog"
+BADGE_AWARDS = "badge_awards"
+LOYALTY_LEDGER = "loyalty_ledger"
+LOYALTY_TIERS = "loyalty_tiers"
+CAMPAIGN_TRIGGERS = "campaign_triggers"
+CAMPAIGN_AUDIENCES = "campaign_audiences"
+
+_SCHEMAS.update(
+    {
+        # one row per assignment per day from assignment to the end of its period; by progress_ds
+        MISSION_PROGRESS: (
+            "assignment_id string, subscriber_id string, mission_id string, template_id string, category string, "
+            "metric string, aggregation string, period_start date, period_end date, target_value double, "
+            "progress_value double, progress_pct double, status string, completed_ds date, newly_completed boolean, "
+            "reward_points int, holdout boolean, progress_ds date"
+        ),
+        # one row per subscriber per day: lifetime metrics for badge rules; by stats_date.
+        # `settled` is the state over days that can no longer change (older than the lateness window).
+        SUBSCRIBER_LIFETIME: (
+            "subscriber_id string, settled map<string,double>, settled_through date, metrics map<string,double>, "
+            "stats_date date"
+        ),
+        # one row per badge level (type x level) per day; by catalog_date
+        BADGE_CATALOG: (
+            "badge_id string, badge_type string, name string, level string, level_rank int, rule string, "
+            "points int, unlock_order int, description string, badge_version int, catalog_date date"
+        ),
+        # one row per badge level a subscriber earned, on the day earned; never repeated; by awarded_ds
+        BADGE_AWARDS: (
+            "award_id string, subscriber_id string, badge_id string, badge_type string, level string, "
+            "level_rank int, badge_version int, rule string, qualifying_values string, points int, "
+            "holdout boolean, awarded_ds date"
+        ),
+        # one row per points movement (earned, expired); balances are sums of entries; by entry_ds
+        LOYALTY_LEDGER: (
+            "entry_id string, subscriber_id string, entry_type string, source_id string, points int, "
+            "description string, expires_ds date, entry_ds date"
+        ),
+        # one row per scored subscriber per day; by tier_ds
+        LOYALTY_TIERS: (
+            "subscriber_id string, points_balance long, lifetime_points long, tier string, tier_rank int, "
+            "qualified_tier string, previous_tier string, tier_change string, tier_since date, below_since date, "
+            "holdout boolean, tier_ds date"
+        ),
+        # one row per event for the campaign system; by trigger_ds
+        CAMPAIGN_TRIGGERS: (
+            "trigger_id string, subscriber_id string, trigger_type string, source_id string, "
+            "payload map<string,string>, trigger_ds date"
+        ),
+        # one row per subscriber per named audience per day; by audience_ds
+        CAMPAIGN_AUDIENCES: "audience string, subscriber_id string, audience_version string, audience_ds date",
     }
 )

@@ -48,7 +48,7 @@ def pipeline(spark, tmp_path_factory) -> Pipeline:
     """Nightly runs of every stage over a small generated operator, shared by the integration tests."""
     pipe = Pipeline(spark, tmp_path_factory.mktemp("e2e"))
     for ds in pipe.days:
-        # missions from the last MISSION_DAYS days only: enough for caps and cooldowns, and fast
-        stages = None if ds in pipe.mission_days else [s for s in STAGES if s != "missions"]
+        # missions and rewards from the last MISSION_DAYS days only: enough for caps and cooldowns, and fast
+        stages = None if ds in pipe.mission_days else list(STAGES)[: list(STAGES).index("missions")]
         pipe.run(ds, stages=stages)
     return pipe

@@ -1,0 +1,220 @@
+"""Badges (templates/badges/*.yaml): validation, the badge catalog, and progressive awards.
+
+Every badge type has four levels (bronze, silver, gold, platinum), each with an auto-award rule
+in the safe expression language over scores, features and lifetime metrics, and the points it
+is worth. Awards are progressive: a level is awarded only when the level below is held or is
+awarded the same day; a subscriber qualifying for several levels at once gets them all, in
+order. A level is never awarded twice and never taken away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs import expressions
+from jobs.templates import ID, TemplateError
+
+LEVELS = ("bronze", "silver", "gold", "platinum")
+ENVELOPE = ("id", "name", "version", "kind", "description", "unlock_order", "auto_award_rules", "points")
+
+
+@dataclass(frozen=True)
+class BadgeType:
+    id: str
+    name: str
+    version: int
+    description: str
+    unlock_order: int
+    rules: Mapping[str, str]  # level -> rule
+    points: Mapping[str, int]  # level -> points
+    file: str = ""
+    positions: Mapping[str, tuple[int, int]] | None = None  # level -> (line, column) of its rule
+
+    def badge_id(self, level: str) -> str:
+        return f"{self.id}.{level}"
+
+
+def load_badges(directory: str | Path, names: Sequence[str]) -> list[BadgeType]:
+    """Load and validate every badge type; raise TemplateError listing all problems."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.yaml"))
+    problems: list[str] = [] if files else [f"{directory}: no badge definitions (*.yaml) found"]
+    badges = [b for b in (_load_one(p, sorted(set(names)), problems) for p in files) if b is not None]
+    orders = [b.unlock_order for b in badges]
+    for badge in badges:
+        if orders.count(badge.unlock_order) > 1:
+            problems.append(f"{badge.file}: unlock_order: {badge.unlock_order} is used by more than one badge")
+    if problems:
+        raise TemplateError(problems)
+    return sorted(badges, key=lambda b: b.unlock_order)
+
+
+def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeType | None:
+    start = len(problems)
+
+    def problem(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data, root = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+    if not isinstance(data, dict):
+        problem("-", "a badge must be a mapping")
+        return None
+    missing = [k for k in ENVELOPE if k not in data]
+    unknown = [k for k in data if k not in ENVELOPE]
+    if missing:
+        problem("-", f"missing key(s): {', '.join(missing)}")
+    if unknown:
+        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(ENVELOPE)})")
+    if missing:
+        return None
+    if not isinstance(data["id"], str) or not ID.match(data["id"]):
+        problem("id", "must be snake_case")
+    elif data["id"] != path.stem:
+        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
+    if data["kind"] != "badge":
+        problem("kind", "must be `badge`")
+    for key in ("version", "unlock_order"):
+        if not isinstance(data[key], int) or data[key] < 0:
+            problem(key, "must be a non-negative integer")
+    rules, points = data["auto_award_rules"], data["points"]
+    positions: dict[str, tuple[int, int]] = {}
+    for key, spec in (("auto_award_rules", rules), ("points", points)):
+        if not isinstance(spec, Mapping) or list(spec) != list(LEVELS):
+            problem(key, f"must define exactly the levels {', '.join(LEVELS)}, in that order")
+            return None
+    for level in LEVELS:
+        line, column = _nested_position(root, ("auto_award_rules", level))
+        positions[level] = (line, column)
+        try:
+            expressions.validate(str(rules[level]), names, source=str(path), line=line, column=column)
+        except expressions.ExpressionError as exc:
+            problems.append(str(exc))
+    values = [points[level] for level in LEVELS]
+    if not all(isinstance(v, int) and v >= 0 for v in values):
+        problem("points", "must be non-negative integers")
+    elif values != sorted(values):
+        problem("points", f"must not decrease from bronze to platinum: {values}")
+    if len(problems) > start:
+        return None
+    return BadgeType(
+        id=data["id"],
+        name=str(data["name"]),
+        version=int(data["version"]),
+        description=str(data["description"]),
+        unlock_order=int(data["unlock_order"]),
+        rules={level: str(rules[level]) for level in LEVELS},
+        points={level: int(points[level]) for level in LEVELS},
+        file=str(path),
+        positions=positions,
+    )
+
+
+def _nested_position(root: Any, keys: Sequence[str]) -> tuple[int, int]:
+    """1-based line and column where the text of a nested key's value starts."""
+    node = root
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return 1, 1
+        node = next((v for k, v in node.value if k.value == key), None)
+    if node is None:
+        return 1, 1
+    quoted = getattr(node, "style", None) in ("'", '"')
+    return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
+
+
+def catalog_rows(badges: Sequence[BadgeType]) -> list[dict[str, Any]]:
+    """badge types x levels: the badge catalog (config-sized)."""
+    return [
+        {
+            "badge_id": b.badge_id(level),
+            "badge_type": b.id,
+            "name": f"{b.name} {level.capitalize()}",
+            "level": level,
+            "level_rank": rank,
+            "rule": b.rules[level],
+            "points": b.points[level],
+            "unlock_order": b.unlock_order,
+            "description": b.description,
+            "badge_version": b.version,
+        }
+        for b in badges
+        for rank, level in enumerate(LEVELS, 1)
+    ]
+
+
+def held_levels(awards: DataFrame, ds: date) -> DataFrame:
+    """Highest level rank held per subscriber and badge type, from awards of other days."""
+    return (
+        awards.filter(F.col("awarded_ds") != F.lit(ds))
+        .groupBy("subscriber_id", "badge_type")
+        .agg(F.max("level_rank").alias("held_rank"))
+    )
+
+
+def _qualifying_values(node: expressions.Node, names: Mapping[str, Column], numeric: frozenset[str]) -> Column:
+    shown = [
+        F.format_string(f"{n}=%s", F.coalesce((F.round(names[n], 2) if n in numeric else names[n]).cast("string"),
+                                             F.lit("null")))
+        for n in sorted(expressions.names(node))
+    ]  # fmt: skip
+    return F.concat_ws(", ", *shown) if shown else F.lit("")
+
+
+def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds: date) -> DataFrame:
+    """Subjects (one row per subscriber: scores, features, lifetime metrics, holdout) and the
+    levels already held -> badge_awards rows for `ds`, in one pass over the subjects."""
+    names = {c: F.col(c) for c in subjects.columns}
+    numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
+    held_by_type = held.groupBy("subscriber_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("badge_type", "held_rank"))).alias("_held")
+    )
+    rows = subjects.join(held_by_type, "subscriber_id", "left")
+    options = []
+    for badge in badges:
+        held_rank = F.coalesce(F.col("_held").getItem(badge.id), F.lit(0))
+        chain = F.lit(True)
+        for rank, level in enumerate(LEVELS, 1):
+            line, column = (badge.positions or {}).get(level, (1, 1))
+            node = expressions.parse(badge.rules[level], source=badge.file, line=line, column=column)
+            qualifies = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False))
+            chain = chain & (qualifies | (held_rank >= rank))  # every level up to this one held or earned now
+            options.append(
+                F.when(
+                    (held_rank < rank) & chain,
+                    F.struct(
+                        F.lit(badge.badge_id(level)).alias("badge_id"),
+                        F.lit(badge.id).alias("badge_type"),
+                        F.lit(level).alias("level"),
+                        F.lit(rank).alias("level_rank"),
+                        F.lit(badge.version).alias("badge_version"),
+                        F.lit(expressions.to_text(node)).alias("rule"),
+                        _qualifying_values(node, names, numeric).alias("qualifying_values"),
+                        F.lit(badge.points[level]).alias("points"),
+                    ),
+                )
+            )
+    exploded = rows.select(
+        "subscriber_id", "holdout", F.explode(F.filter(F.array(*options), lambda a: a.isNotNull())).alias("a")
+    )
+    return exploded.select(
+        F.sha2(F.concat_ws("|", "subscriber_id", "a.badge_id"), 256).alias("award_id"),
+        "subscriber_id",
+        "a.*",
+        "holdout",
+        F.lit(ds).alias("awarded_ds"),
+    )

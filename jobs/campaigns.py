@@ -1,0 +1,188 @@
+"""Campaign integration: triggers (events for the campaign system) and named audiences.
+
+Triggers of a run date: missions assigned, missions completed, badges awarded, tier changes and
+scores crossing configured thresholds. Each has a deterministic id, the subscriber, and a
+payload of strings the campaign system renders from (offer id, mission text, badge, tier...).
+The universal holdout never produces triggers and is never in an audience.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs import expressions
+from jobs.config import ConfigError, load_yaml
+
+TRIGGER_TYPES = ("mission_assigned", "mission_completed", "badge_awarded", "tier_changed", "score_crossed")
+
+
+@dataclass(frozen=True)
+class ScoreCrossing:
+    name: str
+    score: str
+    threshold: float
+    direction: str  # up: from below to at-or-above; down: from at-or-above to below
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    crossings: tuple[ScoreCrossing, ...]
+    audiences: tuple[tuple[str, str], ...]  # (name, rule)
+    version: str = "1"
+    file: str = "conf/campaigns.yaml"
+
+    @classmethod
+    def load(cls, path: str | Path, scores: Sequence[str], names: Sequence[str]) -> CampaignSettings:
+        path = Path(path)
+        data = load_yaml(path) or {}
+        crossings = []
+        for i, spec in enumerate(data.get("score_thresholds") or []):
+            key = f"score_thresholds[{i}]"
+            if spec.get("score") not in scores:
+                raise ConfigError(path, f"{key}.score", f"must be one of {', '.join(scores)}")
+            if spec.get("direction", "up") not in ("up", "down"):
+                raise ConfigError(path, f"{key}.direction", "must be up or down")
+            if not isinstance(spec.get("threshold"), int | float):
+                raise ConfigError(path, f"{key}.threshold", "must be a number")
+            crossings.append(
+                ScoreCrossing(str(spec["name"]), spec["score"], float(spec["threshold"]), spec.get("direction", "up"))
+            )
+        audiences = []
+        for name, spec in (data.get("audiences") or {}).items():
+            rule = str((spec or {}).get("rule", ""))
+            try:
+                expressions.validate(rule, names, source=f"{path}#audiences.{name}.rule")
+            except expressions.ExpressionError as exc:
+                raise ConfigError(path, f"audiences.{name}.rule", str(exc)) from exc
+            audiences.append((str(name), rule))
+        return cls(tuple(crossings), tuple(audiences), str(data.get("version", 1)), str(path))
+
+
+def _trigger(df: DataFrame, kind: str, source_id: Column, payload: Mapping[str, Column], ds: date) -> DataFrame:
+    entries = F.map_from_arrays(
+        F.array(*[F.lit(k) for k in payload]), F.array(*[v.cast("string") for v in payload.values()])
+    )
+    return df.select(
+        F.sha2(F.concat_ws("|", F.lit(kind), F.col("subscriber_id"), source_id, F.lit(ds.isoformat())), 256).alias(
+            "trigger_id"
+        ),
+        "subscriber_id",
+        F.lit(kind).alias("trigger_type"),
+        source_id.alias("source_id"),
+        F.map_filter(entries, lambda _, v: v.isNotNull()).alias("payload"),
+        F.lit(ds).alias("trigger_ds"),
+    )
+
+
+def triggers(
+    assigned: DataFrame,
+    completed: DataFrame,
+    awards: DataFrame,
+    tier_rows: DataFrame,
+    score_pairs: DataFrame,
+    settings: CampaignSettings,
+    ds: date,
+) -> DataFrame:
+    """The run date's outputs -> campaign_triggers rows (holdout excluded).
+
+    `score_pairs`: subscriber_id, holdout, <score> (today) and prev_<score> (previous scoring day).
+    """
+    parts = [
+        _trigger(
+            assigned.filter(~F.col("holdout")),
+            "mission_assigned",
+            F.col("assignment_id"),
+            {
+                "mission_id": F.col("mission_id"),
+                "category": F.col("category"),
+                "text": F.col("description"),
+                "offer_id": F.col("offer_id"),
+                "reward_points": F.col("reward_points"),
+                "period_end": F.col("period_end"),
+            },
+            ds,
+        ),
+        _trigger(
+            completed.filter(F.col("newly_completed") & ~F.col("holdout")),
+            "mission_completed",
+            F.col("assignment_id"),
+            {
+                "mission_id": F.col("mission_id"),
+                "category": F.col("category"),
+                "reward_points": F.col("reward_points"),
+                "completed_ds": F.col("completed_ds"),
+            },
+            ds,
+        ),
+        _trigger(
+            awards.filter(~F.col("holdout")),
+            "badge_awarded",
+            F.col("award_id"),
+            {"badge_id": F.col("badge_id"), "level": F.col("level"), "points": F.col("points")},
+            ds,
+        ),
+        _trigger(
+            tier_rows.filter(F.col("tier_change").isNotNull() & ~F.col("holdout")),
+            "tier_changed",
+            F.concat_ws(">", F.col("previous_tier"), F.col("tier")),
+            {
+                "from_tier": F.col("previous_tier"),
+                "to_tier": F.col("tier"),
+                "direction": F.col("tier_change"),
+                "points_balance": F.col("points_balance"),
+            },
+            ds,
+        ),
+    ]
+    for c in settings.crossings:
+        now, before = F.col(c.score), F.col(f"prev_{c.score}")
+        threshold = F.lit(c.threshold)
+        crossed = (
+            (before < threshold) & (now >= threshold)
+            if c.direction == "up"
+            else (before >= threshold) & (now < threshold)
+        )
+        parts.append(
+            _trigger(
+                score_pairs.filter(crossed & ~F.col("holdout")),
+                "score_crossed",
+                F.lit(c.name),
+                {
+                    "crossing": F.lit(c.name),
+                    "score": F.lit(c.score),
+                    "threshold": F.lit(c.threshold),
+                    "previous": F.round(before, 2),
+                    "current": F.round(now, 2),
+                },
+                ds,
+            )
+        )
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
+
+def audiences(subjects: DataFrame, settings: CampaignSettings, ds: date) -> DataFrame:
+    """Subjects (one row per scored subscriber) -> one row per subscriber per matching audience."""
+    names = {c: F.col(c) for c in subjects.columns}
+    members = [
+        F.when(F.coalesce(expressions.compile_expression(rule, names), F.lit(False)), F.lit(name))
+        for name, rule in settings.audiences
+    ]
+    if not members:
+        return subjects.sparkSession.createDataFrame(
+            [], "audience string, subscriber_id string, audience_version string, audience_ds date"
+        )
+    return subjects.filter(~F.col("holdout")).select(
+        F.explode(F.filter(F.array(*members), lambda a: a.isNotNull())).alias("audience"),
+        "subscriber_id",
+        F.lit(settings.version).alias("audience_version"),
+        F.lit(ds).alias("audience_ds"),
+    )
