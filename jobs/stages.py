@@ -404,9 +404,8 @@ def badges(ctx: RunContext) -> dict[str, Any]:
     lakehouse, ds = ctx.lakehouse, ctx.ds
     types = badge_types(ctx)
     metrics = load_lifetime_metrics(ctx.conf_path("metrics.yaml"), metric_registry(ctx).names)
-    catalog = ctx.spark.createDataFrame(
-        [(*row.values(), ds) for row in catalog_badges(types)], schema_of(BADGE_CATALOG)
-    ).coalesce(1)
+    levels = catalog_badges(types)
+    catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
     lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
     lifetime = lifetime_snapshot(ctx, metrics).select(
         "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in lifetime_names(metrics, CATEGORIES)]
@@ -420,7 +419,7 @@ def badges(ctx: RunContext) -> dict[str, Any]:
     result = lakehouse.write(
         award(subjects, held, types, ds), BADGE_AWARDS, partition_by=["awarded_ds"], replace_where={"awarded_ds": ds}
     )
-    return {"catalog_badges": catalog.count(), "awards": result.rows_added}
+    return {"catalog_badges": len(levels), "awards": result.rows_added}
 
 
 def loyalty_settings(ctx: RunContext | Config) -> LoyaltySettings:

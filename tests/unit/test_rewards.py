@@ -1,0 +1,388 @@
+"""Known-answer tests of mission progress, lifetime metrics, badges, loyalty and campaigns."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import badges, campaigns, lifetime, loyalty, progress
+from jobs.config import DEFAULT_CONF_DIR, ConfigError
+from jobs.templates import MissionMetric, TemplateError
+
+pytestmark = pytest.mark.unit
+
+D = date(2025, 5, 1)
+
+
+def day(n: int) -> date:
+    return D + timedelta(days=n)
+
+
+# -- mission progress ---------------------------------------------------------------------------
+
+METRICS = {
+    "data_mb": MissionMetric("data_mb", "data_mb", "sum"),
+    "active_days": MissionMetric("active_days", "active", "days"),
+    "usage_streak_days": MissionMetric("usage_streak_days", "active", "streak"),
+    "best_day": MissionMetric("best_day", "data_mb", "max"),
+}
+ASSIGNMENT_SCHEMA = (
+    "assignment_id string, subscriber_id string, mission_id string, template_id string, category string, "
+    "metric string, aggregation string, period_start date, period_end date, target_value double, "
+    "reward_points int, holdout boolean, assigned_ds date"
+)
+
+
+def _assignment(aid, metric, aggregation, target, start=1, end=7):
+    return (
+        aid,
+        "s1",
+        f"m.{aid}",
+        "t",
+        "engagement",
+        metric,
+        aggregation,
+        day(start),
+        day(end),
+        float(target),
+        10,
+        False,
+        day(0),
+    )
+
+
+def _activity(spark, values):
+    """values: {day offset: (data_mb, active)} for subscriber s1."""
+    rows = [("s1", float(mb), float(active), day(n)) for n, (mb, active) in values.items()]
+    return spark.createDataFrame(rows, "subscriber_id string, data_mb double, active double, activity_date date")
+
+
+def _no_completions(spark):
+    return spark.createDataFrame([], "assignment_id string, _completed_before date, _completed_same_day date")
+
+
+def _track(spark, assignments, activity, ds, recorded=None):
+    df = spark.createDataFrame(assignments, ASSIGNMENT_SCHEMA)
+    rows = progress.track(df, activity, recorded or _no_completions(spark), METRICS, ds).collect()
+    return {r.assignment_id: r for r in rows}
+
+
+def test_progress_measures_each_aggregation_and_the_first_day_reached(spark):
+    # active on days 1, 2, 3, 5, 6 (a gap on day 4); data 100, 0, 300, -, 50, 500
+    activity = _activity(spark, {1: (100, 1), 2: (0, 1), 3: (300, 1), 5: (50, 1), 6: (500, 1)})
+    rows = _track(
+        spark,
+        [
+            _assignment("sum", "data_mb", "sum", 400),
+            _assignment("days", "active_days", "days", 5),
+            _assignment("streak", "usage_streak_days", "streak", 3),
+            _assignment("max", "best_day", "max", 1000),
+        ],
+        activity,
+        day(6),
+    )
+    assert (rows["sum"].progress_value, rows["sum"].completed_ds, rows["sum"].status) == (950.0, day(3), "completed")
+    assert (rows["days"].progress_value, rows["days"].completed_ds) == (5.0, day(6))
+    assert (rows["streak"].progress_value, rows["streak"].completed_ds) == (3.0, day(3))
+    assert (rows["max"].progress_value, rows["max"].status, rows["max"].progress_pct) == (500.0, "active", 50.0)
+    assert all(r.newly_completed == (r.completed_ds is not None) for r in rows.values())
+
+
+def test_progress_only_counts_days_inside_the_period_up_to_the_run_date(spark):
+    activity = _activity(spark, {0: (1000, 1), 2: (100, 1), 4: (100, 1)})
+    rows = _track(spark, [_assignment("a", "data_mb", "sum", 1000, start=1, end=7)], activity, day(3))
+    assert (rows["a"].progress_value, rows["a"].status) == (100.0, "active")
+
+
+def test_progress_lifecycle_assigned_then_expired(spark):
+    activity = _activity(spark, {1: (10, 1)})
+    assigned = _track(spark, [_assignment("a", "data_mb", "sum", 100, start=1, end=3)], activity, day(0))
+    assert (assigned["a"].status, assigned["a"].progress_value) == ("assigned", 0.0)
+    expired = _track(spark, [_assignment("a", "data_mb", "sum", 100, start=1, end=3)], activity, day(3))
+    assert (expired["a"].status, expired["a"].completed_ds) == ("expired", None)
+    after = _track(spark, [_assignment("a", "data_mb", "sum", 100, start=1, end=3)], activity, day(4))
+    assert after == {}  # no rows once the period is over
+
+
+def test_a_recorded_completion_is_final(spark):
+    # the data no longer reaches the target (say, a corrected extract), but day 2's completion stands
+    activity = _activity(spark, {1: (10, 1)})
+    earlier = spark.createDataFrame(
+        [("a", "completed", day(2), day(2))], "assignment_id string, status string, completed_ds date, progress_ds date"
+    )
+    recorded = progress.prior_completions(earlier, day(3))
+    rows = _track(spark, [_assignment("a", "data_mb", "sum", 100)], activity, day(3), recorded)
+    assert (rows["a"].status, rows["a"].completed_ds, rows["a"].newly_completed) == ("completed", day(2), False)
+    # a rerun of the completion day keeps it, and still counts it as new that day
+    rerun = _track(
+        spark, [_assignment("a", "data_mb", "sum", 100)], activity, day(2), progress.prior_completions(earlier, day(2))
+    )
+    assert (rerun["a"].completed_ds, rerun["a"].newly_completed) == (day(2), True)
+
+
+# -- lifetime metrics ---------------------------------------------------------------------------
+
+LIFETIME = {
+    "total_data_mb": lifetime.LifetimeMetric("total_data_mb", "data_mb", "sum"),
+    "total_active_days": lifetime.LifetimeMetric("total_active_days", "active", "days"),
+    "longest_streak_days": lifetime.LifetimeMetric("longest_streak_days", "active", "streak"),
+    "comeback_days": lifetime.LifetimeMetric("comeback_days", "active", "return_gap", window=30),
+}
+
+
+def _values(spark, state_df, ds):
+    row = state_df.select(lifetime.values(F.col("state"), LIFETIME, ["loyalty"], ds).alias("m")).first()
+    return dict(row.m)
+
+
+def test_folding_in_two_spans_equals_one_fold_over_everything(spark):
+    # active days 0-2, 5-9 (run of 5), gap of 15 days, then 25-26
+    days = {n: (100, 1) for n in [0, 1, 2, 5, 6, 7, 8, 9, 25, 26]}
+    activity = _activity(spark, days)
+    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"])
+    first = lifetime.advance(
+        None, activity.filter(F.col("activity_date") <= F.lit(day(6))), None, LIFETIME, ["loyalty"]
+    )
+    both = lifetime.advance(first, activity.filter(F.col("activity_date") > F.lit(day(6))), None, LIFETIME, ["loyalty"])
+    expected = {
+        "total_data_mb": 1000.0,
+        "total_active_days": 10.0,
+        "longest_streak_days": 5.0,
+        "comeback_days": 15.0,
+        "missions_completed": 0.0,
+        "missions_completed_loyalty": 0.0,
+    }
+    assert _values(spark, once, day(30)) == expected
+    assert _values(spark, both, day(30)) == expected
+    assert _values(spark, both, day(60))["comeback_days"] == 0.0  # the return is too long ago
+
+
+def test_completions_are_counted_by_category(spark):
+    completions = spark.createDataFrame(
+        [("s1", "loyalty"), ("s1", "revenue"), ("s1", "loyalty")], "subscriber_id string, category string"
+    )
+    state = lifetime.advance(None, _activity(spark, {}), completions, LIFETIME, ["loyalty", "revenue"])
+    values = dict(
+        state.select(lifetime.values(F.col("state"), LIFETIME, ["loyalty", "revenue"], D).alias("m")).first().m
+    )
+    assert (
+        values["missions_completed"],
+        values["missions_completed_loyalty"],
+        values["missions_completed_revenue"],
+    ) == (
+        3.0,
+        2.0,
+        1.0,
+    )
+
+
+# -- badges -------------------------------------------------------------------------------------
+
+BADGE = """\
+id: {id}
+name: Test badge
+version: 1
+kind: badge
+description: "A test badge."
+unlock_order: {order}
+auto_award_rules:
+  bronze:   "total_data_mb >= 10"
+  silver:   "total_data_mb >= 20"
+  gold:     "total_data_mb >= 30 and loyalty >= 50"
+  platinum: "{platinum}"
+points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
+"""
+
+
+def test_default_badges_are_12_types_of_4_levels():
+    from jobs.config import load_config
+    from jobs.stages import badge_types
+
+    types = badge_types(load_config(env="test", environ={}))
+    rows = badges.catalog_rows(types)
+    assert (len(types), len(rows)) == (12, 48)
+    assert len({r["badge_id"] for r in rows}) == 48
+    assert [t.unlock_order for t in types] == sorted(t.unlock_order for t in types)
+
+
+def test_badge_validation_names_file_line_and_column(tmp_path):
+    (tmp_path / "a.yaml").write_text(BADGE.format(id="a", order=1, platinum="total_data_mbb >= 40"))
+    (tmp_path / "b.yaml").write_text(BADGE.format(id="b", order=2, platinum="true").replace("gold: 3", "gold: 0"))
+    (tmp_path / "c.yaml").write_text(BADGE.format(id="c", order=3, platinum="true"))
+    (tmp_path / "d.yaml").write_text(BADGE.format(id="d", order=3, platinum="true"))
+    with pytest.raises(TemplateError) as failed:
+        badges.load_badges(tmp_path, ["total_data_mb", "loyalty"])
+    problems = "\n".join(failed.value.problems)
+    assert f"{tmp_path / 'a.yaml'}:11:14" in problems and "total_data_mbb" in problems
+    assert "points: must not decrease" in problems
+    assert "unlock_order: 3 is used by more than one badge" in problems
+
+
+def test_awards_are_progressive_and_never_repeated(spark, tmp_path):
+    (tmp_path / "data.yaml").write_text(BADGE.format(id="data", order=1, platinum="total_data_mb >= 40"))
+    (badge,) = badges.load_badges(tmp_path, ["total_data_mb", "loyalty"])
+    subjects = spark.createDataFrame(
+        [
+            ("new", 35.0, 60.0, False),  # bronze, silver and gold at once
+            ("gap", 35.0, 10.0, False),  # gold blocked by loyalty: bronze, silver only
+            ("held", 45.0, 10.0, False),  # holds bronze and silver; gold still blocked, so no platinum
+            ("holds_all", 45.0, 60.0, False),  # holds bronze; silver..platinum today
+            ("none", 5.0, 90.0, True),
+        ],
+        "subscriber_id string, total_data_mb double, loyalty double, holdout boolean",
+    )
+    earlier = spark.createDataFrame(
+        [("held", "data", 2, day(-3)), ("holds_all", "data", 1, day(-1)), ("new", "data", 4, day(0))],
+        "subscriber_id string, badge_type string, level_rank int, awarded_ds date",
+    )
+    held = badges.held_levels(earlier, day(0))  # day(0) is being rerun: its own award does not count
+    awards = badges.award(subjects, held, [badge], day(0)).collect()
+    got = sorted((a.subscriber_id, a.level) for a in awards)
+    assert got == [
+        ("gap", "bronze"), ("gap", "silver"),
+        ("holds_all", "gold"), ("holds_all", "platinum"), ("holds_all", "silver"),
+        ("new", "bronze"), ("new", "gold"), ("new", "silver"),
+    ]  # fmt: skip
+    gold = next(a for a in awards if a.subscriber_id == "new" and a.level == "gold")
+    assert (gold.rule, gold.qualifying_values, gold.points) == (
+        "total_data_mb >= 30 and loyalty >= 50",
+        "loyalty=60.0, total_data_mb=35.0",
+        3,
+    )
+    assert len({a.award_id for a in awards}) == len(awards)
+
+
+# -- loyalty ------------------------------------------------------------------------------------
+
+
+def _loyalty_settings(tmp_path, grace=2, expiry=30):
+    path = tmp_path / "loyalty.yaml"
+    path.write_text(
+        f"points_expiry_days: {expiry}\ndowngrade_grace_days: {grace}\ntiers:\n"
+        '  - {name: member, rule: "true"}\n'
+        '  - {name: silver, rule: "points_balance >= 100"}\n'
+        '  - {name: gold, rule: "points_balance >= 500 and loyalty >= 50"}\n'
+    )
+    return loyalty.LoyaltySettings.load(path, ["loyalty"])
+
+
+def test_tier_rules_are_validated(tmp_path):
+    path = tmp_path / "loyalty.yaml"
+    path.write_text('tiers:\n  - {name: member, rule: "true"}\n  - {name: silver, rule: "pointz >= 1"}\n')
+    with pytest.raises(ConfigError, match=r"tiers\[1\]\.rule.*pointz"):
+        loyalty.LoyaltySettings.load(path, ["loyalty"])
+
+
+def _tiers(spark, settings, balance, loyalty_score, previous, ds):
+    subjects = spark.createDataFrame(
+        [("s1", loyalty_score, False)], "subscriber_id string, loyalty double, holdout boolean"
+    )
+    balances = spark.createDataFrame(
+        [("s1", balance, balance)], "subscriber_id string, points_balance long, lifetime_points long"
+    )
+    prev = None
+    if previous:
+        prev = spark.createDataFrame(
+            [("s1", *previous)], "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date"
+        )
+    row = loyalty.tiers(subjects, balances, prev, settings, ds).first()
+    return row.tier, row.tier_change, row.tier_since, row.below_since
+
+
+def test_upgrade_at_once_downgrade_after_the_grace_period(spark, tmp_path):
+    settings = _loyalty_settings(tmp_path, grace=2)
+    assert _tiers(spark, settings, 600, 60.0, None, day(0)) == ("gold", None, day(0), None)
+    assert _tiers(spark, settings, 600, 60.0, (2, "silver", day(-5), None), day(0)) == ("gold", "up", day(0), None)
+    # below gold since yesterday: kept; since two days: dropped to what the rules give
+    assert _tiers(spark, settings, 150, 60.0, (3, "gold", day(-9), None), day(0)) == ("gold", None, day(-9), day(0))
+    assert _tiers(spark, settings, 150, 60.0, (3, "gold", day(-9), day(-1)), day(0)) == ("gold", None, day(-9), day(-1))
+    assert _tiers(spark, settings, 150, 60.0, (3, "gold", day(-9), day(-2)), day(0)) == ("silver", "down", day(0), None)
+    # back above the rule before the grace ran out: the clock resets
+    assert _tiers(spark, settings, 600, 60.0, (3, "gold", day(-9), day(-1)), day(0)) == ("gold", None, day(-9), None)
+
+
+def test_ledger_entries_are_deterministic_credited_once_and_expire(spark, tmp_path):
+    settings = _loyalty_settings(tmp_path, expiry=30)
+    completions = spark.createDataFrame(
+        [
+            ("a1", "s1", "m1", 100, True, False),
+            ("a2", "s1", "m2", 100, False, False),
+            ("a3", "s2", "m1", 100, True, True),
+        ],
+        "assignment_id string, subscriber_id string, mission_id string, reward_points int, newly_completed boolean, "
+        "holdout boolean",
+    )
+    awards = spark.createDataFrame(
+        [("w1", "s1", "data.bronze", 50, False)],
+        "award_id string, subscriber_id string, badge_id string, points int, holdout boolean",
+    )
+    earned = loyalty.earnings(completions, awards, settings, day(0))
+    rows = sorted((r.entry_type, r.source_id, r.points, r.expires_ds) for r in earned.collect())
+    assert rows == [("badge_award", "w1", 50, day(30)), ("mission_completion", "a1", 100, day(30))]
+    again = {r.entry_id for r in loyalty.earnings(completions, awards, settings, day(0)).collect()}
+    assert again == {r.entry_id for r in earned.collect()}
+    # an entry id already recorded on another day is not credited again
+    recorded = earned.limit(1).select("entry_id", F.lit(day(-1)).alias("entry_ds"))
+    assert loyalty.ledger_entries(earned, recorded, day(0)).count() == 1
+    expired = loyalty.expiries(earned.withColumn("entry_ds", F.lit(day(0))), day(30)).collect()
+    assert sorted(r.points for r in expired) == [-100, -50]
+    balance = loyalty.balances(None, earned.unionByName(loyalty.expiries(earned, day(30)))).first()
+    assert (balance.points_balance, balance.lifetime_points) == (0, 150)
+
+
+# -- campaigns ----------------------------------------------------------------------------------
+
+
+def test_score_crossings_and_audiences_skip_the_holdout(spark, tmp_path):
+    path = tmp_path / "campaigns.yaml"
+    path.write_text(
+        "score_thresholds:\n"
+        "  - {name: risk_high, score: risk, threshold: 50, direction: up}\n"
+        "  - {name: risk_cleared, score: risk, threshold: 50, direction: down}\n"
+        "audiences:\n"
+        '  risky: {rule: "risk >= 50"}\n'
+        '  digital: {rule: "digital >= 80"}\n'
+    )
+    settings = campaigns.CampaignSettings.load(path, ["risk", "digital"], ["risk", "digital"])
+    pairs = spark.createDataFrame(
+        [("up", 55.0, 40.0, 90.0, False), ("down", 20.0, 60.0, 10.0, False), ("same", 70.0, 60.0, 10.0, False),
+         ("held", 55.0, 40.0, 90.0, True)],
+        "subscriber_id string, risk double, prev_risk double, digital double, holdout boolean",
+    )  # fmt: skip
+    empty = {
+        "assigned": "subscriber_id string, assignment_id string, mission_id string, category string, description string, "
+        "offer_id string, reward_points int, period_end date, holdout boolean",
+        "completed": "subscriber_id string, assignment_id string, mission_id string, category string, reward_points int, "
+        "completed_ds date, newly_completed boolean, holdout boolean",
+        "awards": "subscriber_id string, award_id string, badge_id string, level string, points int, holdout boolean",
+        "tiers": "subscriber_id string, previous_tier string, tier string, tier_change string, points_balance long, "
+        "holdout boolean",
+    }
+    frames = {k: spark.createDataFrame([], v) for k, v in empty.items()}
+    rows = campaigns.triggers(
+        frames["assigned"], frames["completed"], frames["awards"], frames["tiers"], pairs, settings, day(0)
+    ).collect()
+    assert sorted((r.subscriber_id, r.source_id, r.payload["current"]) for r in rows) == [
+        ("down", "risk_cleared", "20.0"),
+        ("up", "risk_high", "55.0"),
+    ]
+    members = sorted((r.audience, r.subscriber_id) for r in campaigns.audiences(pairs, settings, day(0)).collect())
+    assert members == [("digital", "up"), ("risky", "same"), ("risky", "up")]
+
+
+def test_campaign_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "campaigns.yaml"
+    path.write_text("score_thresholds:\n  - {name: x, score: riks, threshold: 50}\n")
+    with pytest.raises(ConfigError, match=r"score_thresholds\[0\]\.score"):
+        campaigns.CampaignSettings.load(path, ["risk"], ["risk"])
+
+
+def test_default_reward_configs_load():
+    from jobs.config import load_config
+    from jobs.stages import loyalty_settings
+
+    settings = loyalty_settings(load_config(env="test", environ={}))
+    assert settings.names[0] == "member" and settings.downgrade_grace_days > 0
+    assert (DEFAULT_CONF_DIR / "campaigns.yaml").exists()
