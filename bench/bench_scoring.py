@@ -1,10 +1,12 @@
-"""Benchmark: the scoring, segment and mission stages at scale, on synthetic compact history.
+"""Benchmark: the stages after ingest (scores to campaigns) at scale, on synthetic compact history.
 
-    python bench/bench_scoring.py --subscribers 100000 1000000 --days 30
+    python bench/bench_scoring.py --subscribers 100000 1000000 --days 30 --nights 2
 
 Writes a synthetic `subscriber_profile` snapshot and `days` days of `daily_activity` (Spark
-range + hash-based pseudo-random metrics, no Python loops), then times the `scores`,
-`segments` and `missions` stages exactly as the nightly run executes them, for each size.
+range + hash-based pseudo-random metrics, no Python loops), then runs the stages exactly as the
+nightly run executes them for the last `nights` days, timing each, for each size. The first
+night builds the lifetime snapshot from the whole history; later nights show steady state
+(progress of live missions, incremental lifetime fold, balances carried from the day before).
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ from jobs.config import load_config
 from jobs.context import RunContext, build_lakehouse
 from jobs.metrics import MetricRegistry
 from jobs.spark import build_session
-from jobs.stages import missions, scores, segments
+from jobs.stages import badges, campaigns, loyalty, missions, progress, scores, segments
 from jobs.tables import DAILY_ACTIVITY, SUBSCRIBER_PROFILE
+
+STAGES = (
+    ("scores", scores),
+    ("segments", segments),
+    ("missions", missions),
+    ("progress", progress),
+    ("badges", badges),
+    ("loyalty", loyalty),
+    ("campaigns", campaigns),
+)
 
 
 def uniform(seed: int, *columns: Column) -> Column:
@@ -69,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, nargs="+", default=[100_000])
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--nights", type=int, default=2, help="nightly runs timed, ending on --ds")
     parser.add_argument("--ds", type=date.fromisoformat, default=date(2025, 3, 30))
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
     parser.add_argument("--driver-memory", default="8g")
@@ -82,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(env="local", overrides={"lakehouse.root": str(work / "lakehouse"), **config_overrides})
         lakehouse = build_lakehouse(spark, config)
         registry = MetricRegistry.load(Path(config.conf_dir) / "metrics.yaml")
+        first_night = args.ds - timedelta(days=args.nights - 1)
         started = time.monotonic()
         lakehouse.write(
-            synthetic_profile(spark, n, args.ds),
+            synthetic_profile(spark, n, first_night),
             SUBSCRIBER_PROFILE,
             partition_by=["snapshot_date"],
-            replace_where={"snapshot_date": args.ds},
+            replace_where={"snapshot_date": first_night},
         )
         for offset in range(args.days):
             day = args.ds - timedelta(days=offset)
@@ -101,14 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             f"setup     {n:>9,} subscribers x {args.days} days of daily_activity: {time.monotonic() - started:7.1f} s",
             flush=True,
         )
-        ctx = RunContext(spark, config, lakehouse, args.ds)
-        for name, stage in (("scores", scores), ("segments", segments), ("missions", missions)):
-            started = time.monotonic()
-            summary = stage(ctx)
-            took = time.monotonic() - started
-            print(
-                f"{name:<9} {n:>9,} subscribers: {took:7.1f} s  {n / took:>10,.0f} subscribers/s  {summary}", flush=True
-            )
+        for night in range(args.nights - 1, -1, -1):
+            ctx = RunContext(spark, config, lakehouse, args.ds - timedelta(days=night))
+            for name, stage in STAGES:
+                started = time.monotonic()
+                summary = stage(ctx)
+                took = time.monotonic() - started
+                print(
+                    f"{ctx.ds} {name:<9} {n:>9,} subscribers: {took:7.1f} s  {n / took:>10,.0f} subscribers/s  {summary}",
+                    flush=True,
+                )
         shutil.rmtree(work, ignore_errors=True)
     print(f"driver python peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     spark.stop()

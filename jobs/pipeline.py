@@ -3,6 +3,7 @@ dates of a local backfill, run one after the other."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 from jobs import stages
 from jobs.context import PipelineError, RunContext, build_lakehouse
+from jobs.tables import PIPELINE_RUNS, schema_of
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages"]
 
@@ -37,9 +39,28 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
     for name in STAGES:  # always in pipeline order, whatever order was asked
         if name in selected:
             started = time.monotonic()
-            ctx.results[name] = STAGES[name](ctx)
-            log.info("stage %s for %s done in %.1fs", name, ctx.ds, time.monotonic() - started)
+            try:
+                ctx.results[name] = STAGES[name](ctx)
+            except Exception as exc:
+                if name != "ingest":
+                    record_stage(ctx, name, "failed", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
+                raise
+            took = time.monotonic() - started
+            if name != "ingest":  # ingest records one row per source itself
+                record_stage(ctx, name, "succeeded", took, json.dumps(ctx.results[name], default=str))
+            log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
     return ctx.results
+
+
+def record_stage(ctx: RunContext, stage: str, status: str, duration_s: float, message: str) -> None:
+    """Replace this stage's row for the run date in pipeline_runs."""
+    row = (ctx.ds, stage, None, status, None, None, None, None, None, round(duration_s, 3), message[:2000])
+    ctx.lakehouse.write(
+        ctx.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)),
+        PIPELINE_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": ctx.ds, "stage": stage},
+    )
 
 
 def date_range(start: date, end: date) -> list[date]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from datetime import timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -12,7 +13,7 @@ from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.missions import MissionSettings
 from jobs.pipeline import RunContext, run_stages
 from jobs.stages import template_set
-from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG
+from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG, MISSION_PROGRESS
 from jobs.templates import expansion_counts
 from tests.integration.helpers import table_content
 
@@ -48,9 +49,14 @@ def test_assignments_cover_every_category_and_point_to_the_catalog(pipeline):
 
 
 def test_caps_and_active_duplicates_hold_every_day(pipeline):
+    """A mission holds a slot until its period ends or, once completed, until the next run."""
     rows = assignments(pipeline)
+    progress = pipeline.lakehouse.read(MISSION_PROGRESS).filter(F.col("status") == "completed")
     for ds in pipeline.mission_days:
-        active = rows.filter((F.col("assigned_ds") <= F.lit(ds)) & (F.col("period_end") > F.lit(ds)))
+        done = progress.filter(F.col("progress_ds") == F.lit(ds - timedelta(days=1))).select("assignment_id")
+        active = rows.filter((F.col("assigned_ds") <= F.lit(ds)) & (F.col("period_end") > F.lit(ds))).join(
+            done, "assignment_id", "left_anti"
+        )
         per_subscriber = active.groupBy("subscriber_id").count().agg(F.max("count")).first()[0]
         assert per_subscriber <= SETTINGS.max_active
         duplicates = active.groupBy("subscriber_id", "template_id").count().filter("count > 1").count()
