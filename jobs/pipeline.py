@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from jobs import stages
+from jobs import quality, stages
 from jobs.context import PipelineError, RunContext, build_lakehouse
 from jobs.tables import PIPELINE_RUNS, schema_of
 
@@ -28,6 +28,7 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
     "badges": stages.badges,
     "loyalty": stages.loyalty,
     "campaigns": stages.campaigns,
+    "quality": quality.run_quality,
 }
 
 

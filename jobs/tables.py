@@ -93,6 +93,7 @@ LOYALTY_LEDGER = "loyalty_ledger"
 LOYALTY_TIERS = "loyalty_tiers"
 CAMPAIGN_TRIGGERS = "campaign_triggers"
 CAMPAIGN_AUDIENCES = "campaign_audiences"
+QUALITY_RESULTS = "quality_results"  # written by jobs.quality: one row per expectation per run date
 
 _SCHEMAS.update(
     {
@@ -138,5 +139,10 @@ _SCHEMAS.update(
         ),
         # one row per subscriber per named audience per day; by audience_ds
         CAMPAIGN_AUDIENCES: "audience string, subscriber_id string, audience_version string, audience_ds date",
+        # one row per expectation per suite per run date; by run_ds
+        QUALITY_RESULTS: (
+            "run_ds date, suite string, table_name string, expectation string, column string, scope string, "
+            "severity string, status string, success boolean, observed string, details string"
+        ),
     }
 )

@@ -1,0 +1,306 @@
+"""Data-quality gates on tiny crafted lakehouses: good data passes, each kind of defect is caught
+with the table, column and observed value named, warnings never fail the run."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.config import DEFAULT_CONF_DIR, ConfigError, load_config
+from jobs.context import PipelineError, RunContext, build_lakehouse
+from jobs.quality import (
+    QUALITY_RESULTS,
+    QualityError,
+    load_spec,
+    raw_batch,
+    run_quality,
+    selected,
+    with_orphans,
+    with_reject_rates,
+)
+from jobs.sources import Source, conform
+from jobs.tables import PIPELINE_RUNS, schema_of
+
+pytestmark = pytest.mark.unit
+
+D1, D2, D3 = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)
+SCORES = ("engagement", "revenue", "loyalty", "risk", "digital")
+CDR_HEADER = "record_id|msisdn|record_type|start_time|duration_s|bytes_up|bytes_down|cell_id|roaming_flag|other_party"
+
+
+# -- building tiny lakehouses -------------------------------------------------------------------
+
+
+REWARD_TABLES = (
+    "mission_progress", "badge_catalog", "badge_awards", "loyalty_ledger", "loyalty_tiers", "campaign_triggers",
+    "campaign_audiences",
+)  # fmt: skip
+
+
+def config_for(root: Path):
+    overrides = {
+        "lakehouse.root": str(root / "lake"),
+        "raw.root": str(root / "raw"),
+        "quality.data_docs_dir": str(root / "docs"),
+        # the tiny lakehouses here hold only the tables a test needs
+        **{f"quality.tables.{t}.optional": True for t in REWARD_TABLES},
+    }
+    return load_config(env="test", overrides=overrides, environ={})
+
+
+def context(spark, root: Path, ds: date) -> RunContext:
+    config = config_for(root)
+    return RunContext(spark, config, build_lakehouse(spark, config), ds, only_sources=["cdr"])
+
+
+def write_cdr(root: Path, ds: date, msisdns: list[str | None]) -> None:
+    folder = root / "raw" / "cdr" / ds.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = ds.strftime("%Y%m%d") + "101500"
+    lines = [f"r{ds:%d}{i}|{m or ''}|MOC|{stamp}|60|0|0|CELL1|N|0611111111" for i, m in enumerate(msisdns)]
+    (folder / "part-00.csv").write_text("\n".join([CDR_HEADER, *lines]) + "\n")
+
+
+# table -> (schema, date partition column): the columns the shipped suites read, or None for the table's own
+TABLES = {
+    "behavior_scores": (
+        "subscriber_id string, " + ", ".join(f"{c} double" for c in SCORES) + ", score_date date",
+        "score_date",
+    ),
+    "events": (
+        "event_id string, subscriber_id string, event_type string, source string, event_ts timestamp, "
+        "event_date date, ingest_date date",
+        "event_date",
+    ),
+    "events_rejected": ("reject_id string, source string, reject_reason string, ingest_date date", "ingest_date"),
+    PIPELINE_RUNS: (None, "run_ds"),  # the real schema
+    "mission_catalog": ("mission_id string, catalog_date date", "catalog_date"),
+    "mission_assignments": (
+        "assignment_id string, subscriber_id string, mission_id string, is_dynamic boolean, assigned_ds date",
+        "assigned_ds",
+    ),
+    "badge_catalog": ("badge_id string, catalog_date date", "catalog_date"),
+    "badge_awards": ("award_id string, subscriber_id string, badge_id string, awarded_ds date", "awarded_ds"),
+}
+
+
+def good_day(ds: date, subscribers: int) -> dict[str, list[tuple]]:
+    """Rows of one run date of every required table, all of which pass."""
+    subs = [f"s{i}" for i in range(subscribers)]
+    at = datetime(ds.year, ds.month, ds.day, 10)
+    return {
+        "behavior_scores": [(s, *[50.0] * 5, ds) for s in subs],
+        "events": [(f"e{ds:%d}-{s}", s, "cdr", "cdr", at, ds, ds) for s in subs],
+        "events_rejected": [("x1", "cdr", "missing_field", ds)],
+        PIPELINE_RUNS: [(ds, "ingest", "cdr", "succeeded", 1000, 990, 10, 0, 990, 1.0, "")],
+        "mission_catalog": [("m1", ds), ("m2", ds)],
+        "mission_assignments": [(f"a{ds:%d}1", "s0", "m1", False, ds), (f"a{ds:%d}2", "s1", "dyn-s1", True, ds)],
+    }
+
+
+def write_tables(spark, lakehouse, days: dict[date, dict[str, list[tuple]]]) -> None:
+    """Each table once, with the rows of every day given."""
+    for table in sorted({t for rows in days.values() for t in rows}):
+        schema, partition = TABLES[table]
+        rows = [row for day in days.values() for row in day.get(table, [])]
+        frame = spark.createDataFrame(rows, schema or schema_of(table))
+        lakehouse.write(frame, table, partition_by=[partition], replace_where={partition: sorted(days)})
+
+
+def results_of(ctx: RunContext, ds: date) -> list:
+    return ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ds)]).collect()
+
+
+@pytest.fixture(scope="module")
+def good(spark, tmp_path_factory):
+    """A lakehouse that passes on D2; on D3 most rows are gone (a warning only)."""
+    root = tmp_path_factory.mktemp("good")
+    ctx = context(spark, root, D2)
+    write_tables(spark, ctx.lakehouse, {D1: good_day(D1, 10), D2: good_day(D2, 10), D3: good_day(D3, 3)})
+    for ds in (D2, D3):
+        write_cdr(root, ds, ["0611111111", "+33 6 22 22 22 22", "0633333333"])
+    return root, ctx, run_quality(ctx)
+
+
+@pytest.fixture(scope="module")
+def bad(spark, tmp_path_factory):
+    """Every defect at once on D2: the run fails, naming each."""
+    root = tmp_path_factory.mktemp("bad")
+    ctx = context(spark, root, D2)
+    day = good_day(D2, 4)
+    day["behavior_scores"][0] = ("s0", 101.0, *[50.0] * 4, D2)
+    day["behavior_scores"][1] = ("s1", 50.0, 50.0, 50.0, None, 50.0, D2)
+    day["events"][1] = (day["events"][0][0], *day["events"][1][1:])  # a repeated event_id
+    day["mission_assignments"].append(("a3", "s2", "m-gone", False, D2))  # a catalog mission not in the catalog
+    day[PIPELINE_RUNS] = [(D2, "ingest", "cdr", "succeeded", 1000, 880, 120, 0, 880, 1.0, "")]
+    day["badge_catalog"] = [("b1", D2)]
+    day["badge_awards"] = [("w1", "s0", "b1", D2), ("w2", "s1", "b-unknown", D2)]
+    earlier = good_day(D1, 4)
+    for rows in (day, earlier):
+        del rows["events_rejected"]  # a required table is absent
+    write_tables(spark, ctx.lakehouse, {D1: earlier, D2: day})
+    write_cdr(root, D2, ["0611111111", None, None, "0644444444"])
+    defective = ["raw.cdr", "behavior_scores", "events*", "pipeline_runs", "mission_assignments", "badge_awards"]
+    with pytest.raises(QualityError) as raised:
+        run_quality(ctx, defective)
+    return ctx, raised.value
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+def test_a_good_lakehouse_passes_records_results_and_builds_data_docs(good):
+    root, ctx, summary = good
+    assert (summary["failed_critical"], summary["failed_warning"]) == (0, 0)
+    assert summary["suites"] == 14  # raw.cdr + every configured table
+    assert summary["data_docs"] == (root / "docs" / D2.isoformat() / "index.html").resolve().as_uri()
+    assert (root / "docs" / D2.isoformat() / "index.html").is_file()
+    rows = results_of(ctx, D2)
+    assert len(rows) == summary["expectations"] + len(summary["skipped"])
+    assert {r.status for r in rows} == {"passed", "skipped"}
+    scores = {(r.expectation, r.column) for r in rows if r.table_name == "behavior_scores"}
+    assert ("expect_column_values_to_be_between", "engagement") in scores
+    skipped = {r.table_name for r in rows if r.status == "skipped"}
+    assert skipped == {
+        "mission_progress",
+        "badge_catalog",
+        "badge_awards",
+        "loyalty_ledger",
+        "loyalty_tiers",
+        "campaign_triggers",
+        "campaign_audiences",
+    }
+
+
+def test_a_row_count_drop_is_a_warning_and_does_not_raise(spark, good):
+    root, _, _ = good
+    ctx = context(spark, root, D3)
+    summary = run_quality(ctx, ["behavior_scores", "events"])
+    assert (summary["failed_critical"], summary["failed_warning"]) == (0, 2)
+    drops = [r for r in results_of(ctx, D3) if r.status == "failed"]
+    assert {(r.table_name, r.severity, r.observed) for r in drops} == {
+        ("behavior_scores", "warning", "observed 3"),
+        ("events", "warning", "observed 3"),
+    }
+    assert all("previous day 10 rows" in r.scope for r in drops)
+
+
+def test_a_partial_rerun_keeps_the_other_suites_results(spark, good):
+    root, _, first = good
+    ctx = context(spark, root, D2)
+    run_quality(ctx, ["mission_c*"])
+    assert len(results_of(ctx, D2)) == first["expectations"] + len(first["skipped"])
+
+
+def test_each_defect_fails_critical_naming_table_column_and_observed_value(bad):
+    _, error = bad
+    message = str(error)
+    expected = [
+        "behavior_scores.engagement expect_column_values_to_be_between: 1 of 4 rows unexpected (25.00%), e.g. 101",
+        "behavior_scores.risk expect_column_values_to_not_be_null: 1 of 4 rows unexpected (25.00%)",
+        "events.event_id expect_column_values_to_be_unique: 2 of 4 rows unexpected (50.00%), e.g. e02-s0, e02-s0",
+        "mission_assignments.mission_id expect_column_values_to_be_null "
+        "[not in mission_catalog.mission_id, where is_dynamic == false]: "
+        "1 of 3 rows unexpected (33.33%), e.g. m-gone",
+        "pipeline_runs.reject_rate expect_column_max_to_be_between [source cdr]: observed 0.12",
+        "badge_awards.badge_id expect_column_values_to_be_null [not in badge_catalog.badge_id]: "
+        "1 of 2 rows unexpected (50.00%), e.g. b-unknown",
+        "events_rejected expect_table_to_exist: table is absent",
+        "raw.cdr.msisdn expect_column_values_to_not_be_null: 2 of 4 rows unexpected (50.00%)",
+    ]
+    for line in expected:
+        assert line in message
+    assert len(error.failures) == len(expected)
+    assert isinstance(error, PipelineError)
+
+
+def test_failures_are_recorded_before_raising(bad):
+    ctx, error = bad
+    failed = {(r.table_name, r.column, r.severity) for r in results_of(ctx, D2) if r.status == "failed"}
+    assert ("behavior_scores", "engagement", "critical") in failed
+    assert ("pipeline_runs", "reject_rate", "critical") in failed
+    assert len(failed) == len(error.failures)
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+def test_orphans_ignore_rows_outside_the_where_filter(spark):
+    child = spark.createDataFrame(
+        [("m1", False), ("m9", False), ("m8", True), (None, False)], "mission_id string, is_dynamic boolean"
+    )
+    parent = spark.createDataFrame([("m1",), ("m1",)], "mission_id string")
+    out = with_orphans(child, parent, "mission_id", "mission_id", "is_dynamic == false")
+    assert sorted(r._orphan_mission_id or "-" for r in out.collect()) == ["-", "-", "-", "m9"]
+
+
+def test_reject_rates_per_source_with_a_minimum_of_rows_read(spark):
+    runs = spark.createDataFrame(
+        [
+            (D2, "ingest", "cdr", "succeeded", 200, 180, 20, 0, 0, 1.0, ""),
+            (D2, "ingest", "xiva", "succeeded", 10, 5, 5, 0, 0, 1.0, ""),
+            (D2, "ingest", "app", "missing", 0, 0, 0, 0, 0, 1.0, ""),
+        ],
+        schema_of(PIPELINE_RUNS),
+    )
+    out = with_reject_rates(runs, ["cdr", "xiva", "app"], min_rows_read=50)
+    maxima = out.agg(*[F.max(f"reject_rate_{s}").alias(s) for s in ("cdr", "xiva", "app")]).first()
+    assert maxima.asDict() == {"cdr": 0.1, "xiva": 0.0, "app": 0.0}
+
+
+def test_raw_batch_flags_unparsed_values_and_never_shows_an_msisdn(spark):
+    source = Source.from_config(
+        {
+            "name": "t",
+            "kind": "cdr",
+            "format": "csv",
+            "sync_frequency": "daily",
+            "contract": {"id": "string", "msisdn": "string", "n": "long", "at": "string"},
+            "natural_key": ["id"],
+            "subscriber": {"column": "msisdn"},
+            "event_time": {"column": "at", "format": "yyyyMMdd"},
+            "mappings": [{"event_type": "x", "event_subtype": "y"}],
+        }
+    )
+    raw = spark.createDataFrame(
+        [("1", "0611111111", "5", "20250301"), ("2", "12", "five", "2025-03-01"), ("3", " ", "", None)],
+        "id string, msisdn string, n string, at string",
+    ).withColumn("_source_file", F.lit("f"))
+    rows = raw_batch(conform(raw, source), source, "33").orderBy("id").collect()
+    assert [(r.msisdn, r._unparsed_n, r._unparsed_event_time, r._invalid_msisdn) for r in rows] == [
+        ("0611111111", None, None, None),
+        ("12", "five", "2025-03-01", "<redacted>"),
+        (None, None, None, None),
+    ]
+
+
+def test_the_shipped_quality_config_loads():
+    spec = load_spec(DEFAULT_CONF_DIR / "quality.yaml")
+    assert spec.tables["events"].partition_column == "event_date"
+    assert not any(t.optional for t in spec.tables.values())
+    checks = {c.expect for t in spec.tables.values() for c in t.checks}
+    assert checks == {
+        "not_null", "between", "in_set", "unique", "min_rows", "row_count_change", "references", "reject_rate",
+    }  # fmt: skip
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "quality.yaml"
+    path.write_text(
+        "tables:\n  t:\n    date_column: d\n    checks:\n      - {expect: unique, column: id, severity: fatal}\n"
+    )
+    with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.severity: must be critical or warning"):
+        load_spec(path)
+    with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.expect: unknown check 'distinct'"):
+        load_spec(path, {"tables": {"t": {"checks": [{"expect": "distinct"}]}}})
+
+
+def test_suite_selection_accepts_globs_and_refuses_unknown_names():
+    names = ["raw.cdr", "raw.app", "events", "behavior_scores"]
+    assert selected(names, ["raw.*", "events"]) == ["raw.cdr", "raw.app", "events"]
+    assert selected(names, None) == names
+    with pytest.raises(PipelineError, match="unknown quality suite"):
+        selected(names, ["scores"])
