@@ -1,0 +1,22 @@
+-- Grain: one row per quality suite for the run date :ds: expectations evaluated, failed by
+-- severity, and the failing expectations named (table.column expectation).
+with results as (
+    select * from quality_results where run_ds = :ds
+),
+
+final as (
+    select
+        suite,
+        table_name,
+        count(*) as expectations,
+        sum(case when status = 'failed' and severity = 'critical' then 1 else 0 end) as failed_critical,
+        sum(case when status = 'failed' and severity = 'warning' then 1 else 0 end) as failed_warning,
+        sum(case when status = 'skipped' then 1 else 0 end) as skipped,
+        concat_ws('; ', collect_list(
+            case when status = 'failed' then concat(coalesce(column, '-'), ' ', expectation, ': ', observed) end
+        )) as failures
+    from results
+    group by suite, table_name
+)
+
+select * from final order by failed_critical desc, failed_warning desc, suite
