@@ -61,3 +61,20 @@ clean-data: ## remove the generated sample and the local lakehouse
 
 clean: clean-data ## also remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Local Airflow: its state under airflow_home/, the DAGs of dags/, Spark jobs on local[2] with this
+# virtualenv's spark-submit and Python, working directory the repository (./data/raw, ./lakehouse).
+AIRFLOW_HOME ?= $(CURDIR)/airflow_home
+AIRFLOW := env AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False PATH=$(abspath $(VENV))/bin:$$PATH PYSPARK_PYTHON=$(abspath $(PY)) \
+	$(VENV)/bin/airflow
+.PHONY: airflow airflow-init
+
+airflow-init: $(STAMP) ## local Airflow in airflow_home/: database, dags/ folder, spark_default on local[2]
+	$(AIRFLOW) db migrate
+	-@$(AIRFLOW) connections delete spark_default >/dev/null 2>&1
+	$(AIRFLOW) connections add spark_default --conn-type spark --conn-host 'local[2]' \
+		--conn-description "local Spark; a cluster in production: see dags/README.md"
+
+airflow: airflow-init $(SAMPLE) ## run Airflow standalone (http://localhost:8080) with the nightly DAG over the sample
+	$(AIRFLOW) standalone

@@ -158,12 +158,18 @@ def catalog_rows(badges: Sequence[BadgeType]) -> list[dict[str, Any]]:
 
 
 def held_levels(awards: DataFrame, ds: date) -> DataFrame:
-    """Highest level rank held per subscriber and badge type, from awards of other days."""
+    """Highest level rank held per subscriber and badge type before `ds`."""
     return (
-        awards.filter(F.col("awarded_ds") != F.lit(ds))
+        awards.filter(F.col("awarded_ds") < F.lit(ds))
         .groupBy("subscriber_id", "badge_type")
         .agg(F.max("level_rank").alias("held_rank"))
     )
+
+
+def not_awarded_later(new: DataFrame, awards: DataFrame, ds: date) -> DataFrame:
+    """Drop levels already awarded after `ds` (a rerun of a past day never repeats them)."""
+    later = awards.filter(F.col("awarded_ds") > F.lit(ds)).select("subscriber_id", "badge_id")
+    return new.join(later, ["subscriber_id", "badge_id"], "left_anti")
 
 
 def _qualifying_values(node: expressions.Node, names: Mapping[str, Column], numeric: frozenset[str]) -> Column:

@@ -2,6 +2,8 @@
 
 gamify run --ds 2025-03-01                  one run date, all stages
 gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
+gamify run --from 2025-03-06 --to latest --stages activity,scores   up to the latest processed date
+gamify report --ds 2025-03-01                what pipeline_runs recorded for a run date
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
 gamify config validate [--env prod]
 """
@@ -27,6 +29,13 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
 
 
+LATEST = "latest"
+
+
+def _date_or_latest(text: str) -> date | str:
+    return LATEST if text == LATEST else _date(text)
+
+
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -44,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     when = run.add_mutually_exclusive_group(required=True)
     when.add_argument("--ds", type=_date, help="run date YYYY-MM-DD")
     when.add_argument("--from", dest="start", type=_date, help="first run date of a range")
-    run.add_argument("--to", dest="end", type=_date, help="last run date of a range (inclusive)")
+    run.add_argument(
+        "--to",
+        dest="end",
+        type=_date_or_latest,
+        help="last run date of a range (inclusive), or `latest`: the latest date pipeline_runs recorded",
+    )
     run.add_argument("--stages", type=_csv, help="comma-separated stages (default: all, in order)")
     run.add_argument("--sources", type=_csv, help="comma-separated sources to ingest (default: all due)")
     run.add_argument("--raw-root", help="override raw.root (where extracts are)")
@@ -61,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--ds", type=_date, required=True)
     sql.add_argument("--limit", type=int, default=50, help="rows to print")
     sql.add_argument("--lakehouse-root", help="override lakehouse.root")
+
+    report = commands.add_parser("report", help="what pipeline_runs recorded for a run date")
+    report.add_argument("--ds", type=_date, required=True)
+    report.add_argument("--lakehouse-root", help="override lakehouse.root")
 
     templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
     templates.add_argument("action", choices=["validate", "expand", "preview"])
@@ -90,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _templates_command(args)
         if args.command == "sql":
             return _sql_command(args)
+        if args.command == "report":
+            return _report_command(args)
         return _run_command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -188,10 +208,16 @@ def _sql_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_command(args: argparse.Namespace) -> int:
-    from jobs.pipeline import PipelineError, RunContext, build_lakehouse, date_range, run_stages
-    from jobs.spark import build_session
+def _report_command(args: argparse.Namespace) -> int:
+    from jobs.orchestration.state import format_report, latest_processed_date, run_report
 
+    overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
+    config = load_config(args.conf_dir, args.env, overrides)
+    print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)))
+    return 0
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.start and not args.end:
         print("--from needs --to", file=sys.stderr)
         return 2
@@ -201,6 +227,17 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.lakehouse_root:
         overrides["lakehouse.root"] = args.lakehouse_root
     config = load_config(args.conf_dir, args.env, overrides)
+    if args.start and args.end == LATEST:
+        from jobs.orchestration.state import latest_processed_date
+
+        latest = latest_processed_date(config)  # from the Delta log: a no-op starts no Spark session
+        if latest is None or latest < args.start:
+            print(f"nothing to run: the latest processed date is {latest}, before {args.start}", flush=True)
+            return 0
+        args.end = latest
+    from jobs.pipeline import PipelineError, RunContext, build_lakehouse, date_range, run_stages
+    from jobs.spark import build_session
+
     dates = [args.ds] if args.ds else date_range(args.start, args.end)
     spark = build_session(config.get("spark", {}))
     lakehouse = build_lakehouse(spark, config)

@@ -15,7 +15,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.badges import BadgeType, award, held_levels, load_badges
+from jobs.badges import BadgeType, award, held_levels, load_badges, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
@@ -415,10 +415,10 @@ def badges(ctx: RunContext) -> dict[str, Any]:
         .join(lifetime, "subscriber_id", "left")
         .fillna(0.0, subset=lifetime_names(metrics, CATEGORIES))
     )
-    held = held_levels(lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)), ds).localCheckpoint()
-    result = lakehouse.write(
-        award(subjects, held, types, ds), BADGE_AWARDS, partition_by=["awarded_ds"], replace_where={"awarded_ds": ds}
-    )
+    earlier = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)).filter(F.col("awarded_ds") != F.lit(ds))
+    earlier = earlier.select("subscriber_id", "badge_id", "badge_type", "level_rank", "awarded_ds").localCheckpoint()
+    new = not_awarded_later(award(subjects, held_levels(earlier, ds), types, ds), earlier, ds)
+    result = lakehouse.write(new, BADGE_AWARDS, partition_by=["awarded_ds"], replace_where={"awarded_ds": ds})
     return {"catalog_badges": len(levels), "awards": result.rows_added}
 
 

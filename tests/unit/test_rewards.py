@@ -239,6 +239,13 @@ def test_awards_are_progressive_and_never_repeated(spark, tmp_path):
     )
     held = badges.held_levels(earlier, day(0))  # day(0) is being rerun: its own award does not count
     awards = badges.award(subjects, held, [badge], day(0)).collect()
+    # a rerun of an earlier day never repeats a level awarded after it
+    later = spark.createDataFrame(
+        [("holds_all", "data.platinum", "data", 4, day(0))],
+        "subscriber_id string, badge_id string, badge_type string, level_rank int, awarded_ds date",
+    )
+    rerun = badges.not_awarded_later(badges.award(subjects, held.limit(0), [badge], day(-1)), later, day(-1))
+    assert sorted(a.level for a in rerun.collect() if a.subscriber_id == "holds_all") == ["bronze", "gold", "silver"]
     got = sorted((a.subscriber_id, a.level) for a in awards)
     assert got == [
         ("gap", "bronze"), ("gap", "silver"),

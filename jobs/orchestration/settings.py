@@ -1,0 +1,169 @@
+"""conf/airflow.yaml and the shape of the pipeline the DAG is built from.
+
+The scheduler parses the DAG file often and without the jobs' secrets, so the pipeline
+configuration is read here with every unset `${VAR}` replaced by a `<VAR>` placeholder: the DAG
+needs the sources and stages, not the key or the storage paths. Tasks read the configuration
+again when they run, in their own environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from jobs.config import Config, ConfigError, load_config, load_yaml
+
+AIRFLOW_FILE = "airflow.yaml"
+FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
+
+
+class Placeholders(Mapping[str, str]):
+    """The process environment, where every unset variable reads as `<NAME>`."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name) or f"<{name}>"
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def pipeline_config(conf_dir: str | Path | None = None) -> Config:
+    """The jobs' configuration ($GAMIFY_ENV overlay) with unset variables as placeholders."""
+    return load_config(conf_dir, environ=Placeholders())
+
+
+def unresolved(value: str) -> bool:
+    return "<" in value and ">" in value
+
+
+@dataclass(frozen=True)
+class SensorPolicy:
+    poke_interval: timedelta
+    timeout: timedelta
+
+
+@dataclass(frozen=True)
+class SourceShape:
+    """What the DAG needs to know about a source when it is parsed."""
+
+    name: str
+    mandatory: bool
+    sync_frequency: str
+    has_extract: bool  # a file extract a sensor can wait for (jdbc sources have none)
+    feeds_profile: bool  # ingested first: it defines the known subscribers of the day
+
+
+@dataclass(frozen=True)
+class AirflowSettings:
+    file: Path
+    dag_id: str
+    description: str
+    owner: str
+    tags: tuple[str, ...]
+    cron: str
+    timezone: str
+    start_date: date
+    catchup: bool
+    max_active_runs: int
+    dagrun_timeout: timedelta
+    retries: int
+    retry_delay: timedelta
+    retry_exponential_backoff: float
+    execution_timeout: timedelta
+    pool: str | None
+    stateful_stages: tuple[str, ...]
+    conn_id: str
+    application: str
+    py_files: str | None
+    spark_conf: Mapping[str, Any]
+    stage_conf: Mapping[str, Mapping[str, Any]]
+    env_vars: Mapping[str, str]
+    submit_options: Mapping[str, Any]
+    sensor_mode: str
+    sensors: Mapping[str, SensorPolicy]
+    asset_prefix: str
+    stage_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, conf_dir: str | Path | None = None) -> AirflowSettings:
+        conf_dir = Path(conf_dir or os.environ.get("GAMIFY_CONF_DIR") or Path(__file__).parents[2] / "conf")
+        path = conf_dir / AIRFLOW_FILE
+        data = load_yaml(path) or {}
+        try:
+            return cls._from_mapping(path, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(path, "-", f"invalid orchestration settings: {exc!r}") from exc
+
+    @classmethod
+    def _from_mapping(cls, path: Path, data: Mapping[str, Any]) -> AirflowSettings:
+        tasks, spark, sensors, assets = data["tasks"], data["spark"], data["sensors"], data.get("assets") or {}
+        missing = [f for f in FREQUENCIES if f not in sensors]
+        if missing:
+            raise ConfigError(path, "sensors", f"needs a policy for every sync_frequency; missing {missing}")
+        return cls(
+            file=path,
+            dag_id=data["dag_id"],
+            description=data.get("description", ""),
+            owner=data["owner"],
+            tags=tuple(data.get("tags") or ()),
+            cron=data["schedule"]["cron"],
+            timezone=data["schedule"].get("timezone", "UTC"),
+            start_date=_as_date(data["start_date"]),
+            catchup=bool(data.get("catchup", False)),
+            max_active_runs=int(data.get("max_active_runs", 1)),
+            dagrun_timeout=timedelta(hours=data.get("dagrun_timeout_hours", 20)),
+            retries=int(tasks["retries"]),
+            retry_delay=timedelta(minutes=tasks.get("retry_delay_minutes", 5)),
+            retry_exponential_backoff=float(tasks.get("retry_exponential_backoff", 0)),
+            execution_timeout=timedelta(minutes=tasks["execution_timeout_minutes"]),
+            pool=tasks.get("pool"),
+            stateful_stages=tuple(data.get("stateful_stages") or ()),
+            conn_id=spark.get("conn_id", "spark_default"),
+            application=spark.get("application") or str(Path(__file__).parents[1] / "__main__.py"),
+            py_files=spark.get("py_files"),
+            spark_conf=dict(spark.get("conf") or {}),
+            stage_conf={k: dict(v) for k, v in (spark.get("stage_conf") or {}).items()},
+            env_vars={k: str(v) for k, v in (spark.get("env_vars") or {}).items()},
+            submit_options=dict(spark.get("submit_options") or {}),
+            sensor_mode=sensors.get("mode", "reschedule"),
+            sensors={
+                f: SensorPolicy(
+                    poke_interval=timedelta(minutes=sensors[f]["poke_interval_minutes"]),
+                    timeout=timedelta(hours=sensors[f]["timeout_hours"]),
+                )
+                for f in FREQUENCIES
+            },
+            asset_prefix=assets.get("uri_prefix", "lakehouse://gamification/"),
+            stage_tables={k: tuple(v or ()) for k, v in (assets.get("tables") or {}).items()},
+        )
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def source_shapes(config: Config) -> list[SourceShape]:
+    """Active sources in ingest order: profile (CRM snapshot) sources first, then by name, as
+    `jobs.ingest.run_ingest` orders them."""
+    shapes = [
+        SourceShape(
+            name=name,
+            mandatory=bool(spec.get("mandatory", False)),
+            sync_frequency=spec["sync_frequency"],
+            has_extract=spec["format"] != "jdbc",
+            feeds_profile=spec.get("profile") is not None,
+        )
+        for name, spec in config.sources.items()
+        if spec.get("active", True)
+    ]
+    return sorted(shapes, key=lambda s: (not s.feeds_profile, s.name))
