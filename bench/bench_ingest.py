@@ -43,7 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     raw, lake = work / "raw", work / "lakehouse"
 
     started = time.monotonic()
-    command = [sys.executable, "-m", "jobs.sample_data", "--subscribers", str(args.subscribers), "--days", str(args.days)]
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.sample_data",
+        "--subscribers",
+        str(args.subscribers),
+        "--days",
+        str(args.days),
+    ]
     command += ["--start", args.start.isoformat(), "--seed", "1", "--out", str(raw)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     gen_s = time.monotonic() - started
