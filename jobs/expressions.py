@@ -218,6 +218,7 @@ class _Parser:
     """Recursive descent over the token list, one method per precedence level."""
 
     def __init__(self, tokens: list[Token], fail: Fail) -> None:
+        self.parens = 0  # open parentheses around the current position
         self.tokens, self.fail, self.i = tokens, fail, 0
 
     def peek(self, ahead: int = 0) -> Token:
@@ -339,8 +340,14 @@ class _Parser:
                 self.fail(f"indexing is not allowed: '{tok.raw}['", tok.pos)
             return Name(str(tok.value), pos=tok.pos)
         if tok.raw == "(":
+            # parentheses leave no node, so their depth is counted here rather than relying on
+            # the interpreter's recursion limit (which other libraries may raise)
+            self.parens += 1
+            if self.parens > MAX_DEPTH:
+                self.fail(f"expression is nested too deeply (more than {MAX_DEPTH} levels)", (1, 1))
             node = self.or_expr()
             self.expect(")")
+            self.parens -= 1
             return node
         if tok.raw == "[":
             self.fail("list literals are only allowed after 'in'", tok.pos)

@@ -432,3 +432,17 @@ def test_mapping_resolves_names_to_columns(frame: DataFrame, monkeypatch: pytest
 def test_compile_rejects_unknown_names_before_spark() -> None:
     with pytest.raises(ExpressionError, match=r"^rules.yaml:2:5: unknown name 'z' \(known: a, b\)"):
         compile_expression("a > z", iter(["b", "a"]), source="rules.yaml", line=2, column=1)
+
+
+@pytest.mark.unit
+def test_deep_parentheses_are_rejected_even_with_a_raised_recursion_limit() -> None:
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # some libraries raise it at import
+    try:
+        assert (
+            _error("(" * 400 + "risk" + ")" * 400).message == "expression is nested too deeply (more than 100 levels)"
+        )
+    finally:
+        sys.setrecursionlimit(limit)
