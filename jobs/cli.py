@@ -137,7 +137,7 @@ def _config_command(args: argparse.Namespace) -> int:
 def _templates_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jobs.stages import template_set
+    from jobs.stages import badge_types, template_set
     from jobs.templates import expansion_counts
 
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
@@ -146,6 +146,8 @@ def _templates_command(args: argparse.Namespace) -> int:
     if args.action == "validate":
         categories = sorted({t.category for t in templates.templates})
         print(f"ok: {len(templates.templates)} templates, categories: {', '.join(categories)}")
+        badges = badge_types(config)  # raises TemplateError listing every badge problem
+        print(f"ok: {len(badges)} badge types, {sum(len(b.rules) for b in badges)} badge levels")
         return 0
     if args.action == "expand":
         total = 0

@@ -393,3 +393,10 @@ def test_default_reward_configs_load():
     settings = loyalty_settings(load_config(env="test", environ={}))
     assert settings.names[0] == "member" and settings.downgrade_grace_days > 0
     assert (DEFAULT_CONF_DIR / "campaigns.yaml").exists()
+
+
+def test_cli_validate_checks_the_badges_too(capsys):
+    from jobs.cli import main
+
+    assert main(["--env", "test", "templates", "validate"]) == 0
+    assert "ok: 12 badge types, 48 badge levels" in capsys.readouterr().out
