@@ -15,12 +15,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
-from jobs.templates import ID, TemplateError
+from jobs.templates import TemplateError, read_definition, value_position
 
 LEVELS = ("bronze", "silver", "gold", "platinum")
 ENVELOPE = ("id", "name", "version", "kind", "description", "unlock_order", "auto_award_rules", "points")
@@ -63,29 +62,10 @@ def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeTyp
     def problem(key: str, message: str) -> None:
         problems.append(f"{path}: {key}: {message}")
 
-    text = path.read_text(encoding="utf-8")
-    try:
-        data, root = yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+    parsed = read_definition(path, ENVELOPE, "badge", problems)
+    if parsed is None:
         return None
-    if not isinstance(data, dict):
-        problem("-", "a badge must be a mapping")
-        return None
-    missing = [k for k in ENVELOPE if k not in data]
-    unknown = [k for k in data if k not in ENVELOPE]
-    if missing:
-        problem("-", f"missing key(s): {', '.join(missing)}")
-    if unknown:
-        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(ENVELOPE)})")
-    if missing:
-        return None
-    if not isinstance(data["id"], str) or not ID.match(data["id"]):
-        problem("id", "must be snake_case")
-    elif data["id"] != path.stem:
-        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
+    data, root = parsed
     if data["kind"] != "badge":
         problem("kind", "must be `badge`")
     for key in ("version", "unlock_order"):
@@ -98,7 +78,7 @@ def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeTyp
             problem(key, f"must define exactly the levels {', '.join(LEVELS)}, in that order")
             return None
     for level in LEVELS:
-        line, column = _nested_position(root, ("auto_award_rules", level))
+        line, column = value_position(root, ("auto_award_rules", level))
         positions[level] = (line, column)
         try:
             expressions.validate(str(rules[level]), names, source=str(path), line=line, column=column)
@@ -122,19 +102,6 @@ def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeTyp
         file=str(path),
         positions=positions,
     )
-
-
-def _nested_position(root: Any, keys: Sequence[str]) -> tuple[int, int]:
-    """1-based line and column where the text of a nested key's value starts."""
-    node = root
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            return 1, 1
-        node = next((v for k, v in node.value if k.value == key), None)
-    if node is None:
-        return 1, 1
-    quoted = getattr(node, "style", None) in ("'", '"')
-    return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
 def catalog_rows(badges: Sequence[BadgeType]) -> list[dict[str, Any]]:
@@ -172,15 +139,6 @@ def not_awarded_later(new: DataFrame, awards: DataFrame, ds: date) -> DataFrame:
     return new.join(later, ["subscriber_id", "badge_id"], "left_anti")
 
 
-def _qualifying_values(node: expressions.Node, names: Mapping[str, Column], numeric: frozenset[str]) -> Column:
-    shown = [
-        F.format_string(f"{n}=%s", F.coalesce((F.round(names[n], 2) if n in numeric else names[n]).cast("string"),
-                                             F.lit("null")))
-        for n in sorted(expressions.names(node))
-    ]  # fmt: skip
-    return F.concat_ws(", ", *shown) if shown else F.lit("")
-
-
 def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds: date) -> DataFrame:
     """Subjects (one row per subscriber: scores, features, lifetime metrics, holdout) and the
     levels already held -> badge_awards rows for `ds`, in one pass over the subjects."""
@@ -198,6 +156,8 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
             line, column = (badge.positions or {}).get(level, (1, 1))
             node = expressions.parse(badge.rules[level], source=badge.file, line=line, column=column)
             qualifies = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False))
+            shown = expressions.shown_values(node, names, numeric)
+            qualifying = F.concat_ws(", ", *shown) if shown else F.lit("")
             chain = chain & (qualifies | (held_rank >= rank))  # every level up to this one held or earned now
             options.append(
                 F.when(
@@ -209,7 +169,7 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
                         F.lit(rank).alias("level_rank"),
                         F.lit(badge.version).alias("badge_version"),
                         F.lit(expressions.to_text(node)).alias("rule"),
-                        _qualifying_values(node, names, numeric).alias("qualifying_values"),
+                        qualifying.alias("qualifying_values"),
                         F.lit(badge.points[level]).alias("points"),
                     ),
                 )

@@ -480,6 +480,19 @@ def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
     raise TypeError(f"not an expression node: {node!r}")
 
 
+def shown_values(node: Node, columns: Mapping[str, Column], numeric: Iterable[str] = ()) -> list[Column]:
+    """`name=value` for every name the expression reads (numbers rounded to 2 places), to show
+    why a rule fired."""
+    numeric = set(numeric)
+    return [
+        F.format_string(
+            f"{n}=%s",
+            F.coalesce((F.round(columns[n], 2) if n in numeric else columns[n]).cast("string"), F.lit("null")),
+        )
+        for n in sorted(names(node))
+    ]
+
+
 def compile_expression(
     text: str,
     allowed: Mapping[str, Column] | Iterable[str],

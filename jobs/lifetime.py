@@ -46,9 +46,14 @@ def load_lifetime_metrics(path: str | Path, daily_names: Sequence[str]) -> dict[
     return metrics
 
 
+def completed_names(categories: Sequence[str]) -> list[str]:
+    """Missions completed in total and per category."""
+    return [COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]
+
+
 def metric_names(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]) -> list[str]:
     """Names badge rules may use from the lifetime snapshot."""
-    return [*metrics, COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]
+    return [*metrics, *completed_names(categories)]
 
 
 def _state_keys(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]) -> list[str]:
@@ -60,7 +65,7 @@ def _state_keys(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]
             keys += [f"{m.name}.last", f"{m.name}.gap", f"{m.name}.return"]
         else:
             keys.append(m.name)
-    return [*keys, COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]
+    return [*keys, *completed_names(categories)]
 
 
 def _streak(days: Column, best: Column, run: Column, last: Column) -> Column:
@@ -155,7 +160,7 @@ def advance(
                     f"{m.name}.gap": folded["gap"],
                     f"{m.name}.return": folded["returned"],
                 }
-    for name in [COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]:
+    for name in completed_names(categories):
         entries[name] = F.coalesce(old(name), F.lit(0.0)) + F.coalesce(added(name), F.lit(0.0))
     keys = _state_keys(metrics, categories)
     return joined.select(
@@ -176,6 +181,6 @@ def values(state: Column, metrics: Mapping[str, LifetimeMetric], categories: Seq
             out[m.name] = F.when(recent, state.getItem(f"{m.name}.gap")).otherwise(F.lit(0.0))
         else:
             out[m.name] = F.coalesce(state.getItem(m.name), F.lit(0.0))
-    for name in [COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]:
+    for name in completed_names(categories):
         out[name] = F.coalesce(state.getItem(name), F.lit(0.0))
     return F.map_from_arrays(F.array(*[F.lit(k) for k in out]), F.array(*out.values()))

@@ -202,12 +202,7 @@ def candidate(
     points = _pick([(level == lvl, F.lit(pts)) for lvl, pts in template.points.items()], F.lit(0))
     dynamic = template.is_personalised
     offer = F.col("nbo_offer_id") if template.offer_id == "nbo" else F.lit(template.offer_id).cast("string")
-    shown = [
-        F.format_string(
-            f"{n}=%s", F.coalesce((F.round(names[n], 2) if n in numeric else names[n]).cast("string"), F.lit("null"))
-        )
-        for n in sorted(expressions.names(node))
-    ]
+    shown = expressions.shown_values(node, names, numeric)
     reason = F.concat_ws(
         "; ",
         F.concat(F.lit(f"eligibility: {expressions.to_text(node)}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]"))

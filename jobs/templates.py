@@ -149,30 +149,10 @@ def _load_one(
     def problem(key: str, message: str) -> None:
         problems.append(f"{path}: {key}: {message}")
 
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+    parsed = read_definition(path, ENVELOPE, "template", problems)
+    if parsed is None:
         return None
-    if not isinstance(data, dict):
-        problem("-", "a template must be a mapping")
-        return None
-    missing = [k for k in ENVELOPE if k not in data]
-    unknown = [k for k in data if k not in ENVELOPE]
-    if missing:
-        problem("-", f"missing key(s): {', '.join(missing)}")
-    if unknown:
-        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(ENVELOPE)})")
-    if missing:
-        return None
-    if not isinstance(data["id"], str) or not ID.match(data["id"]):
-        problem("id", "must be snake_case")
-    elif data["id"] != path.stem:
-        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
+    data, root = parsed
     if data["category"] not in CATEGORIES:
         problem("category", f"{data['category']!r} is not one of {', '.join(CATEGORIES)}")
     metric = metrics.get(data["metric"])
@@ -209,7 +189,7 @@ def _load_one(
     for placeholder in re.findall(r"\{([^}]*)\}", str(data["description"])):
         if placeholder not in PLACEHOLDERS:
             problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")
-    line, column = _value_position(root, "eligibility")
+    line, column = value_position(root, ("eligibility",))
     try:
         expressions.validate(str(data["eligibility"]), names, source=str(path), line=line, column=column)
     except expressions.ExpressionError as exc:
@@ -244,6 +224,54 @@ def _load_one(
         file=str(path),
         eligibility_position=(line, column),
     )
+
+
+def read_definition(
+    path: Path, envelope: Sequence[str], what: str, problems: list[str]
+) -> tuple[dict[str, Any], yaml.Node] | None:
+    """Parse one YAML definition (a template, a badge) and check its envelope and id, appending
+    every problem; None when it cannot be checked further."""
+
+    def problem(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data, root = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+    if not isinstance(data, dict):
+        problem("-", f"a {what} must be a mapping")
+        return None
+    missing = [k for k in envelope if k not in data]
+    unknown = [k for k in data if k not in envelope]
+    if missing:
+        problem("-", f"missing key(s): {', '.join(missing)}")
+    if unknown:
+        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(envelope)})")
+    if missing:
+        return None
+    if not isinstance(data["id"], str) or not ID.match(data["id"]):
+        problem("id", "must be snake_case")
+    elif data["id"] != path.stem:
+        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
+    return data, root
+
+
+def value_position(root: yaml.Node | None, keys: Sequence[str]) -> tuple[int, int]:
+    """1-based line and column where the text of a (nested) key's value starts."""
+    node = root
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return 1, 1
+        node = next((v for k, v in node.value if k.value == key), None)
+    if node is None:
+        return 1, 1
+    quoted = getattr(node, "style", None) in ("'", '"')
+    return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
 def _thresholds(spec: Any, periods: Sequence[str], problem: Any) -> dict[str, tuple[Threshold, ...]]:
@@ -292,17 +320,6 @@ def _points(reward: Any, problem: Any) -> dict[str, int]:
         return dict(points)
     problem("reward.points", f"must be a non-negative integer or one per level ({', '.join(LEVELS)})")
     return {}
-
-
-def _value_position(root: yaml.Node | None, key: str) -> tuple[int, int]:
-    """1-based line and column where the text of a top-level key's value starts."""
-    if isinstance(root, yaml.MappingNode):
-        for key_node, value_node in root.value:
-            if key_node.value == key:
-                mark = value_node.start_mark
-                quoted = value_node.style in ("'", '"')
-                return mark.line + 1, mark.column + 1 + (1 if quoted else 0)
-    return 1, 1
 
 
 # -- catalog ----------------------------------------------------------------------------------
