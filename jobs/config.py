@@ -211,9 +211,8 @@ def validate(config: Config) -> None:
         config.require(key)
     if not str(config.get("operator.country_code")).isdigit():
         fail("operator.country_code", "must be digits only, e.g. '33'")
-    engine = config.get("lakehouse.engine", "auto")
-    if engine not in ("auto", "delta-spark", "delta-rs"):
-        fail("lakehouse.engine", f"must be auto, delta-spark or delta-rs, got {engine!r}")
+    if config.get("lakehouse.engine") not in (None, "delta-spark"):
+        fail("lakehouse.engine", "tables are written by delta-spark only: remove the setting")
     for key in ("ingest.max_lateness_days", "ingest.subscriber_lookback_days"):
         value = config.get(key)
         if not isinstance(value, int) or value < 0:

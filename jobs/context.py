@@ -11,7 +11,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.config import Config
-from jobs.lakehouse import Lakehouse
+from jobs.lakehouse import DEFAULT_PROPERTIES, Lakehouse
+from jobs.tables import table_doc
 from jobs.sources import Source
 
 
@@ -50,11 +51,15 @@ class RunContext:
 
 
 def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
+    settings = config.get("lakehouse", {})
     return Lakehouse(
         spark,
         root=_absolute(str(config.require("lakehouse.root"))),
-        engine=config.get("lakehouse.engine", "auto"),
-        storage_options=config.get("lakehouse.storage_options") or {},
+        storage_options=settings.get("storage_options") or {},
+        target_file_size_mb=int(settings.get("target_file_size_mb", 256)),
+        single_file_tables=tuple(settings.get("single_file_tables") or ()),
+        properties={**DEFAULT_PROPERTIES, **(settings.get("table_properties") or {})},
+        docs=table_doc,
     )
 
 

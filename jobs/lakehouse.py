@@ -1,49 +1,62 @@
-"""Delta Lake tables under one root, written by Spark, committed by delta-spark or delta-rs.
+"""Delta Lake tables under one root, written and maintained by delta-spark.
 
 Every job writes through `Lakehouse.write`: the rows of one run replace exactly the rows the
-same run wrote before (`replace_where`), in one atomic Delta commit. Readers (Spark here,
-analysts' `deltalake`/polars elsewhere) only ever see committed versions.
+same run wrote before (Delta's `replaceWhere`), in one atomic commit per table write. Readers
+(Spark here, analysts' `deltalake`/polars/DuckDB elsewhere) only ever see committed versions;
+files of a write that died before its commit are never referenced and `maintain` vacuums them.
 
-Two engines produce the same tables:
-
-* `delta-spark`: used when the Delta jars are on the Spark classpath (a cluster).
-* `delta-rs`: the embedded default. Spark executors write the parquet files into the table
-  folder; the driver reads only their footers (row counts and min/max/null statistics) and
-  commits add/remove actions with `deltalake`. Driver memory grows with the number of files
-  touched, never with the number of rows.
+Schemas evolve with intent: a new column merges into the table (older rows read null), while a
+dropped or retyped column fails the write with the table, column, both types and what to do.
+Each commit carries `userMetadata` (run date, stage, run id), so `describe history` tells which
+night wrote a version; tables carry their description, column comments and properties.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import os
+import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
-from urllib.parse import unquote
+from datetime import date, datetime
+from typing import Any, Protocol
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-from deltalake import DeltaTable, Schema
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "delta-spark", "delta-rs")
-STAGING_DIR = "_staging"
+# Properties every table gets: how long the log keeps time travel, how long removed files stay
+# for readers of older versions before VACUUM may delete them, and checkpoint cadence.
+DEFAULT_PROPERTIES: dict[str, str] = {
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+    "delta.checkpointInterval": "10",
+}
+CONCURRENT_WRITE_ATTEMPTS = 5  # parallel ingest tasks commit to the same tables
 
 
 class LakehouseError(RuntimeError):
     pass
+
+
+class SchemaChangeError(LakehouseError):
+    """A write that would drop or retype a column of an existing table."""
+
+
+class TableDoc(Protocol):
+    """What the lakehouse needs to document a table (jobs.tables.TableSpec satisfies it)."""
+
+    description: str
+
+    def comments(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -55,25 +68,53 @@ class WriteResult:
     rows_added: int
 
 
+@dataclass(frozen=True)
+class MaintenanceResult:
+    table: str
+    files_compacted: int
+    files_written: int
+    files_vacuumed: int
+    checkpoint_version: int
+
+
 @dataclass
 class Lakehouse:
-    """Tables live at `<root>/<name>`; root may be a path or an s3://, abfss://, gs:// URI."""
+    """Tables live at `<root>/<name>`; root may be a path or an s3a://, abfss://, gs:// URI."""
 
     spark: SparkSession
     root: str
-    engine: str = "auto"
     storage_options: Mapping[str, str] = field(default_factory=dict)
+    target_file_size_mb: int = 256
+    single_file_tables: Sequence[str] = ()
+    properties: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTIES))
+    docs: Callable[[str], TableDoc | None] = field(default=lambda table: None)
+    commit_info: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise LakehouseError(f"lakehouse.engine must be one of {ENGINES}, got {self.engine!r}")
-        if self.engine == "auto":
-            self.engine = "delta-spark" if delta_jars_available(self.spark) else "delta-rs"
         self.root = self.root.rstrip("/")
-        log.info("lakehouse root %s, engine %s", self.root, self.engine)
+        self.commit_info.setdefault(
+            "run_id", os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli-{uuid.uuid4().hex[:12]}"
+        )
+        bin_mb = str(self.target_file_size_mb)
+        self.spark.conf.set("spark.databricks.delta.optimizeWrite.binSize", bin_mb)
+        self.spark.conf.set("spark.databricks.delta.optimize.maxFileSize", str(self.target_file_size_mb * 1024 * 1024))
+        log.info("lakehouse root %s (delta-spark, target files %s MB)", self.root, bin_mb)
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
+
+    @contextmanager
+    def committing(self, **info: Any) -> Iterator[None]:
+        """Commits inside carry `info` (e.g. ds, stage) in their userMetadata."""
+        before = dict(self.commit_info)
+        self.commit_info.update({k: str(v) for k, v in info.items() if v is not None})
+        try:
+            yield
+        finally:
+            self.commit_info.clear()
+            self.commit_info.update(before)
+
+    # -- reading -----------------------------------------------------------------------------
 
     def tables(self) -> list[str]:
         """Names of the Delta tables under the root."""
@@ -82,10 +123,24 @@ class Lakehouse:
         return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory and self.exists(e.base_name))
 
     def exists(self, table: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(table), storage_options=dict(self.storage_options))
+        return bool(self._jvm_delta_table().isDeltaTable(self.spark._jsparkSession, self.uri(table)))
 
     def version(self, table: str) -> int:
-        return self._delta_table(table).version()
+        return int(self._history(table, 1)[0]["version"])
+
+    def history(self, table: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest commits: version, timestamp, operation, metrics and our userMetadata."""
+        rows = self._history(table, limit)
+        return [
+            {
+                "version": int(r["version"]),
+                "timestamp": r["timestamp"],
+                "operation": r["operation"],
+                "metrics": dict(r["operationMetrics"] or {}),
+                "user_metadata": json.loads(r["userMetadata"]) if r["userMetadata"] else {},
+            }
+            for r in rows
+        ]
 
     def read(
         self,
@@ -96,37 +151,29 @@ class Lakehouse:
     ) -> DataFrame:
         """Read a table (optionally as of `version`), pruned to `partitions` filters like
         ("event_date", ">=", "2025-03-01")."""
-        if self.engine == "delta-spark":
-            reader = self.spark.read.format("delta")
-            if version is not None:
-                reader = reader.option("versionAsOf", version)
-            df = reader.load(self.uri(table))
-            for column, op, value in partitions or []:
-                df = df.filter(_spark_filter(column, op, value))
-            return df
-        dt = self._delta_table(table, version)
-        schema = _spark_schema(dt)
-        filters = [(c, op, _filter_value(v)) for c, op, v in partitions or []] or None
-        files = dt.file_uris(partition_filters=filters)
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        df = self.spark.read.schema(schema).option("basePath", dt.table_uri).parquet(*files)
-        return df.select(*schema.fieldNames())
+        if not self.exists(table):
+            raise LakehouseError(f"table {table!r} does not exist under {self.root}")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(self.uri(table))
+        for column, op, value in partitions or []:
+            df = df.filter(_spark_filter(column, op, value))
+        return df
 
     def partition_values(self, table: str, column: str) -> list[str]:
         """Distinct values of a partition column, from the Delta log only (no data read)."""
         if not self.exists(table):
             return []
-        if self.engine == "delta-spark":
-            rows = self.read(table).select(column).distinct().collect()  # partition column: metadata-sized
-            return sorted(_partition_str(r[0]) for r in rows if r[0] is not None)
-        partitions = self._delta_table(table).partitions()
+        partitions = RsDeltaTable(self.uri(table), storage_options=dict(self.storage_options)).partitions()
         return sorted({p[column] for p in partitions if p.get(column) is not None})
 
     def read_or_empty(self, table: str, schema: T.StructType, **kwargs: Any) -> DataFrame:
         if self.exists(table):
             return self.read(table, **kwargs)
         return self.spark.createDataFrame([], schema)
+
+    # -- writing -----------------------------------------------------------------------------
 
     def write(
         self,
@@ -135,255 +182,236 @@ class Lakehouse:
         *,
         partition_by: Sequence[str],
         replace_where: Mapping[str, Any],
-        description: str | None = None,
     ) -> WriteResult:
         """Replace the rows matching `replace_where` (column == value, or column in [values],
-        for each item) with `df`.
+        for each item) with `df`, in one commit.
 
-        Every row of `df` must itself match `replace_where`, so a rerun of the same job
-        replaces exactly what it wrote before and nothing else.
+        Every row of `df` must itself match `replace_where` (Delta checks it), so a rerun of the
+        same job replaces exactly what it wrote before and nothing else.
         """
-        if self.engine == "delta-spark":
-            return self._write_delta_spark(df, table, partition_by, replace_where)
-        return self._write_delta_rs(df, table, partition_by, replace_where, description)
-
-    # -- delta-spark -------------------------------------------------------------------------
-
-    def _write_delta_spark(
-        self, df: DataFrame, table: str, partition_by: Sequence[str], replace_where: Mapping[str, Any]
-    ) -> WriteResult:
-        predicate = " and ".join(
-            f"{c} in ({', '.join(repr(v) for v in sorted(_wanted(value)))})" for c, value in replace_where.items()
-        )
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", predicate)
-            .partitionBy(*partition_by)
-            .save(self.uri(table))
-        )
-        version = self.spark.sql(f"describe history delta.`{self.uri(table)}` limit 1").first()
-        return WriteResult(table, int(version["version"]), -1, -1, -1)
-
-    # -- delta-rs ----------------------------------------------------------------------------
-
-    def _delta_table(self, table: str, version: int | None = None) -> DeltaTable:
+        if not replace_where:
+            raise LakehouseError(f"{table}: a write must say which rows it replaces (replace_where)")
+        uri = self.uri(table)
         if not self.exists(table):
-            raise LakehouseError(f"table {table!r} does not exist under {self.root}")
-        return DeltaTable(self.uri(table), version=version, storage_options=dict(self.storage_options))
-
-    def _write_delta_rs(
-        self,
-        df: DataFrame,
-        table: str,
-        partition_by: Sequence[str],
-        replace_where: Mapping[str, Any],
-        description: str | None,
-    ) -> WriteResult:
-        table_uri = self.uri(table)
-        write_id = uuid.uuid4().hex[:16]
-        staging = f"{table_uri}/{STAGING_DIR}/{write_id}"
-        fs, table_path = pafs.FileSystem.from_uri(table_uri)
-        df.write.mode("overwrite").partitionBy(*partition_by).parquet(staging)
-        try:
-            adds = _place_files(fs, table_path, f"{table_path}/{STAGING_DIR}/{write_id}", write_id)
-        finally:
-            fs.delete_dir(f"{table_path}/{STAGING_DIR}/{write_id}")
-        arrow_schema = to_arrow_schema(_nullable(df.schema), timezone="UTC")
-        delta_schema = Schema.from_arrow(arrow_schema)
-        rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
-        if not self.exists(table):
-            create_table_with_add_actions(
-                table_uri,
-                delta_schema,
-                adds,
-                mode="error",
-                partition_by=list(partition_by),
-                name=table,
-                description=description,
-                storage_options=dict(self.storage_options),
-            )
-            return WriteResult(table, 0, len(adds), 0, rows)
-        dt = self._delta_table(table)
-        existing = list(dt.metadata().partition_columns)
+            self._create(table, df.schema, partition_by)
+        current = self.read(table).schema
+        existing = [f.name for f in self._partition_columns(table)]
         if existing != list(partition_by):
             raise LakehouseError(f"table {table!r} is partitioned by {existing}, write asked for {list(partition_by)}")
-        removes = _files_matching(dt, replace_where, set(partition_by))
-        dt.create_write_transaction(
-            actions=[*adds, *removes], mode="append", schema=delta_schema, partition_by=list(partition_by)
+        added = check_schema_change(table, current, df.schema)
+        ordered = df.select(*[f.name for f in current.fields], *[f.name for f in added])
+        if table in self.single_file_tables:
+            ordered = ordered.coalesce(1)
+        writer = (
+            ordered.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", _predicate(replace_where))
+            .option("userMetadata", json.dumps(self.commit_info, sort_keys=True))
         )
-        version = DeltaTable(table_uri, storage_options=dict(self.storage_options)).version()
-        log.info("%s v%d: +%d files (%d rows), -%d files", table, version, len(adds), rows, len(removes))
-        return WriteResult(table, version, len(adds), len(removes), rows)
+        if added:
+            writer = writer.option("mergeSchema", "true")
+            log.warning("%s: new column(s) %s merged into the table", table, ", ".join(f.name for f in added))
+        self._with_retries(table, lambda: writer.save(uri))
+        if added:
+            self._comment_columns(table, [f.name for f in added])
+        result = self._write_result(table)
+        log.info(
+            "%s v%d: +%d files (%d rows), -%d files",
+            table,
+            result.version,
+            result.files_added,
+            result.rows_added,
+            result.files_removed,
+        )
+        return result
 
+    def _create(self, table: str, schema: T.StructType, partition_by: Sequence[str]) -> None:
+        from delta.tables import DeltaTable
 
-def delta_jars_available(spark: SparkSession) -> bool:
-    try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
-        return True
-    except Exception:
-        return False
+        doc = self.docs(table)
+        comments = dict(doc.comments()) if doc else {}
+        builder = DeltaTable.createIfNotExists(self.spark).location(self.uri(table))
+        for f in schema.fields:
+            builder = builder.addColumn(f.name, f.dataType, nullable=True, comment=comments.get(f.name))
+        builder = builder.partitionedBy(*partition_by)
+        if doc and doc.description:
+            builder = builder.comment(doc.description)
+        for key, value in self.properties.items():
+            builder = builder.property(key, str(value))
+        self._with_retries(table, builder.execute)
 
+    def _comment_columns(self, table: str, columns: Sequence[str]) -> None:
+        doc = self.docs(table)
+        comments = dict(doc.comments()) if doc else {}
+        for column in columns:
+            if comments.get(column):
+                text = comments[column].replace("'", "\\'")
+                self.spark.sql(f"alter table delta.`{self.uri(table)}` alter column `{column}` comment '{text}'")
 
-def _place_files(fs: pafs.FileSystem, table_path: str, staging_path: str, write_id: str) -> list[AddAction]:
-    """Move Spark's output from the staging folder into partition folders and describe each file."""
-    infos = fs.get_file_info(pafs.FileSelector(staging_path, recursive=True))
-    adds = []
-    for info in sorted(infos, key=lambda i: i.path):
-        if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
-            continue
-        relative_dir = info.path[len(staging_path) + 1 : -len(info.base_name)].strip("/")
-        partition_values = _parse_partition_dir(relative_dir)
-        relative = "/".join(p for p in (relative_dir, f"{write_id}-{info.base_name}") if p)
-        target = f"{table_path}/{relative}"
-        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        fs.move(info.path, target)
-        with fs.open_input_file(target) as handle:
-            metadata = pq.ParquetFile(handle).metadata
-        adds.append(
-            AddAction(
-                path=relative,
-                size=info.size,
-                partition_values=partition_values,
-                modification_time=int(info.mtime_ns // 1_000_000) if info.mtime_ns else 0,
-                data_change=True,
-                stats=json.dumps(_file_stats(metadata)),
+    def _with_retries(self, table: str, action: Callable[[], Any]) -> Any:
+        """Run a commit, retrying when another writer committed first (optimistic concurrency)."""
+        for attempt in range(1, CONCURRENT_WRITE_ATTEMPTS + 1):
+            try:
+                return action()
+            except Exception as exc:
+                if not _is_concurrent_modification(exc) or attempt == CONCURRENT_WRITE_ATTEMPTS:
+                    raise
+                wait = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+                log.warning("%s: concurrent commit (%s), retry %d in %.1fs", table, type(exc).__name__, attempt, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _write_result(self, table: str) -> WriteResult:
+        last = self.history(table, 1)[0]
+        metrics = last["metrics"]
+        return WriteResult(
+            table,
+            last["version"],
+            int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+            int(metrics.get("numRemovedFiles", 0)),
+            int(metrics.get("numOutputRows", 0)),
+        )
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def maintain(
+        self,
+        table: str,
+        *,
+        retention_hours: float,
+        zorder_by: Sequence[str] = (),
+        optimize: bool = True,
+    ) -> MaintenanceResult:
+        """OPTIMIZE (bin-packing, or Z-order on `zorder_by`), VACUUM files unreferenced for
+        longer than `retention_hours`, then write a checkpoint of the log."""
+        from delta.tables import DeltaTable
+
+        delta_table = DeltaTable.forPath(self.spark, self.uri(table))
+        compacted = written = 0
+        with self.committing(stage="maintain"):
+            self.spark.conf.set(
+                "spark.databricks.delta.commitInfo.userMetadata", json.dumps(self.commit_info, sort_keys=True)
             )
+            try:
+                if optimize:
+                    builder = delta_table.optimize()
+                    metrics = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+                    row = metrics.select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
+                    compacted, written = int(row[0] or 0), int(row[1] or 0)
+                vacuumed = self._vacuum(delta_table, table, retention_hours)
+            finally:
+                self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        checkpoint = self._checkpoint(table)
+        log.info(
+            "%s: optimize -%d/+%d files, vacuum %d files, checkpoint at v%d",
+            table,
+            compacted,
+            written,
+            vacuumed,
+            checkpoint,
         )
-    return adds
+        return MaintenanceResult(table, compacted, written, vacuumed, checkpoint)
+
+    def _vacuum(self, delta_table: Any, table: str, retention_hours: float) -> int:
+        check = "spark.databricks.delta.retentionDurationCheck.enabled"
+        below_default = retention_hours < 168
+        if below_default:  # a deliberate, configured choice: allow it for this call only
+            self.spark.conf.set(check, "false")
+        try:
+            delta_table.vacuum(retention_hours)
+        finally:
+            if below_default:
+                self.spark.conf.unset(check)
+        last = next((h for h in self.history(table, 5) if h["operation"] == "VACUUM END"), None)
+        return int(last["metrics"].get("numDeletedFiles", 0)) if last else 0
+
+    def _checkpoint(self, table: str) -> int:
+        """A log checkpoint now (readers then replay from it); returns its version."""
+        jvm = self.spark._jvm  # type: ignore[union-attr]
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.uri(table))
+        delta_log.checkpoint()
+        return int(delta_log.readLastCheckpointFile().get().version())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _jvm_delta_table(self) -> Any:
+        return self.spark._jvm.io.delta.tables.DeltaTable  # type: ignore[union-attr]
+
+    def _history(self, table: str, limit: int) -> list[Any]:
+        return self.spark.sql(f"describe history delta.`{self.uri(table)}` limit {int(limit)}").collect()
+
+    def _partition_columns(self, table: str) -> list[T.StructField]:
+        detail = self.spark.sql(f"describe detail delta.`{self.uri(table)}`").first()
+        return [T.StructField(c, T.StringType()) for c in detail["partitionColumns"]]
 
 
-def _parse_partition_dir(relative_dir: str) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for part in filter(None, relative_dir.split("/")):
-        key, _, value = part.partition("=")
-        value = unquote(value)
-        values[unquote(key)] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
-    return values
+def check_schema_change(table: str, current: T.StructType, incoming: T.StructType) -> list[T.StructField]:
+    """The columns `incoming` adds to `current`; a dropped or retyped column raises SchemaChangeError."""
+    incoming_by_name = {f.name: f for f in incoming.fields}
+    problems = []
+    for column in current.fields:
+        new = incoming_by_name.get(column.name)
+        if new is None:
+            problems.append(
+                f"column {column.name!r} ({column.dataType.simpleString()}) is missing from the write. Dropping a "
+                "column is not an additive change: keep writing it (null if it no longer applies), or migrate "
+                "the table (create a new one and backfill)"
+            )
+        elif new.dataType != column.dataType:
+            problems.append(
+                f"column {column.name!r} would change type from {column.dataType.simpleString()} to "
+                f"{new.dataType.simpleString()}. Keep the old type (cast before writing), add the values under "
+                "a new column name, or migrate the table (create a new one and backfill)"
+            )
+    if problems:
+        raise SchemaChangeError(f"table {table!r}: " + "; ".join(problems))
+    known = {f.name for f in current.fields}
+    return [f for f in incoming.fields if f.name not in known]
 
 
-def _file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
-    """Delta per-file statistics from a parquet footer: numRecords and, per top-level
-    primitive column, min/max/nullCount over all row groups."""
-    stats: dict[str, Any] = {"numRecords": metadata.num_rows, "minValues": {}, "maxValues": {}, "nullCount": {}}
-    schema = metadata.schema
-    for index in range(metadata.num_columns):
-        path = schema.column(index).path
-        if "." in path:  # nested (map/array/struct): no stats
-            continue
-        lows, highs, nulls, complete = [], [], 0, True
-        for rg in range(metadata.num_row_groups):
-            col_stats = metadata.row_group(rg).column(index).statistics
-            if col_stats is None:
-                complete = False
-                break
-            nulls += col_stats.null_count or 0
-            if col_stats.has_min_max:
-                lows.append(col_stats.min)
-                highs.append(col_stats.max)
-        if not complete:
-            continue
-        stats["nullCount"][path] = nulls
-        if lows:
-            low, high = _stat_value(min(lows)), _stat_value(max(highs))
-            if low is not None and high is not None:
-                stats["minValues"][path] = low
-                stats["maxValues"][path] = high
-    return stats
+def _is_concurrent_modification(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(
+        name in text
+        for name in (
+            "ConcurrentAppendException",
+            "ConcurrentDeleteReadException",
+            "ConcurrentDeleteDeleteException",
+            "ConcurrentTransactionException",
+            "MetadataChangedException",
+            "ProtocolChangedException",
+            "DELTA_CONCURRENT",
+            "DELTA_METADATA_CHANGED",
+        )
+    )
 
 
-def _stat_value(value: Any) -> Any:
-    if isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
+def _predicate(replace_where: Mapping[str, Any]) -> str:
+    """`col in ('a', 'b') and ...`: values are run dates and configured names, rendered as SQL literals."""
+    parts = []
+    for column, value in replace_where.items():
+        literals = ", ".join(_sql_literal(v) for v in sorted(_wanted(value), key=str))
+        parts.append(f"`{column}` in ({literals})")
+    return " and ".join(parts)
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return f"timestamp'{value.isoformat(sep=' ')}'"
     if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and len(value) <= 32:
-        return value
-    return None  # decimals, binaries and long strings: no min/max rather than a lossy one
+        return f"date'{value.isoformat()}'"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _files_matching(
-    dt: DeltaTable, replace_where: Mapping[str, Any], partition_columns: set[str]
-) -> list[RemoveAction]:
-    """Files holding rows that match every `column == value` of replace_where.
-
-    Partition columns are matched on the file's partition values; other columns on the file's
-    min/max statistics, which must then be a single value: files written through `write`
-    hold one run's rows, so they always are.
-    """
-    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
-    now_ms = int(time.time() * 1000)
-    removes = []
-    for action in actions:
-        matches = True
-        for column, value in replace_where.items():
-            wanted = _wanted(value)
-            if column in partition_columns:
-                found = action.get(f"partition.{column}")
-                matches = found is not None and _partition_str(found) in wanted
-            else:
-                low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
-                if low is None or high is None:
-                    raise LakehouseError(
-                        f"file {action['path']} has no statistics for {column!r}: cannot replace by it"
-                    )
-                low, high = _partition_str(low), _partition_str(high)
-                if low != high and any(low <= w <= high for w in wanted):
-                    raise LakehouseError(f"file {action['path']} mixes values of {column!r}: cannot replace by it")
-                matches = low in wanted
-            if not matches:
-                break
-        if matches:
-            partition_values = {
-                k[len("partition.") :]: None if v is None else _partition_str(v)
-                for k, v in action.items()
-                if k.startswith("partition.")
-            }
-            removes.append(
-                RemoveAction(
-                    path=action["path"],
-                    data_change=True,
-                    deletion_timestamp=now_ms,
-                    size=action["size_bytes"],
-                    partition_values=partition_values,
-                )
-            )
-    return removes
-
-
-def _wanted(value: Any) -> set[str]:
+def _wanted(value: Any) -> set[Any]:
     """replace_where values: one value, or a list/tuple/set of values (column IN values)."""
     if isinstance(value, list | tuple | set | frozenset):
-        return {_partition_str(v) for v in value}
-    return {_partition_str(value)}
-
-
-def _partition_str(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
-def _spark_schema(dt: DeltaTable) -> T.StructType:
-    arrow_schema = pa.schema(dt.schema().to_arrow())
-    return _nullable(from_arrow_schema(arrow_schema))
-
-
-def _nullable(schema: T.StructType) -> T.StructType:
-    return T.StructType([T.StructField(f.name, f.dataType, True) for f in schema.fields])
-
-
-def _filter_value(value: Any) -> str | list[str]:
-    if isinstance(value, list | tuple | set):
-        return sorted(_partition_str(v) for v in value)
-    return _partition_str(value)
+        return set(value)
+    return {value}
 
 
 _SPARK_OPS = {

@@ -41,7 +41,8 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
         if name in selected:
             started = time.monotonic()
             try:
-                ctx.results[name] = STAGES[name](ctx)
+                with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
+                    ctx.results[name] = STAGES[name](ctx)
             except Exception as exc:
                 if name != "ingest":
                     record_stage(ctx, name, "failed", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
@@ -56,12 +57,13 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
 def record_stage(ctx: RunContext, stage: str, status: str, duration_s: float, message: str) -> None:
     """Replace this stage's row for the run date in pipeline_runs."""
     row = (ctx.ds, stage, None, status, None, None, None, None, None, round(duration_s, 3), message[:2000])
-    ctx.lakehouse.write(
-        ctx.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)),
-        PIPELINE_RUNS,
-        partition_by=["run_ds"],
-        replace_where={"run_ds": ctx.ds, "stage": stage},
-    )
+    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=stage):
+        ctx.lakehouse.write(
+            ctx.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)),
+            PIPELINE_RUNS,
+            partition_by=["run_ds"],
+            replace_where={"run_ds": ctx.ds, "stage": stage},
+        )
 
 
 def date_range(start: date, end: date) -> list[date]:

@@ -13,3 +13,13 @@ def spark() -> SparkSession:
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of its own for the session (Debian's `postgresql` binaries)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
