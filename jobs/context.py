@@ -12,8 +12,8 @@ from pyspark.sql import SparkSession
 
 from jobs.config import Config
 from jobs.lakehouse import DEFAULT_PROPERTIES, Lakehouse
-from jobs.tables import table_doc
 from jobs.sources import Source
+from jobs.tables import table_doc
 
 
 class PipelineError(RuntimeError):
