@@ -221,13 +221,14 @@ def _check_parquet_columns(source: Source, df: DataFrame, pattern: str) -> None:
 
 
 def _read_jdbc(spark: SparkSession, source: Source, ds: date) -> DataFrame:
-    connection = source.connection
-    query = str(connection["query"]).format(**template_values(ds))
-    reader = spark.read.format("jdbc").option("url", connection["url"]).option("query", query)
-    for option in ("user", "password", "driver", "fetchsize"):
-        if connection.get(option):
-            reader = reader.option(option, connection[option])
-    return reader.load().withColumn(SOURCE_FILE, F.lit(f"jdbc:{source.name}"))
+    from jobs.jdbc import JdbcError, bind_query, read_query
+
+    query = bind_query(str(source.connection["query"]), ds)
+    try:
+        df = read_query(spark, source.connection, query, name=source.name)
+    except JdbcError as exc:
+        raise SourceError(str(exc)) from None
+    return df.withColumn(SOURCE_FILE, F.lit(f"jdbc:{source.name}"))
 
 
 def conform(df: DataFrame, source: Source) -> DataFrame:

@@ -1,23 +1,37 @@
-"""Delta tables: replace-by-run semantics, atomicity, time travel, third-party readability."""
+"""Delta tables on delta-spark: replace-by-run semantics, time travel, schema evolution with intent,
+commit metadata, documentation, file sizing, maintenance and third-party readability."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.lakehouse import Lakehouse, LakehouseError
+from jobs.lakehouse import Lakehouse, LakehouseError, SchemaChangeError
 
 pytestmark = pytest.mark.unit
 
 
+@dataclass(frozen=True)
+class Doc:
+    description: str
+    columns: dict[str, str]
+
+    def comments(self) -> dict[str, str]:
+        return self.columns
+
+
+DOCS = {"t": Doc("one row per test event; by event_date", {"id": "event number", "amount": "amount in EUR"})}
+
+
 @pytest.fixture
 def lakehouse(spark, tmp_path):
-    return Lakehouse(spark, str(tmp_path / "lake"))
+    return Lakehouse(spark, str(tmp_path / "lake"), docs=DOCS.get, single_file_tables=("small",))
 
 
 def day_rows(spark, ingest: str, rows: list[tuple[int, str]]):
@@ -33,9 +47,9 @@ def day_rows(spark, ingest: str, rows: list[tuple[int, str]]):
     )
 
 
-def write(lakehouse, df, ingest):
+def write(lakehouse, df, ingest, table="t"):
     return lakehouse.write(
-        df, "t", partition_by=["event_date"], replace_where={"ingest_date": date.fromisoformat(ingest)}
+        df, table, partition_by=["event_date"], replace_where={"ingest_date": date.fromisoformat(ingest)}
     )
 
 
@@ -43,8 +57,14 @@ def ids(df) -> list[tuple]:
     return sorted((r.id, str(r.event_date), str(r.ingest_date)) for r in df.collect())
 
 
-def test_engine_defaults_to_delta_rs_without_the_jars(lakehouse):
-    assert lakehouse.engine == "delta-rs"
+def parquet_files(lakehouse, table) -> set[str]:
+    root = Path(lakehouse.uri(table))
+    return {str(p.relative_to(root)) for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def referenced_files(lakehouse, table) -> set[str]:
+    root = lakehouse.uri(table)
+    return {uri.removeprefix("file://").removeprefix(root + "/") for uri in DeltaTable(root).file_uris()}
 
 
 def test_rerun_replaces_only_its_own_rows_including_late_ones(spark, lakehouse):
@@ -58,15 +78,23 @@ def test_rerun_replaces_only_its_own_rows_including_late_ones(spark, lakehouse):
         (4, "2025-03-01", "2025-03-02"),
         (5, "2025-03-01", "2025-03-01"),
     ]
-    assert (result.version, result.rows_added) == (2, 1)
+    # version 0 creates the table with its documentation, then one commit per write
+    assert (result.version, result.rows_added, result.files_added) == (3, 1, 1)
+
+
+def test_a_write_must_match_what_it_replaces(spark, lakehouse):
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    with pytest.raises(Exception, match="(?i)replaceWhere|DELTA_REPLACE_WHERE"):
+        write(lakehouse, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]), "2025-03-01")
+    assert ids(lakehouse.read("t")) == [(1, "2025-03-01", "2025-03-01")]
 
 
 def test_time_travel_reads_old_versions(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
     write(lakehouse, day_rows(spark, "2025-03-01", [(2, "2025-03-01")]), "2025-03-01")
-    assert [r.id for r in lakehouse.read("t", version=0).collect()] == [1]
+    assert [r.id for r in lakehouse.read("t", version=1).collect()] == [1]
     assert [r.id for r in lakehouse.read("t").collect()] == [2]
-    assert lakehouse.version("t") == 1
+    assert lakehouse.version("t") == 2
 
 
 def test_an_empty_rerun_removes_the_runs_rows(spark, lakehouse):
@@ -80,21 +108,101 @@ def test_partition_filters_prune_reads(spark, lakehouse):
     pruned = lakehouse.read("t", partitions=[("event_date", ">=", date(2025, 3, 2))])
     assert [r.id for r in pruned.collect()] == [2]
     assert lakehouse.read("t", partitions=[("event_date", "in", [date(2025, 3, 1)])]).count() == 1
+    assert lakehouse.partition_values("t", "event_date") == ["2025-03-01", "2025-03-02"]
 
 
-def test_a_crash_before_commit_leaves_the_previous_version_intact(spark, lakehouse, monkeypatch):
+def test_commits_record_run_date_stage_and_run_id(spark, lakehouse):
+    with lakehouse.committing(ds="2025-03-01", stage="ingest"):
+        write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    with lakehouse.committing(ds="2025-03-02", stage="ingest"):
+        write(lakehouse, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]), "2025-03-02")
+    history = lakehouse.history("t")
+    written = [(h["version"], h["user_metadata"].get("ds"), h["user_metadata"].get("stage")) for h in history]
+    assert written[:2] == [(2, "2025-03-02", "ingest"), (1, "2025-03-01", "ingest")]
+    assert history[0]["user_metadata"]["run_id"] == lakehouse.commit_info["run_id"]
+    assert "ds" not in lakehouse.commit_info  # the context is restored after the block
+    # the same answer from SQL, as an analyst would ask it
+    row = spark.sql(f"describe history delta.`{lakehouse.uri('t')}` limit 1").first()
+    assert '"ds": "2025-03-02"' in row["userMetadata"]
+
+
+def test_tables_carry_description_column_comments_and_properties(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    detail = spark.sql(f"describe detail delta.`{lakehouse.uri('t')}`").first()
+    assert detail["description"] == "one row per test event; by event_date"
+    assert detail["properties"]["delta.logRetentionDuration"] == "interval 30 days"
+    assert detail["properties"]["delta.deletedFileRetentionDuration"] == "interval 7 days"
+    comments = {f.name: f.metadata.get("comment") for f in lakehouse.read("t").schema.fields}
+    assert comments == {
+        "id": "event number",
+        "event_date": None,
+        "ingest_date": None,
+        "attrs": None,
+        "ts": None,
+        "amount": "amount in EUR",
+    }
 
-    def crash(*args, **kwargs):
-        raise OSError("simulated crash during commit")
 
-    monkeypatch.setattr(DeltaTable, "create_write_transaction", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        write(lakehouse, day_rows(spark, "2025-03-01", [(9, "2025-03-01")]), "2025-03-01")
-    monkeypatch.undo()
-    assert lakehouse.version("t") == 0
-    assert [r.id for r in lakehouse.read("t").collect()] == [1]
-    assert pl.read_delta(lakehouse.uri("t"))["id"].to_list() == [1]
+def test_an_added_column_merges_into_the_table_and_old_rows_read_null(spark, lakehouse):
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    wider = day_rows(spark, "2025-03-02", [(2, "2025-03-02")]).withColumn("roaming_mb", F.lit(12.5))
+    write(lakehouse, wider, "2025-03-02")
+    rows = sorted((r.id, r.roaming_mb) for r in lakehouse.read("t").collect())
+    assert rows == [(1, None), (2, 12.5)]
+    assert pl.read_delta(lakehouse.uri("t")).sort("id")["roaming_mb"].to_list() == [None, 12.5]
+
+
+def test_a_retyped_column_fails_naming_table_column_and_both_types(spark, lakehouse):
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    retyped = day_rows(spark, "2025-03-02", [(2, "2025-03-02")]).withColumn("amount", F.lit("2.5"))
+    with pytest.raises(SchemaChangeError) as error:
+        write(lakehouse, retyped, "2025-03-02")
+    message = str(error.value)
+    assert "table 't'" in message and "'amount'" in message
+    assert "from decimal(18,4) to string" in message and "new column name" in message
+    assert lakehouse.version("t") == 1  # nothing committed
+
+
+def test_a_dropped_column_fails_and_says_what_to_do(spark, lakehouse):
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    with pytest.raises(SchemaChangeError, match=r"column 'attrs' \(map<string,string>\) is missing from the write"):
+        write(lakehouse, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]).drop("attrs"), "2025-03-02")
+
+
+def test_a_write_is_one_file_per_partition_however_many_tasks_made_it(spark, lakehouse):
+    rows = [(i, f"2025-03-0{1 + i % 2}") for i in range(200)]
+    scattered = day_rows(spark, "2025-03-02", rows).repartition(16)
+    result = write(lakehouse, scattered, "2025-03-02")
+    assert result.files_added == 2  # one per event_date, not 16 x 2
+    assert len(parquet_files(lakehouse, "t")) == 2
+
+
+def test_single_file_tables_write_one_file_per_commit(spark, lakehouse):
+    df = day_rows(spark, "2025-03-01", [(i, "2025-03-01") for i in range(50)]).repartition(8)
+    lakehouse.write(df, "small", partition_by=["ingest_date"], replace_where={"ingest_date": "2025-03-01"})
+    assert len(parquet_files(lakehouse, "small")) == 1
+
+
+def test_maintenance_compacts_then_reruns_still_replace_exactly_their_rows(spark, lakehouse):
+    for day in ("2025-03-01", "2025-03-02", "2025-03-03"):  # three runs, all with rows for 03-01
+        write(lakehouse, day_rows(spark, day, [(int(day[-1]), "2025-03-01"), (10 + int(day[-1]), day)]), day)
+    assert len(parquet_files(lakehouse, "t")) == 5
+    result = lakehouse.maintain("t", retention_hours=0)
+    assert (result.files_compacted, result.files_written) == (3, 1)  # the 03-01 partition: three runs, one file
+    assert result.files_vacuumed == 3
+    assert parquet_files(lakehouse, "t") == referenced_files(lakehouse, "t")
+    # a rerun of 03-02 after compaction: only its own rows change, the others stay
+    write(lakehouse, day_rows(spark, "2025-03-02", [(7, "2025-03-01")]), "2025-03-02")
+    assert ids(lakehouse.read("t")) == [
+        (1, "2025-03-01", "2025-03-01"),
+        (3, "2025-03-01", "2025-03-03"),
+        (7, "2025-03-01", "2025-03-02"),
+        (11, "2025-03-01", "2025-03-01"),
+        (13, "2025-03-03", "2025-03-03"),
+    ]
+    assert Path(lakehouse.uri("t"), "_delta_log", "_last_checkpoint").exists()
+    history = lakehouse.history("t", 10)
+    assert any(h["operation"] == "OPTIMIZE" and h["user_metadata"].get("stage") == "maintain" for h in history)
 
 
 def test_tables_are_readable_by_deltalake_and_polars_with_partition_values(spark, lakehouse):
@@ -104,17 +212,7 @@ def test_tables_are_readable_by_deltalake_and_polars_with_partition_values(spark
     frame = pl.read_delta(lakehouse.uri("t")).sort("id")
     assert frame["event_date"].cast(pl.Utf8).to_list() == ["2025-03-01", "2025-03-02"]
     assert [str(a) for a in frame["amount"].to_list()] == ["1.2500", "2.5000"]
-    actions = pa.table(DeltaTable(lakehouse.uri("t")).get_add_actions(flatten=True)).to_pylist()
-    stats = {row["path"]: row for row in actions}
-    assert sum(r["num_records"] for r in stats.values()) == 2
-    assert {str(r["min.ingest_date"]) for r in stats.values()} == {"2025-03-02"}
-
-
-def test_replace_by_a_column_mixed_inside_a_file_is_refused(spark, lakehouse):
-    mixed = day_rows(spark, "2025-03-01", [(1, "2025-03-01")]).union(day_rows(spark, "2025-03-03", [(2, "2025-03-01")]))
-    lakehouse.write(mixed.coalesce(1), "t", partition_by=["event_date"], replace_where={"event_date": date(2025, 3, 1)})
-    with pytest.raises(LakehouseError, match="mixes values of 'ingest_date'"):
-        write(lakehouse, day_rows(spark, "2025-03-02", [(3, "2025-03-02")]), "2025-03-02")
+    assert frame["attrs"].to_list() == [[{"key": "k", "value": "1"}], [{"key": "k", "value": "2"}]]
 
 
 def test_partitioning_must_match_the_table(spark, lakehouse):
@@ -126,3 +224,8 @@ def test_partitioning_must_match_the_table(spark, lakehouse):
             partition_by=["ingest_date"],
             replace_where={"ingest_date": "2025-03-01"},
         )
+
+
+def test_a_write_needs_a_replace_predicate(spark, lakehouse):
+    with pytest.raises(LakehouseError, match="replace_where"):
+        lakehouse.write(day_rows(spark, "2025-03-01", []), "t", partition_by=["event_date"], replace_where={})
