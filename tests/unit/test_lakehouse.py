@@ -84,7 +84,7 @@ def test_rerun_replaces_only_its_own_rows_including_late_ones(spark, lakehouse):
 
 def test_a_write_must_match_what_it_replaces(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
-    with pytest.raises(Exception, match="(?i)replaceWhere|DELTA_REPLACE_WHERE"):
+    with pytest.raises(Exception, match=r"(?i)replaceWhere|DELTA_REPLACE_WHERE"):
         write(lakehouse, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]), "2025-03-01")
     assert ids(lakehouse.read("t")) == [(1, "2025-03-01", "2025-03-01")]
 
