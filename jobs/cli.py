@@ -6,6 +6,7 @@ gamify run --from 2025-03-06 --to latest --stages activity,scores   up to the la
 gamify report --ds 2025-03-01                what pipeline_runs recorded for a run date
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
 gamify config validate [--env prod]
+gamify maintain [--tables events,daily_activity] [--retention-hours 168]
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ds", type=_date, required=True)
     report.add_argument("--lakehouse-root", help="override lakehouse.root")
 
+    maintain = commands.add_parser("maintain", help="compact, Z-order, vacuum and checkpoint the Delta tables")
+    maintain.add_argument("--tables", type=_csv, help="comma-separated tables (default: every table)")
+    maintain.add_argument(
+        "--retention-hours",
+        type=float,
+        help="vacuum files unreferenced for longer than this (default: lakehouse.maintenance.vacuum_retention_hours)",
+    )
+    maintain.add_argument("--lakehouse-root", help="override lakehouse.root")
+
     templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
     templates.add_argument("action", choices=["validate", "expand", "preview"])
     templates.add_argument("--dir", help="templates folder (default: missions.yaml templates_dir)")
@@ -110,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sql_command(args)
         if args.command == "report":
             return _report_command(args)
+        if args.command == "maintain":
+            return _maintain_command(args)
         return _run_command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -216,6 +228,25 @@ def _report_command(args: argparse.Namespace) -> int:
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
     print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)))
+    return 0
+
+
+def _maintain_command(args: argparse.Namespace) -> int:
+    from jobs.context import build_lakehouse
+    from jobs.maintenance import MaintenanceSettings, maintain
+    from jobs.spark import build_session
+
+    overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
+    config = load_config(args.conf_dir, args.env, overrides)
+    settings = MaintenanceSettings.from_config(config)
+    spark = build_session(config.get("spark", {}))
+    results = maintain(build_lakehouse(spark, config), settings, args.tables, args.retention_hours)
+    print(f"  {'table':<22} {'compacted':>9} {'written':>8} {'vacuumed':>9} {'checkpoint':>10}")
+    for r in results:
+        print(
+            f"  {r.table:<22} {r.files_compacted:>9} {r.files_written:>8} {r.files_vacuumed:>9} "
+            f"{r.checkpoint_version:>10}"
+        )
     return 0
 
 

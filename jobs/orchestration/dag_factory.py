@@ -1,9 +1,12 @@
 """Builds the nightly DAG from conf/airflow.yaml, the configured sources and `STAGES`.
 
-    ingest.wait_<source> >> ingest.<source>       one sensor and one Spark job per active source,
+    ingest.wait_<source> >> ingest.<source>       one sensor (extract files, or database readiness
+                                                  for JDBC sources) and one Spark job per active source,
     ingest.<a> >> ingest.<b> >> ...               ingested one after the other, CRM snapshot first
     >> <stage> >> <stage> >> ...                  one Spark job per stage after ingest, STAGES order
-    >> recompute_later_days >> report
+    >> recompute_later_days >> report [>> maintain]   (maintain: lakehouse.maintenance.after_nightly)
+
+`build_maintenance_dag` is the weekly table maintenance (`gamify maintain`) on its own schedule.
 
 Stages added to `jobs.pipeline.STAGES` appear without a change here. Stateful stages run with
 `depends_on_past`; the first stage after ingest also waits for the previous run's `report`
@@ -19,21 +22,32 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, chain
 
-from jobs.orchestration.operators import ExtractSensor, LaterDaysSubmitOperator, StageSubmitOperator
+from jobs.config import Config
+from jobs.maintenance import MaintenanceSettings
+from jobs.orchestration.operators import (
+    ExtractSensor,
+    JdbcReadySensor,
+    LaterDaysSubmitOperator,
+    StageSubmitOperator,
+)
 from jobs.orchestration.params import run_params
 from jobs.orchestration.settings import AirflowSettings, SourceShape, pipeline_config, source_shapes
+from jobs.spark import submit_conf
 
 DS = "{{ ds }}"
 DAY_AFTER = "{{ macros.ds_add(ds, 1) }}"
 REPORT = "report"
 RECOMPUTE = "recompute_later_days"
+MAINTAIN = "maintain"
+MAINTAIN_DOC = "Compaction (Z-order where configured), VACUUM and log checkpoints of every table (`gamify maintain`)."
 
 
 def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) -> DAG:
     from jobs.pipeline import STAGES  # the stage functions' modules import pyspark, not a session
 
     settings = AirflowSettings.load(conf_dir)
-    sources = source_shapes(pipeline_config(conf_dir))
+    config = pipeline_config(conf_dir)
+    sources = source_shapes(config)
     stages = list(STAGES)
     stateful = [s for s in settings.stateful_stages if s in STAGES]
     tz = pendulum.timezone(settings.timezone)
@@ -58,7 +72,7 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
         },
     )
     with dag:
-        jobs = _SparkJobs(settings, stateful)
+        jobs = _SparkJobs(settings, stateful, config)
         with TaskGroup("ingest", tooltip="One sensor and one Spark job per source, CRM snapshot first"):
             ingests = [_ingest_source(jobs, settings, source) for source in sources]
         chain(*ingests)
@@ -78,6 +92,8 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
             **jobs.common(REPORT, ["report", "--ds", DS]),
         )
         chain(*ingests[-1:], *after_ingest, recompute, report)
+        if MaintenanceSettings.from_config(config).after_nightly:
+            report >> SparkSubmitOperator(task_id=MAINTAIN, doc_md=MAINTAIN_DOC, **jobs.common(MAINTAIN, [MAINTAIN]))
         if after_ingest:  # the day gate: see the module docstring
             first = after_ingest[0]
             first.depends_on_past = first.ignore_first_depends_on_past = first.wait_for_downstream = True
@@ -92,27 +108,62 @@ def _ingest_source(jobs: _SparkJobs, settings: AirflowSettings, source: SourceSh
         source=source.name,
         doc_md=f"Ingest `{source.name}` ({source.sync_frequency}, {'mandatory' if source.mandatory else 'optional'}).",
     )
-    if source.has_extract:
-        policy = settings.sensors[source.sync_frequency]
-        sensor = ExtractSensor(
-            task_id=f"wait_{source.name}",
-            source=source.name,
-            mandatory=source.mandatory,
-            mode=settings.sensor_mode,
-            poke_interval=policy.poke_interval,
-            timeout=policy.timeout,
-            doc_md=ExtractSensor.__doc__,
-        )
-        sensor >> ingest
+    sensor_type = ExtractSensor if source.has_extract else JdbcReadySensor
+    policy = settings.sensors[source.sync_frequency]
+    sensor = sensor_type(
+        task_id=f"wait_{source.name}",
+        source=source.name,
+        mandatory=source.mandatory,
+        mode=settings.sensor_mode,
+        poke_interval=policy.poke_interval,
+        timeout=policy.timeout,
+        doc_md=sensor_type.__doc__,
+    )
+    sensor >> ingest
     return ingest
+
+
+def build_maintenance_dag(doc_md: str | None = None, conf_dir: str | None = None) -> DAG | None:
+    """The weekly maintenance DAG, or None when lakehouse.maintenance.schedule is null."""
+    settings = AirflowSettings.load(conf_dir)
+    config = pipeline_config(conf_dir)
+    maintenance = MaintenanceSettings.from_config(config)
+    if not maintenance.schedule:
+        return None
+    tz = pendulum.timezone(settings.timezone)
+    dag = DAG(
+        dag_id=f"{settings.dag_id.removesuffix('_nightly')}_maintenance",
+        description="Weekly Delta table maintenance: compaction, VACUUM, checkpoints",
+        doc_md=doc_md,
+        schedule=CronDataIntervalTimetable(maintenance.schedule, timezone=tz),
+        start_date=datetime.combine(settings.start_date, time(), tzinfo=tz),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=settings.dagrun_timeout,
+        tags={*settings.tags, "maintenance"},
+        default_args={
+            "owner": settings.owner,
+            "retries": settings.retries,
+            "retry_delay": settings.retry_delay,
+            "execution_timeout": settings.execution_timeout,
+            **({"pool": settings.pool} if settings.pool else {}),
+        },
+    )
+    with dag:
+        SparkSubmitOperator(
+            task_id=MAINTAIN, doc_md=MAINTAIN_DOC, **_SparkJobs(settings, [], config).common(MAINTAIN, [MAINTAIN])
+        )
+    return dag
 
 
 class _SparkJobs:
     """Keyword arguments shared by every Spark task: connection, application, conf, policy."""
 
-    def __init__(self, settings: AirflowSettings, stateful: list[str]) -> None:
+    def __init__(self, settings: AirflowSettings, stateful: list[str], config: Config) -> None:
         self.settings = settings
         self.stateful = stateful
+        # the Delta (and JDBC driver) jars, shipped with every job: cached files, or Maven coordinates
+        self.jar_conf = submit_conf(config.get("spark", {}))
 
     def common(self, name: str, args: list[str], stage: str | None = None) -> dict[str, Any]:
         s = self.settings
@@ -121,7 +172,7 @@ class _SparkJobs:
             "application": s.application,
             "py_files": s.py_files,
             "application_args": args,
-            "conf": {**s.spark_conf, **s.stage_conf.get(stage or name, {})} or None,
+            "conf": {**self.jar_conf, **s.spark_conf, **s.stage_conf.get(stage or name, {})},
             "env_vars": dict(s.env_vars) or None,
             "name": f"gamify-{name}-{DS}",
             "trigger_rule": TriggerRule.NONE_FAILED,

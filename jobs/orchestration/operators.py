@@ -141,3 +141,38 @@ class ExtractSensor(BaseSensorOperator):
                     self.expected,
                 )
             raise
+
+
+class JdbcReadySensor(BaseSensorOperator):
+    """Waits until a due JDBC source's database answers its readiness query
+    (`connection.readiness_query`, default `select 1`), in a small JVM with the cached driver jar:
+    no Spark application. Timed out: a mandatory source fails, an optional one is skipped."""
+
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, source: str, mandatory: bool, **kwargs: Any) -> None:
+        super().__init__(soft_fail=not mandatory, **kwargs)
+        self.source = source
+        self.mandatory = mandatory
+
+    def poke(self, context: Any) -> bool:
+        from jobs.jdbc import JdbcError, probe
+        from jobs.spark import cached_jars, required_packages
+
+        reason = source_skip_reason(context["params"], self.source)
+        if reason:
+            raise AirflowSkipException(reason)
+        config, source = due_source(self.source, run_date(context))
+        connection = source.connection
+        if any(unresolved(str(connection.get(k) or "")) for k in ("url", "user", "password")):
+            raise ConfigError(config.file_of(f"sources.{self.source}"), "connection", "set its ${VARS} for the workers")
+        jars = cached_jars(required_packages(config.get("spark", {})))
+        if not jars:
+            raise ConfigError("jars", "-", "the JDBC driver is not cached on this worker: run `python -m jobs.spark`")
+        try:
+            probe(jars, connection, str(connection.get("readiness_query") or "select 1"))
+        except JdbcError as exc:
+            self.log.info("source %s: %s", self.source, exc)
+            return False
+        self.log.info("source %s: the database answers", self.source)
+        return True

@@ -28,7 +28,7 @@ def spark_tasks(dag):
 
 def test_dags_folder_parses_without_errors_quickly(dagbag, dag):
     assert dagbag.import_errors == {}
-    assert list(dagbag.dags) == [dag.dag_id]
+    assert sorted(dagbag.dags) == ["gamification_maintenance", dag.dag_id]
     assert dagbag.parse_seconds < 15, f"parsing took {dagbag.parse_seconds:.1f}s"
 
 
