@@ -16,7 +16,7 @@ END = $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(
 SAMPLE := $(RAW)/_manifest.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample test test-fast lint format bench clean clean-data
+.PHONY: help install run sample test test-fast lint format bench maintain clean clean-data
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ $(STAMP): setup.py requirements/constraints.txt
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e ".[airflow,quality,dev]"
 	$(VENV)/bin/pip check
+	$(PY) -m jobs.spark  # Delta + JDBC driver jars from Maven Central, cached: later sessions start offline
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the pinned dependencies (done by run/test when needed)
@@ -38,6 +39,9 @@ sample: $(SAMPLE) ## generate the sample operator's raw extracts into $(RAW) (if
 
 run: $(STAMP) $(SAMPLE) ## generate sample data if absent, then run the nightly pipeline for every sample day
 	$(GAMIFY) run --from $(START) --to $(END) --raw-root $(RAW)
+
+maintain: $(STAMP) ## compact, vacuum and checkpoint the local lakehouse's tables
+	$(GAMIFY) maintain
 
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest

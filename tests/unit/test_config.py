@@ -38,10 +38,11 @@ def test_every_yaml_file_under_conf_parses():
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
 
 
-def test_prod_overlay_switches_engine_and_dwh_to_jdbc():
+def test_prod_overlay_switches_storage_and_dwh_to_jdbc():
     config = load_config(env="prod", environ=PROD_ENV)
     assert config.get("lakehouse.root") == "s3://lake/gamify"
-    assert config.get("lakehouse.engine") == "delta-spark"
+    assert config.get("spark.conf")["spark.sql.shuffle.partitions"] == 400
+    assert "org.postgresql:postgresql:42.7.8" in config.get("spark.packages")  # the JDBC driver shipped
     assert config.sources["dwh_monthly_kpis"]["format"] == "jdbc"
     assert config.sources["dwh_monthly_kpis"]["connection"]["password"] == "secret"
     assert config.sources["cdr"]["format"] == "csv"  # untouched by the overlay
