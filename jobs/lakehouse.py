@@ -232,7 +232,7 @@ class Lakehouse:
         comments = dict(doc.comments()) if doc else {}
         builder = DeltaTable.createIfNotExists(self.spark).location(self.uri(table))
         for f in schema.fields:
-            builder = builder.addColumn(f.name, f.dataType, nullable=True, comment=comments.get(f.name))
+            builder = builder.addColumn(f.name, nullable_type(f.dataType), nullable=True, comment=comments.get(f.name))
         builder = builder.partitionedBy(*partition_by)
         if doc and doc.description:
             builder = builder.comment(doc.description)
@@ -357,7 +357,7 @@ def check_schema_change(table: str, current: T.StructType, incoming: T.StructTyp
                 "column is not an additive change: keep writing it (null if it no longer applies), or migrate "
                 "the table (create a new one and backfill)"
             )
-        elif new.dataType != column.dataType:
+        elif nullable_type(new.dataType) != nullable_type(column.dataType):
             problems.append(
                 f"column {column.name!r} would change type from {column.dataType.simpleString()} to "
                 f"{new.dataType.simpleString()}. Keep the old type (cast before writing), add the values under "
@@ -367,6 +367,18 @@ def check_schema_change(table: str, current: T.StructType, incoming: T.StructTyp
         raise SchemaChangeError(f"table {table!r}: " + "; ".join(problems))
     known = {f.name for f in current.fields}
     return [f for f in incoming.fields if f.name not in known]
+
+
+def nullable_type(data_type: T.DataType) -> T.DataType:
+    """The type with every nested field, element and value nullable: Delta enforces NOT NULL on
+    top-level columns only, and refuses nested NOT NULL constraints."""
+    if isinstance(data_type, T.StructType):
+        return T.StructType([T.StructField(f.name, nullable_type(f.dataType), True, f.metadata) for f in data_type])
+    if isinstance(data_type, T.ArrayType):
+        return T.ArrayType(nullable_type(data_type.elementType), True)
+    if isinstance(data_type, T.MapType):
+        return T.MapType(nullable_type(data_type.keyType), nullable_type(data_type.valueType), True)
+    return data_type
 
 
 def _is_concurrent_modification(exc: BaseException) -> bool:

@@ -229,3 +229,14 @@ def test_partitioning_must_match_the_table(spark, lakehouse):
 def test_a_write_needs_a_replace_predicate(spark, lakehouse):
     with pytest.raises(LakehouseError, match="replace_where"):
         lakehouse.write(day_rows(spark, "2025-03-01", []), "t", partition_by=["event_date"], replace_where={})
+
+
+def test_nested_not_null_fields_are_stored_nullable_and_rewritten_without_a_type_change(spark, lakehouse):
+    breakdown = F.create_map(F.lit("recency"), F.struct(F.lit(1.5).alias("points"))).alias("breakdown")
+    df = spark.range(2).select("id", breakdown, F.lit(date(2025, 3, 1)).alias("event_date"))
+    for _ in range(2):  # created from a schema with nested NOT NULL, then rewritten with it
+        lakehouse.write(df, "scores", partition_by=["event_date"], replace_where={"event_date": date(2025, 3, 1)})
+    assert sorted((r.id, r.breakdown["recency"].points) for r in lakehouse.read("scores").collect()) == [
+        (0, 1.5),
+        (1, 1.5),
+    ]
