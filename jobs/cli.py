@@ -6,6 +6,7 @@ gamify run --from 2025-03-06 --to latest --stages activity,scores   up to the la
 gamify report --ds 2025-03-01                what pipeline_runs recorded for a run date
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
 gamify config validate [--env prod]
+gamify docs [--check]                       render the data dictionary docs/tables.md
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ds", type=_date, required=True)
     report.add_argument("--lakehouse-root", help="override lakehouse.root")
 
+    docs = commands.add_parser("docs", help="render the data dictionary (docs/tables.md) from the table specs")
+    docs.add_argument("--out", help="output file (default: docs/tables.md of the repository)")
+    docs.add_argument("--check", action="store_true", help="fail when the file is not current instead of writing")
+
     templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
     templates.add_argument("action", choices=["validate", "expand", "preview"])
     templates.add_argument("--dir", help="templates folder (default: missions.yaml templates_dir)")
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _config_command(args)
         if args.command == "templates":
             return _templates_command(args)
+        if args.command == "docs":
+            return _docs_command(args)
         if args.command == "sql":
             return _sql_command(args)
         if args.command == "report":
@@ -131,6 +138,26 @@ def _config_command(args: argparse.Namespace) -> int:
     shown = dict(config.data)
     shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
     print(yaml.safe_dump(shown, sort_keys=False))
+    return 0
+
+
+def _docs_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.docs import DOC_PATH, configured_specs, render
+
+    config = load_config(args.conf_dir, args.env)
+    out = Path(args.out) if args.out else Path(config.conf_dir).parent / DOC_PATH
+    text = render(configured_specs(config.conf_dir))
+    if args.check:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            print(f"{out} is not current: run `gamify docs`", file=sys.stderr)
+            return 1
+        print(f"ok: {out} is current")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({text.count(chr(10) + '## ')} tables)")
     return 0
 
 
