@@ -4,6 +4,7 @@ gamify run --ds 2025-03-01                  one run date, all stages
 gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
 gamify run --from 2025-03-06 --to latest --stages activity,scores   up to the latest processed date
 gamify report --ds 2025-03-01                what pipeline_runs recorded for a run date
+gamify report --ds 2025-03-01 --html         the nightly HTML report with charts
 gamify sql -e "select * from mission_funnel" [--ds D] [--format table|csv|json|parquet] [--out FILE]
 gamify sql -f sql/mission_uplift.sql --ds 2025-03-01
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
@@ -89,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--limit", type=int, help="at most this many rows (table format: 200 unless given)")
     sql.add_argument("--lakehouse-root", help="override lakehouse.root")
 
-    report = commands.add_parser("report", help="what pipeline_runs recorded for a run date")
+    report = commands.add_parser(
+        "report", help="what pipeline_runs recorded for a run date; --html: the nightly report with charts"
+    )
     report.add_argument("--ds", type=_date, required=True)
+    report.add_argument("--html", action="store_true", help="also write the HTML report with charts; prints its path")
+    report.add_argument("--out", help="HTML file (default: <lakehouse root>/_reports/<ds>.html)")
     report.add_argument("--lakehouse-root", help="override lakehouse.root")
 
     docs = commands.add_parser("docs", help="render the data dictionary (docs/tables.md) from the table specs")
@@ -301,7 +306,11 @@ def _report_command(args: argparse.Namespace) -> int:
 
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
-    print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)))
+    print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)), flush=True)
+    if args.html:
+        from jobs.analytics.report import write_report
+
+        print(write_report(config, args.ds, args.out))  # the last line: the page's path
     return 0
 
 
