@@ -76,6 +76,7 @@ def register_views(spark: SparkSession, ds: date, sql_dir: Path = SQL_DIR) -> di
         try:
             run_view(spark, view, ds).createOrReplaceTempView(name)
         except AnalysisException as exc:
+            spark.catalog.dropTempView(name)  # never leave a view bound to another date or lakehouse
             skipped[name] = str(exc).splitlines()[0]
             log.info("view %s not registered: %s", name, skipped[name])
     return skipped
