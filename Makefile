@@ -37,8 +37,9 @@ $(SAMPLE): | $(STAMP)
 
 sample: $(SAMPLE) ## generate the sample operator's raw extracts into $(RAW) (if absent)
 
-run: $(STAMP) $(SAMPLE) ## generate sample data if absent, then run the nightly pipeline for every sample day
+run: $(STAMP) $(SAMPLE) ## generate sample data if absent, run the nightly pipeline for every sample day, write the report
 	$(GAMIFY) run --from $(START) --to $(END) --raw-root $(RAW)
+	$(GAMIFY) report --ds $(END) --html
 
 maintain: $(STAMP) ## compact, vacuum and checkpoint the local lakehouse's tables
 	$(GAMIFY) maintain

@@ -27,7 +27,7 @@ setup(
             "apache-airflow-providers-apache-spark>=6.0",
         ],
         "quality": ["great-expectations>=1.0"],
-        "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6"],
+        "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
 )

@@ -136,7 +136,7 @@ def held_levels(awards: DataFrame, ds: date) -> DataFrame:
 def not_awarded_later(new: DataFrame, awards: DataFrame, ds: date) -> DataFrame:
     """Drop levels already awarded after `ds` (a rerun of a past day never repeats them)."""
     later = awards.filter(F.col("awarded_ds") > F.lit(ds)).select("subscriber_id", "badge_id")
-    return new.join(later, ["subscriber_id", "badge_id"], "left_anti")
+    return new.join(later, ["subscriber_id", "badge_id"], "left_anti").select(*new.columns)
 
 
 def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds: date) -> DataFrame:

@@ -4,9 +4,13 @@ gamify run --ds 2025-03-01                  one run date, all stages
 gamify run --from 2025-03-01 --to 2025-03-28 --stages ingest
 gamify run --from 2025-03-06 --to latest --stages activity,scores   up to the latest processed date
 gamify report --ds 2025-03-01                what pipeline_runs recorded for a run date
+gamify report --ds 2025-03-01 --html         the nightly HTML report with charts
+gamify sql -e "select * from mission_funnel" [--ds D] [--format table|csv|json|parquet] [--out FILE]
+gamify sql -f sql/mission_uplift.sql --ds 2025-03-01
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
 gamify config validate [--env prod]
 gamify maintain [--tables events,daily_activity] [--retention-hours 168]
+gamify docs [--check]                       render the data dictionary docs/tables.md
 """
 
 from __future__ import annotations
@@ -71,14 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = commands.add_parser("config", help="configuration tools")
     cfg.add_argument("action", choices=["validate", "show"])
 
-    sql = commands.add_parser("sql", help="run an analyst query from sql/ against the lakehouse")
-    sql.add_argument("file", help="a .sql file; :ds is bound to --ds")
-    sql.add_argument("--ds", type=_date, required=True)
-    sql.add_argument("--limit", type=int, default=50, help="rows to print")
+    sql = commands.add_parser(
+        "sql",
+        help="query the lakehouse: every table and sql/ view by name",
+        description="Every lakehouse table and every sql/ view is registered by name; views are bound to --ds "
+        "(default: the latest run date in pipeline_runs).",
+    )
+    query = sql.add_mutually_exclusive_group(required=True)
+    query.add_argument("-e", "--execute", metavar="SQL", help='a query, e.g. "select * from mission_funnel"')
+    query.add_argument("-f", "--file", help="a .sql file (or the name of a sql/ view); :ds is bound to --ds")
+    query.add_argument("path", nargs="?", help=argparse.SUPPRESS)  # `gamify sql FILE` as before
+    sql.add_argument("--ds", type=_date, help="run date for :ds and the views (default: latest processed)")
+    sql.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    sql.add_argument("--out", help="write to this file instead of stdout (required for parquet)")
+    sql.add_argument("--limit", type=int, help="at most this many rows (table format: 200 unless given)")
     sql.add_argument("--lakehouse-root", help="override lakehouse.root")
 
-    report = commands.add_parser("report", help="what pipeline_runs recorded for a run date")
+    report = commands.add_parser(
+        "report", help="what pipeline_runs recorded for a run date; --html: the nightly report with charts"
+    )
     report.add_argument("--ds", type=_date, required=True)
+    report.add_argument("--html", action="store_true", help="also write the HTML report with charts; prints its path")
+    report.add_argument("--out", help="HTML file (default: <lakehouse root>/_reports/<ds>.html)")
     report.add_argument("--lakehouse-root", help="override lakehouse.root")
 
     maintain = commands.add_parser("maintain", help="compact, Z-order, vacuum and checkpoint the Delta tables")
@@ -89,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="vacuum files unreferenced for longer than this (default: lakehouse.maintenance.vacuum_retention_hours)",
     )
     maintain.add_argument("--lakehouse-root", help="override lakehouse.root")
+    docs = commands.add_parser("docs", help="render the data dictionary (docs/tables.md) from the table specs")
+    docs.add_argument("--out", help="output file (default: docs/tables.md of the repository)")
+    docs.add_argument("--check", action="store_true", help="fail when the file is not current instead of writing")
 
     templates = commands.add_parser("templates", help="mission templates: validate, expand, preview")
     templates.add_argument("action", choices=["validate", "expand", "preview"])
@@ -116,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return _config_command(args)
         if args.command == "templates":
             return _templates_command(args)
+        if args.command == "docs":
+            return _docs_command(args)
         if args.command == "sql":
             return _sql_command(args)
         if args.command == "report":
@@ -143,6 +166,26 @@ def _config_command(args: argparse.Namespace) -> int:
     shown = dict(config.data)
     shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
     print(yaml.safe_dump(shown, sort_keys=False))
+    return 0
+
+
+def _docs_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.docs import DOC_PATH, configured_specs, render
+
+    config = load_config(args.conf_dir, args.env)
+    out = Path(args.out) if args.out else Path(config.conf_dir).parent / DOC_PATH
+    text = render(configured_specs(config.conf_dir))
+    if args.check:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            print(f"{out} is not current: run `gamify docs`", file=sys.stderr)
+            return 1
+        print(f"ok: {out} is current")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({text.count(chr(10) + '## ')} tables)")
     return 0
 
 
@@ -208,17 +251,64 @@ def _preview(config, templates, args: argparse.Namespace) -> int:
 def _sql_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pyspark.errors import AnalysisException, ParseException
+
+    from jobs.analytics.output import format_table, to_csv, to_json_lines, write_parquet
+    from jobs.analytics.views import register_tables, register_views, run_view, views
     from jobs.context import build_lakehouse
+    from jobs.orchestration.state import latest_processed_date
     from jobs.spark import build_session
 
+    if args.format == "parquet" and not args.out:
+        print("--format parquet needs --out FILE", file=sys.stderr)
+        return 2
+    text = args.execute
+    if text is None:
+        path = Path(args.file or args.path)
+        known = views()
+        if not path.exists() and path.stem in known:
+            path = known[path.stem].path
+        if not path.exists():
+            print(f"no such file or view: {path}", file=sys.stderr)
+            return 2
+        text = path.read_text(encoding="utf-8")
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
+    ds = args.ds or latest_processed_date(config)
+    if ds is None:
+        print(f"no run recorded in {config.require('lakehouse.root')}: pass --ds", file=sys.stderr)
+        return 2
+    if isinstance(ds, str):
+        ds = _date(ds)
     spark = build_session(config.get("spark", {}))
-    lakehouse = build_lakehouse(spark, config)
-    for table in lakehouse.tables():
-        lakehouse.read(table).createOrReplaceTempView(table)
-    result = spark.sql(Path(args.file).read_text(encoding="utf-8"), args={"ds": args.ds})
-    result.show(args.limit, truncate=False)
+    register_tables(build_lakehouse(spark, config))
+    register_views(spark, ds)
+    print(f"-- run date {ds}", file=sys.stderr)
+    try:
+        result = run_view(spark, text, ds)
+    except (AnalysisException, ParseException) as exc:
+        print(f"query error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    limit = args.limit if args.limit is not None else (200 if args.format == "table" else None)
+    limited = result.limit(limit + 1) if limit is not None else result
+    if args.format == "parquet":
+        write_parquet(limited.limit(limit).toArrow() if limit is not None else limited.toArrow(), args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
+    rows = [tuple(r) for r in limited.collect()]  # an analyst's result; --limit bounds it
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    render = {"table": format_table, "csv": to_csv, "json": to_json_lines}[args.format]
+    output = render(result.columns, rows)
+    if args.out:
+        Path(args.out).write_text(output, encoding="utf-8")
+        print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+    if more:
+        print(f"-- first {limit} rows shown; --limit N for more", file=sys.stderr)
+    elif args.format == "table":
+        print(f"-- {len(rows)} rows", file=sys.stderr)
     return 0
 
 
@@ -227,7 +317,11 @@ def _report_command(args: argparse.Namespace) -> int:
 
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
-    print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)))
+    print(format_report(args.ds, run_report(config, args.ds), latest_processed_date(config)), flush=True)
+    if args.html:
+        from jobs.analytics.report import write_report
+
+        print(write_report(config, args.ds, args.out))  # the last line: the page's path
     return 0
 
 

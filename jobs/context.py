@@ -13,7 +13,6 @@ from pyspark.sql import SparkSession
 from jobs.config import Config
 from jobs.lakehouse import DEFAULT_PROPERTIES, Lakehouse
 from jobs.sources import Source
-from jobs.tables import table_doc
 
 
 class PipelineError(RuntimeError):
@@ -51,7 +50,10 @@ class RunContext:
 
 
 def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
+    from jobs.docs import configured_specs  # the table docs, with the configured metric columns
+
     settings = config.get("lakehouse", {})
+    specs = {spec.name: spec for spec in configured_specs(config.conf_dir)}
     return Lakehouse(
         spark,
         root=_absolute(str(config.require("lakehouse.root"))),
@@ -59,7 +61,7 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
         target_file_size_mb=int(settings.get("target_file_size_mb", 256)),
         single_file_tables=tuple(settings.get("single_file_tables") or ()),
         properties={**DEFAULT_PROPERTIES, **(settings.get("table_properties") or {})},
-        docs=table_doc,
+        docs=specs.get,
     )
 
 

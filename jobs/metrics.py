@@ -8,7 +8,7 @@ of raw events, so a nightly run touches one new day of events plus this compact 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
+from jobs.tables import DAILY_ACTIVITY, TableSpec, spec_of
+from jobs.tables import Column as SpecColumn
 
 EVENT_NAMES = ("event_type", "event_subtype", "source", "channel", "unit", "quantity", "amount")
 VALUES = ("count", "quantity", "amount")
@@ -31,6 +33,7 @@ class DailyMetric:
     value: str = "count"
     agg: str = "sum"
     sources: tuple[str, ...] = ()
+    description: str = ""  # meaning and unit, for the data dictionary
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class MetricRegistry:
                 value=spec.get("value", "count"),
                 agg=spec.get("agg", "sum"),
                 sources=tuple(spec.get("sources") or ()),
+                description=str(spec.get("description") or ""),
             )
             if metric.value not in VALUES:
                 raise ConfigError(path, f"{key}.value", f"must be one of {', '.join(VALUES)}")
@@ -124,6 +128,21 @@ def daily_activity(events: DataFrame, registry: MetricRegistry) -> DataFrame:
         daily = daily.withColumn(name, F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
         metric_columns[name] = F.col(name)
     return daily.select("subscriber_id", *registry.names, "activity_date")
+
+
+def activity_spec(registry: MetricRegistry) -> TableSpec:
+    """The daily_activity table spec with one column per configured metric, in written order."""
+    base = spec_of(DAILY_ACTIVITY)
+    metrics = [
+        SpecColumn(m.name, "double", f"{m.description or m.name} ({m.agg} over the day's events: {m.when})")
+        for m in registry.daily
+    ]
+    flags = [
+        SpecColumn(name, "double", f"1 when {text}, else 0 (derived daily flag)")
+        for name, text in registry.derived.items()
+    ]
+    first, *rest = base.columns
+    return replace(base, columns=(first, *metrics, *flags, *rest))
 
 
 def activity_dates_to_refresh(ds: date, late_dates: Sequence[date]) -> list[date]:

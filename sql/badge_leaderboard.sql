@@ -1,5 +1,6 @@
--- Grain: one row per badge level: subscribers holding it as of :ds (holdout excluded), the share
--- of tiered subscribers that is, and the day it was first earned.
+-- Badge holders by type and level as of :ds (holdout excluded): subscribers holding each level,
+-- their share of the tiered subscribers, and the day the level was first earned.
+-- Grain: one row per badge level (badge type x level).
 with held as (
     select badge_id, badge_type, level, level_rank, count(*) as holders, min(awarded_ds) as first_awarded
     from badge_awards

@@ -1,4 +1,5 @@
--- Ingest quality per source for one run date.
+-- Ingest quality per source for the run date :ds: rows accepted and quarantined per reason,
+-- as counts and shares of the rows read.
 -- Grain: one row per source per reject reason (reason 'accepted' for the accepted rows).
 with runs as (
     select source, status, rows_read, rows_accepted, rows_rejected, rows_duplicate

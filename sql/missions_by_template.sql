@@ -1,4 +1,5 @@
--- Missions assigned on one day per template and level, treatment versus holdout.
+-- Missions assigned on the run date :ds per template and level, treated versus holdout: how
+-- many, how many personalised, the average target and the points at stake.
 -- Grain: one row per template, level and holdout flag.
 with assigned as (
     select template_id, category, level, holdout, reward_points, target_value, is_dynamic

@@ -1,5 +1,6 @@
--- Grain: one row per quality suite for the run date :ds: expectations evaluated, failed by
--- severity, and the failing expectations named (table.column expectation).
+-- Quality gates of the run date :ds per suite: expectations evaluated, failed by severity,
+-- skipped, and the failing expectations named (column expectation: observed; in no set order).
+-- Grain: one row per quality suite.
 with results as (
     select * from quality_results where run_ds = :ds
 ),
@@ -12,9 +13,10 @@ final as (
         sum(case when status = 'failed' and severity = 'critical' then 1 else 0 end) as failed_critical,
         sum(case when status = 'failed' and severity = 'warning' then 1 else 0 end) as failed_warning,
         sum(case when status = 'skipped' then 1 else 0 end) as skipped,
-        concat_ws('; ', collect_list(
-            case when status = 'failed' then concat(coalesce(column, '-'), ' ', expectation, ': ', observed) end
-        )) as failures
+        string_agg(
+            case when status = 'failed' then concat(coalesce(results.column, '-'), ' ', expectation, ': ', observed) end,
+            '; '
+        ) as failures
     from results
     group by suite, table_name
 )

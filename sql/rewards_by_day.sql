@@ -1,5 +1,6 @@
--- Grain: one row per reward kind for the run date :ds (missions completed, badges awarded,
--- points credited and expired, tier changes, triggers by type) with counts and points.
+-- What the programme gave out on the run date :ds: missions completed, badges awarded, points
+-- credited and expired, tier changes and campaign triggers by type, with counts and points.
+-- Grain: one row per reward kind.
 with completions as (
     select 'missions_completed' as kind, count(*) as n, sum(reward_points) as points
     from mission_progress

@@ -1,5 +1,6 @@
 -- Why a risk score is what it is: the components behind it, for the riskiest subscribers.
 -- Grain: one row per subscriber (top 20 by risk) per risk component.
+-- Spark SQL only: explodes a map (in DuckDB: unnest(map_entries(risk_breakdown))).
 with riskiest as (
     select subscriber_id, risk, risk_breakdown, config_version
     from behavior_scores

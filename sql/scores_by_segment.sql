@@ -1,4 +1,4 @@
--- Score distribution per segment on one day.
+-- Median scores per segment on the run date :ds.
 -- Grain: one row per segment.
 with scores as (
     select subscriber_id, engagement, revenue, loyalty, risk, digital
@@ -16,11 +16,11 @@ final as (
     select
         segments.segment,
         count(*) as subscribers,
-        round(percentile_approx(engagement, 0.5), 1) as median_engagement,
-        round(percentile_approx(revenue, 0.5), 1) as median_revenue,
-        round(percentile_approx(loyalty, 0.5), 1) as median_loyalty,
-        round(percentile_approx(risk, 0.5), 1) as median_risk,
-        round(percentile_approx(digital, 0.5), 1) as median_digital
+        round(percentile_cont(0.5) within group (order by engagement), 1) as median_engagement,
+        round(percentile_cont(0.5) within group (order by revenue), 1) as median_revenue,
+        round(percentile_cont(0.5) within group (order by loyalty), 1) as median_loyalty,
+        round(percentile_cont(0.5) within group (order by risk), 1) as median_risk,
+        round(percentile_cont(0.5) within group (order by digital), 1) as median_digital
     from scores
     inner join segments using (subscriber_id)
     group by segments.segment

@@ -88,8 +88,10 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
         )
         report = SparkSubmitOperator(
             task_id=REPORT,
-            doc_md="What the pipeline recorded for the run date (`gamify report --ds`): rows per stage and source.",
-            **jobs.common(REPORT, ["report", "--ds", DS]),
+            doc_md="What the pipeline recorded for the run date (`gamify report --ds --html`): rows per stage and "
+            "source in the log, then the nightly HTML report with charts, written after the quality gate; "
+            "the log's last line is the page's path (`<lakehouse root>/_reports/<ds>.html`).",
+            **jobs.common(REPORT, ["report", "--ds", DS, "--html"]),
         )
         chain(*ingests[-1:], *after_ingest, recompute, report)
         if MaintenanceSettings.from_config(config).after_nightly:

@@ -130,3 +130,9 @@ def test_params_select_stages_and_sources_and_reject_unknown_names(dag):
     with pytest.raises(ValueError, match="no_such_stage"):
         unknown.update({"stages": ["no_such_stage"]})
         unknown.validate()
+
+
+def test_report_writes_the_html_page_after_the_quality_gate(dag):
+    report = dag.get_task("report")
+    assert report.application_args == ["report", "--ds", DS, "--html"]
+    assert "quality" in report.get_flat_relative_ids(upstream=True)

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from jobs import badges, campaigns, lifetime, loyalty, progress
 from jobs.config import DEFAULT_CONF_DIR, ConfigError
+from jobs.tables import BADGE_AWARDS, schema_of
 from jobs.templates import MissionMetric, TemplateError
 
 pytestmark = pytest.mark.unit
@@ -246,6 +247,7 @@ def test_awards_are_progressive_and_never_repeated(spark, tmp_path):
     )
     rerun = badges.not_awarded_later(badges.award(subjects, held.limit(0), [badge], day(-1)), later, day(-1))
     assert sorted(a.level for a in rerun.collect() if a.subscriber_id == "holds_all") == ["bronze", "gold", "silver"]
+    assert rerun.columns == schema_of(BADGE_AWARDS).fieldNames()  # written in the declared layout
     got = sorted((a.subscriber_id, a.level) for a in awards)
     assert got == [
         ("gap", "bronze"), ("gap", "silver"),
