@@ -104,3 +104,17 @@ def test_a_metric_added_in_yaml_becomes_a_column_and_older_rows_read_null(pipeli
     untouched = by_day.filter((F.col("rows") > 0) & (F.col("filled") == 0)).count()
     assert untouched >= 1  # days written before the metric existed read null
     assert pa.table(DeltaTable(str(lake / DAILY_ACTIVITY)).to_pyarrow_table()).column("sms_out_count") is not None
+
+
+def test_tables_carry_the_data_dictionary(pipeline, spark):
+    from jobs.docs import configured_specs
+
+    specs = {s.name: s for s in configured_specs(pipeline.config.conf_dir)}
+    for table in pipeline.lakehouse.tables():
+        spec = specs[table]
+        detail = spark.sql(f"describe detail delta.`{pipeline.lakehouse.uri(table)}`").first()
+        assert detail["description"] == spec.description, table
+        comments = {f.name: f.metadata.get("comment") for f in pipeline.lakehouse.read(table).schema.fields}
+        assert comments == {c: spec.comments().get(c) for c in comments}, table
+    activity = {f.name: f.metadata.get("comment") for f in pipeline.lakehouse.read(DAILY_ACTIVITY).schema.fields}
+    assert activity["data_mb"].startswith(specs[DAILY_ACTIVITY].comments()["data_mb"][:20])
