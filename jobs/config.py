@@ -121,7 +121,14 @@ def load_config(
     return config
 
 
-_SECRET_KEY = re.compile(r"(password|secret|token|api_key|pseudonymisation_key)$", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(password|passwd|pwd|secret|token|api_?key|access_?key|account_?key|private_?key|credentials?|_key)$",
+    re.IGNORECASE,
+)
+# user:password@ in a URL, and password=... in a URL query or JDBC options
+URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^/:@\s]*):(?P<secret>[^@/\s]+)@")
+QUERY_PASSWORD = re.compile(r"(?P<prefix>(?:password|passwd|pwd|secret|token)=)(?P<secret>[^;&\s]+)", re.IGNORECASE)
+DEMO_SECRET_SUFFIX = "-not-secret"  # the only literal a secret's ${VAR:-default} may hold
 
 
 def _expect_mapping(value: Any, path: Path) -> dict[str, Any]:
@@ -132,14 +139,34 @@ def _expect_mapping(value: Any, path: Path) -> dict[str, Any]:
 
 
 def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
-    """Secret-looking keys must be ${ENV} references: the repo never holds a secret value."""
+    """Secret-looking keys must be ${ENV} references (a default only for a demo value ending in
+    -not-secret), and no URL may carry a literal password: the repo never holds a secret."""
     if isinstance(value, Mapping):
         for key, child in value.items():
             child_key = f"{dotted}.{key}" if dotted else str(key)
-            is_reference = isinstance(child, str) and _ENV_REF.fullmatch(child.strip())
-            if _SECRET_KEY.search(str(key)) and child is not None and not is_reference:
-                raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+            if SECRET_KEY.search(str(key)) and isinstance(child, str | int | float) and not isinstance(child, bool):
+                reference = _ENV_REF.fullmatch(child.strip()) if isinstance(child, str) else None
+                if reference is None:
+                    raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+                default = reference.group(2)
+                if default and not default.endswith(DEMO_SECRET_SUFFIX):
+                    raise ConfigError(
+                        path,
+                        child_key,
+                        "a secret's ${VAR:-default} must not hold a real value "
+                        f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
+                    )
             _refuse_secret_literals(child, path, child_key)
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            _refuse_secret_literals(child, path, f"{dotted}[{i}]")
+    elif isinstance(value, str):
+        for pattern in (URL_PASSWORD, QUERY_PASSWORD):
+            for match in pattern.finditer(value):
+                if not _ENV_REF.fullmatch(match.group("secret")):
+                    raise ConfigError(
+                        path, dotted, "a URL must not carry a literal password; use a ${ENV_VAR} reference"
+                    )
 
 
 def _merge(
@@ -264,9 +291,9 @@ def _validate_source(name: str, source: Mapping[str, Any], fail: Any) -> None:
             fail(f"{key}.natural_key", f"{column!r} is not a contract column")
     if not source.get("natural_key"):
         fail(f"{key}.natural_key", "must list the columns that identify a raw record")
-    mappings = source.get("mappings")
-    if not isinstance(mappings, list) or not mappings:
-        fail(f"{key}.mappings", "must be a non-empty list of event mappings")
+    mappings = source.get("mappings") or []
+    if not isinstance(mappings, list) or (not mappings and not source.get("profile")):
+        fail(f"{key}.mappings", "must be a non-empty list of event mappings (or the source feeds a profile:)")
     seen = set()
     for i, mapping in enumerate(mappings):
         mkey = f"{key}.mappings[{i}]"

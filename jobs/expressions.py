@@ -681,10 +681,11 @@ def validate(
 
 _BinaryFn = Callable[[Column, Column], Column]
 # try_divide / try_mod give null instead of an ANSI division-by-zero error
+# try_add / try_subtract / try_multiply give null instead of an ANSI overflow error
 _ARITHMETIC: dict[str, _BinaryFn] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
+    "+": F.try_add,
+    "-": F.try_subtract,
+    "*": F.try_multiply,
     "/": F.try_divide,
     "%": F.try_mod,
 }
@@ -705,7 +706,7 @@ def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
         case Name(name=name):
             return resolve(name)
         case Unary(op="-", operand=operand):
-            return -compile_node(operand, resolve)
+            return F.try_subtract(F.lit(0), compile_node(operand, resolve))
         case Unary(op="not", operand=operand):
             return ~compile_node(operand, resolve)
         case Binary(op=op, left=left, right=right):

@@ -20,7 +20,7 @@ from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
 from jobs.context import PipelineError, RunContext
-from jobs.ingest import IngestContext, SourceResult, run_ingest
+from jobs.ingest import IngestContext, ShrinkGuard, SourceResult, run_ingest
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.lifetime import values as lifetime_values
@@ -62,6 +62,8 @@ from jobs.templates import CATEGORIES, TemplateSet, catalog_rows, load_mission_m
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that leave a source without data
+
 
 def ingest(ctx: RunContext) -> list[SourceResult]:
     """Raw extracts of every due source -> events, events_rejected, subscriber_profile."""
@@ -74,7 +76,8 @@ def ingest(ctx: RunContext) -> list[SourceResult]:
         max_lateness_days=config.get("ingest.max_lateness_days", 7),
     )
     lookback = config.get("ingest.subscriber_lookback_days", 7)
-    results = run_ingest(ctx.lakehouse, ctx.sources(), ingest_ctx, ctx.raw_root, lookback)
+    guard = ShrinkGuard.from_config(config.get("ingest.shrink_guard"))
+    results = run_ingest(ctx.lakehouse, ctx.sources(), ingest_ctx, ctx.raw_root, lookback, guard)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PipelineError("; ".join(f"{r.source}: {r.message}" for r in failed))
@@ -120,9 +123,7 @@ def unavailable_sources(ctx: RunContext) -> set[str]:
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
         return set()
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])
-    rows = (
-        runs.filter((F.col("stage") == "ingest") & F.col("status").isin("failed", "missing")).select("source").collect()
-    )
+    rows = runs.filter((F.col("stage") == "ingest") & F.col("status").isin(*UNAVAILABLE)).select("source").collect()
     return {r.source for r in rows}  # one row per configured source at most
 
 

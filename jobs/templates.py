@@ -261,10 +261,14 @@ def read_definition(
     return data, root
 
 
-def value_position(root: yaml.Node | None, keys: Sequence[str]) -> tuple[int, int]:
-    """1-based line and column where the text of a (nested) key's value starts."""
+def value_position(root: yaml.Node | None, keys: Sequence[str | int]) -> tuple[int, int]:
+    """1-based line and column where the text of a (nested) key's value starts; an int key
+    indexes a list."""
     node = root
     for key in keys:
+        if isinstance(key, int) and isinstance(node, yaml.SequenceNode):
+            node = node.value[key] if 0 <= key < len(node.value) else None
+            continue
         if not isinstance(node, yaml.MappingNode):
             return 1, 1
         node = next((v for k, v in node.value if k.value == key), None)
