@@ -420,13 +420,12 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
     )
     df = df.withColumn("_rank", ranked)
     duplicate_in_batch = F.col("reject_reason").isNull() & (F.col("_rank") > 1)
-    df = df.withColumn(
-        "reject_reason", F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason"))
-    ).withColumn(
-        "reject_message",
-        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(
-            F.col("reject_message")
-        ),
+    df = df.select(  # both from the same input: the condition reads the reason before it changes
+        *[c for c in df.columns if c not in ("reject_reason", "reject_message")],
+        F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason")).alias("reject_reason"),
+        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract"))
+        .otherwise(F.col("reject_message"))
+        .alias("reject_message"),
     )
     return df.withColumn("_status", _status())
 

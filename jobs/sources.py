@@ -317,20 +317,22 @@ def _csv_header(path: str, sep: str, encoding: str = "utf-8") -> list[str]:
 def _read_json_lines(spark: SparkSession, source: Source, files: list[str]) -> DataFrame:
     """One record per line: a line is parsed against the contract on its own, and a line that
     is not one JSON object (an array, a scalar, broken text) is a corrupt record, never
-    several rows."""
-    schema = _string_schema(source)
-    record_schema = T.StructType([f for f in schema.fields if f.name != CORRUPT])
+    several rows. Blank lines are not records."""
+    schema = _string_schema(source)  # ends with the corrupt-record column
     lines = (
         spark.read.options(lineSep="\n")
         .text(files)
-        .select(F.col("value"), F.col("_metadata.file_path").alias(SOURCE_FILE))
+        .select(
+            F.regexp_replace("value", "^\ufeff", "").alias("value"), F.col("_metadata.file_path").alias(SOURCE_FILE)
+        )
     )
-    lines = lines.withColumn("value", F.regexp_replace("value", "^\ufeff", "")).filter(F.trim(F.col("value")) != "")
+    lines = lines.filter(F.trim(F.col("value")) != "")
     is_object = F.ltrim(F.col("value")).startswith("{")
-    parsed = F.from_json(F.col("value"), record_schema, {"mode": "PERMISSIVE"})
-    df = lines.select("*", F.when(is_object, parsed).alias("_record"))
-    corrupt = F.when(F.col("_record").isNull(), F.col("value"))
-    return df.select("_record.*", corrupt.alias(CORRUPT), F.col(SOURCE_FILE))
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    df = lines.select("*", F.from_json(F.col("value"), schema, options).alias("_record"))
+    corrupt = F.when(~is_object | F.col("_record").isNull(), F.col("value")).otherwise(F.col(f"_record.{CORRUPT}"))
+    fields = [F.col(f"_record.{f.name}").alias(f.name) for f in schema.fields if f.name != CORRUPT]
+    return df.select(*fields, corrupt.alias(CORRUPT), F.col(SOURCE_FILE))
 
 
 def _string_schema(source: Source) -> T.StructType:
