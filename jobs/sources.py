@@ -15,6 +15,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.config import path_template_problem, render_template
+
 CORRUPT = "_corrupt_record"
 SOURCE_FILE = "_source_file"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -97,7 +99,13 @@ class Source:
         return ds.day == self.due["day_of_month"]
 
     def path_for(self, ds: date, raw_root: str) -> str:
-        return str(self.connection["path"]).format(**template_values(ds, raw_root))
+        problem = path_template_problem(str(self.connection["path"]))
+        if problem is not None:
+            raise SourceError(f"source {self.name}: connection.path: {problem}")
+        try:
+            return render_template(str(self.connection["path"]), template_values(ds, raw_root))
+        except ValueError as exc:
+            raise SourceError(f"source {self.name}: connection.path: {exc}") from exc
 
 
 def flat(path: str) -> str:

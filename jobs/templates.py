@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from jobs import expressions
+from jobs.config import ConfigError, parse_yaml
 
 CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
 PERIODS = ("daily", "weekly", "monthly")
@@ -237,11 +238,10 @@ def read_definition(
 
     text = path.read_text(encoding="utf-8")
     try:
-        data, root = yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        data = parse_yaml(text, path)  # duplicate keys, aliases and oversized files are refused
+        root = yaml.compose(text)
+    except ConfigError as exc:
+        problems.append(str(exc))
         return None
     if not isinstance(data, dict):
         problem("-", f"a {what} must be a mapping")

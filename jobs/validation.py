@@ -25,7 +25,7 @@ def masked(value: Any, key: str = "") -> Any:
     if isinstance(value, Mapping):
         return {k: masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [masked(v, key) for v in value]
+        return [masked(v) for v in value]
     if SECRET_KEY.search(key) and value not in (None, ""):
         return MASK
     if isinstance(value, str):
