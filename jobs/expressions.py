@@ -659,6 +659,16 @@ def check_types(
     return result
 
 
+# Names of subscriber attributes that hold text; every other score, feature, balance or lifetime
+# metric a rule can name is a number.
+TEXT_NAMES = frozenset({"payment_type", "plan_code", "status", "age_band", "region", "segment", "nbo_offer_id", "tier"})
+
+
+def subject_types(names: Iterable[str]) -> dict[str, str]:
+    """Types of the names a segment, eligibility, badge, tier or audience rule may use."""
+    return {n: STRING if n in TEXT_NAMES else NUMBER for n in names}
+
+
 def validate(
     text: str,
     allowed: Iterable[str],

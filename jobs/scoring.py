@@ -138,7 +138,13 @@ def _parse_features(specs: Mapping[str, Any], registry: MetricRegistry, path: Pa
             kind = "window"
         elif "expr" in spec:
             try:
-                expressions.validate(str(spec["expr"]), known, source=f"{path}#{key}.expr")
+                expressions.validate(
+                    str(spec["expr"]),
+                    known,
+                    source=f"{path}#{key}.expr",
+                    types=dict.fromkeys(known, expressions.NUMBER),
+                    expect=expressions.NUMBER,
+                )
             except expressions.ExpressionError as exc:
                 raise ConfigError(path, f"{key}.expr", str(exc)) from exc
             kind = "expr"

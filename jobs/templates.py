@@ -192,7 +192,15 @@ def _load_one(
             problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")
     line, column = value_position(root, ("eligibility",))
     try:
-        expressions.validate(str(data["eligibility"]), names, source=str(path), line=line, column=column)
+        expressions.validate(
+            str(data["eligibility"]),
+            names,
+            source=str(path),
+            line=line,
+            column=column,
+            types=expressions.subject_types(names),
+            expect=expressions.BOOLEAN,
+        )
     except expressions.ExpressionError as exc:
         problems.append(str(exc))
     for key in ("priority", "cooldown_days", "version"):

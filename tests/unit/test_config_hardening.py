@@ -215,3 +215,19 @@ def test_validate_reports_broken_quality_airflow_and_scoring_files(conf_copy):
 def test_repository_configuration_has_no_problem():
     for env in ("local", "test"):
         assert config_problems(load_config(env=env, environ={})) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("segments.yaml", "rule: risk >= 25", "rule: payment_type + 1 > 2", "'+' needs numbers"),
+        ("segments.yaml", "rule: risk >= 25", "rule: risk > 'abc'", "cannot compare a number with a string"),
+        ("segments.yaml", "rule: risk >= 25", "rule: risk + 25", "must be a condition (true/false)"),
+        ("loyalty.yaml", 'rule: "points_balance >= 200"', 'rule: "points_balance + 200"', "must be a condition"),
+        ("campaigns.yaml", 'rule: "days_since_active >= 14"', 'rule: "segment > 14"', "cannot compare a string"),
+    ],
+)
+def test_rule_type_errors_are_found_at_validate_time(conf_copy, file, old, new, message):
+    _replace(conf_copy / file, old, new)
+    text = "\n".join(config_problems(load_config(conf_copy, env="local", environ={})))
+    assert file in text and message in text
