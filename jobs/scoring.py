@@ -286,8 +286,8 @@ def _window_feature(feature: Feature, tenure: Column, history_days: int) -> Colu
 
 
 def _profile_feature(name: str, tenure: Column) -> Column:
-    if name == "tenure_days":
-        return F.greatest(tenure, F.lit(0)).cast("double")
+    if name == "tenure_days":  # unknown activation date: unknown tenure (null), not a new joiner
+        return F.when(tenure.isNotNull(), F.greatest(tenure, F.lit(0))).cast("double")
     if name == "is_postpaid":
         return F.when(F.col("payment_type") == "POSTPAID", 1.0).otherwise(0.0)
     changed = F.col("plan_code_90d_ago").isNotNull() & (F.col("plan_code") != F.col("plan_code_90d_ago"))
@@ -421,6 +421,13 @@ def features_snapshot(features: DataFrame, cfg: ScoringConfig, ds: date) -> Data
         F.lit(cfg.config_version).alias("config_version"),
         F.lit(ds).alias("score_date"),
     )
+
+
+def unconfigured_sources(registry: MetricRegistry, configured: set[str]) -> set[str]:
+    """Sources the metrics and profile features read that the operator does not have (or has
+    switched off): every component built on them is degraded, every day."""
+    referenced = set(PROFILE_FEATURES.values()).union(*(registry.sources_of(m) for m in registry.names))
+    return referenced - configured
 
 
 def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_sources: set[str]) -> set[str]:

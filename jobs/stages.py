@@ -36,6 +36,7 @@ from jobs.scoring import (
     degraded_features,
     features_snapshot,
     percentile_cuts,
+    unconfigured_sources,
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
@@ -119,12 +120,15 @@ def activity(ctx: RunContext) -> dict[str, Any]:
 
 
 def unavailable_sources(ctx: RunContext) -> set[str]:
-    """Sources whose ingest failed or whose extract was missing on the run date."""
+    """Sources the metrics need that are not configured (or not active), and sources whose
+    ingest failed, was missing or held back on the run date."""
+    configured = {name for name, spec in ctx.config.sources.items() if spec.get("active", True)}
+    absent = unconfigured_sources(metric_registry(ctx), configured)
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
-        return set()
+        return absent
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])
     rows = runs.filter((F.col("stage") == "ingest") & F.col("status").isin(*UNAVAILABLE)).select("source").collect()
-    return {r.source for r in rows}  # one row per configured source at most
+    return absent | {r.source for r in rows}  # one row per configured source at most
 
 
 def scoring_base(ctx: RunContext) -> DataFrame:
