@@ -423,14 +423,21 @@ def features_snapshot(features: DataFrame, cfg: ScoringConfig, ds: date) -> Data
     )
 
 
-def unconfigured_sources(registry: MetricRegistry, configured: set[str]) -> set[str]:
+def unconfigured_sources(
+    registry: MetricRegistry, configured: set[str], profile_source: str = "crm_subscribers"
+) -> set[str]:
     """Sources the metrics and profile features read that the operator does not have (or has
     switched off): every component built on them is degraded, every day."""
-    referenced = set(PROFILE_FEATURES.values()).union(*(registry.sources_of(m) for m in registry.names))
+    referenced = {profile_source}.union(*(registry.sources_of(m) for m in registry.names))
     return referenced - configured
 
 
-def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_sources: set[str]) -> set[str]:
+def degraded_features(
+    cfg: ScoringConfig,
+    registry: MetricRegistry,
+    unavailable_sources: set[str],
+    profile_source: str = "crm_subscribers",
+) -> set[str]:
     """Features that depend (directly or through expressions) on a source missing today."""
     by_name = {f.name: f for f in cfg.features}
     memo: dict[str, set[str]] = {}
@@ -441,7 +448,7 @@ def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_
             if feature.kind == "window":
                 memo[name] = registry.sources_of(feature.spec["metric"])
             elif feature.kind == "profile":
-                memo[name] = {PROFILE_FEATURES[feature.spec["profile"]]}
+                memo[name] = {profile_source}  # every profile feature comes from the CRM snapshot
             elif feature.kind == "ml":
                 memo[name] = set()
             elif feature.kind == "count_positive":

@@ -119,11 +119,16 @@ def activity(ctx: RunContext) -> dict[str, Any]:
     return {"dates": [d.isoformat() for d in dates], "rows": result.rows_added}
 
 
+def profile_source(ctx: RunContext) -> str:
+    """The source whose snapshot feeds subscriber_profile (and so the profile features)."""
+    return str(ctx.config.get("ingest.profile_source", "crm_subscribers"))
+
+
 def unavailable_sources(ctx: RunContext) -> set[str]:
     """Sources the metrics need that are not configured (or not active), and sources whose
     ingest failed, was missing or held back on the run date."""
     configured = {name for name, spec in ctx.config.sources.items() if spec.get("active", True)}
-    absent = unconfigured_sources(metric_registry(ctx), configured)
+    absent = unconfigured_sources(metric_registry(ctx), configured, profile_source(ctx))
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
         return absent
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])
@@ -179,7 +184,7 @@ def scores(ctx: RunContext) -> dict[str, Any]:
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         unavailable = unavailable_sources(ctx)
-        degraded = degraded_features(cfg, metric_registry(ctx), unavailable)
+        degraded = degraded_features(cfg, metric_registry(ctx), unavailable, profile_source(ctx))
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
         lakehouse.write(
             features_snapshot(features, cfg, ds),
