@@ -307,7 +307,12 @@ def missions(ctx: RunContext) -> dict[str, Any]:
         previous = ctx.spark.createDataFrame(
             [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
         )
-    assigned = assign(candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds)
+    if active_templates:
+        assigned = assign(
+            candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds
+        )
+    else:  # no template runs today: nothing to assign (and no empty array of candidates to expand)
+        assigned = ctx.spark.createDataFrame([], schema_of(MISSION_ASSIGNMENTS))
     result = lakehouse.write(
         assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds}
     )
