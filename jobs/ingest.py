@@ -485,6 +485,8 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
 
 def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
     """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
+    if not source.mappings:  # a snapshot source that only feeds the profile
+        return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
     conditions = mapping_conditions(source, ctx)
     candidates = []
     for i, (mapping, condition) in enumerate(zip(source.mappings, conditions, strict=True)):

@@ -318,6 +318,11 @@ def test_the_pipeline_runs_suite_ignores_the_gates_own_row_so_reruns_match(spark
         (D2, "quality", None, "succeeded", None, None, None, None, None, 3.0, "{}"),  # left by the first run
         (D1, "ingest", "cdr", "succeeded", 9, 9, 0, 0, 9, 1.0, ""),
     ]
-    ctx.lakehouse.write(spark.createDataFrame(runs, schema_of(PIPELINE_RUNS)), PIPELINE_RUNS, partition_by=["run_ds"])
+    ctx.lakehouse.write(
+        spark.createDataFrame(runs, schema_of(PIPELINE_RUNS)),
+        PIPELINE_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": [D1, D2]},
+    )
     rows = read_day(ctx, TableSpec(PIPELINE_RUNS, "run_ds", "run_ds"), D2).collect()
     assert sorted(r.stage for r in rows) == ["ingest", "scores"]
