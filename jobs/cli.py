@@ -254,6 +254,14 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.lakehouse_root:
         overrides["lakehouse.root"] = args.lakehouse_root
     config = load_config(args.conf_dir, args.env, overrides)
+    from jobs.validation import config_problems
+
+    problems = config_problems(config)  # every file compiled before any Spark work
+    if problems:
+        print(f"{len(problems)} configuration problem(s), nothing was run:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if args.start and args.end == LATEST:
         from jobs.orchestration.state import latest_processed_date
 

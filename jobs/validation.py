@@ -78,4 +78,4 @@ def config_problems(config: Config) -> list[str]:
         attempt("campaigns.yaml", lambda: CampaignSettings.load(conf_dir / "campaigns.yaml", list(cfg.scores), names))
     attempt("quality.yaml", lambda: load_spec(conf_dir / "quality.yaml", config.get("quality") or {}))
     attempt("airflow.yaml", lambda: AirflowSettings.load(conf_dir))
-    return problems
+    return list(dict.fromkeys(problems))  # a file read by two loaders is reported once

@@ -231,3 +231,12 @@ def test_rule_type_errors_are_found_at_validate_time(conf_copy, file, old, new, 
     _replace(conf_copy / file, old, new)
     text = "\n".join(config_problems(load_config(conf_copy, env="local", environ={})))
     assert file in text and message in text
+
+
+def test_a_run_with_a_broken_rule_stops_before_any_spark_work(conf_copy, capsys):
+    _replace(conf_copy / "segments.yaml", "rule: risk >= 25", "rule: risk > 'high'")
+    code = main(["run", "--ds", "2025-03-01", "--conf-dir", str(conf_copy), "--env", "test"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("1 configuration problem(s), nothing was run:")
+    assert "segments.yaml" in err and "cannot compare a number with a string" in err
