@@ -1,6 +1,23 @@
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+RESOURCES = ("conf", "templates", "sql")  # shipped inside the package as jobs/_resources/<name>
+
+
+class BuildWithResources(build_py):
+    """A regular (non-editable) install carries the configuration, templates and queries, so
+    the installed `gamify` finds them without a checkout."""
+
+    def run(self) -> None:
+        super().run()
+        root = Path(__file__).resolve().parent
+        for name in RESOURCES:
+            target = Path(self.build_lib) / "jobs" / "_resources" / name
+            shutil.copytree(root / name, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+
 
 setup(
     name="telco-gamification",
@@ -10,7 +27,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["jobs", "jobs.*"]),
     include_package_data=True,
     install_requires=[
@@ -20,14 +37,16 @@ setup(
         "pyarrow>=18",
         "numpy>=1.26",
         "pyyaml>=6.0",
+        "great-expectations>=1.0",  # the quality stage runs by default
     ],
     extras_require={
         "airflow": [
             "apache-airflow>=3.0",
             "apache-airflow-providers-apache-spark>=6.0",
         ],
-        "quality": ["great-expectations>=1.0"],
+        "quality": [],  # kept so existing `.[quality]` installs still resolve
         "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
+    cmdclass={"build_py": BuildWithResources},
 )

@@ -81,7 +81,15 @@ def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeTyp
         line, column = value_position(root, ("auto_award_rules", level))
         positions[level] = (line, column)
         try:
-            expressions.validate(str(rules[level]), names, source=str(path), line=line, column=column)
+            expressions.validate(
+                str(rules[level]),
+                names,
+                source=str(path),
+                line=line,
+                column=column,
+                types=expressions.subject_types(names),
+                expect=expressions.BOOLEAN,
+            )
         except expressions.ExpressionError as exc:
             problems.append(str(exc))
     values = [points[level] for level in LEVELS]

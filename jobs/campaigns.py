@@ -57,7 +57,13 @@ class CampaignSettings:
         for name, spec in (data.get("audiences") or {}).items():
             rule = str((spec or {}).get("rule", ""))
             try:
-                expressions.validate(rule, names, source=f"{path}#audiences.{name}.rule")
+                expressions.validate(
+                    rule,
+                    names,
+                    source=f"{path}#audiences.{name}.rule",
+                    types=expressions.subject_types(names),
+                    expect=expressions.BOOLEAN,
+                )
             except expressions.ExpressionError as exc:
                 raise ConfigError(path, f"audiences.{name}.rule", str(exc)) from exc
             audiences.append((str(name), rule))

@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 from datetime import date
+from typing import Any
 
 from jobs.config import ConfigError, load_config
 from jobs.templates import TemplateError
@@ -49,10 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gamify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", help="configuration overlay conf/env/<env>.yaml (default: $GAMIFY_ENV or local)")
-    parser.add_argument("--conf-dir", help="configuration folder (default: the repository's conf/)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+
+    def add_common(target: argparse.ArgumentParser, default: Any) -> None:
+        target.add_argument(
+            "--env", default=default, help="configuration overlay conf/env/<env>.yaml (default: $GAMIFY_ENV or local)"
+        )
+        target.add_argument(
+            "--conf-dir", default=default, help="configuration folder (default: the repository's conf/)"
+        )
+        target.add_argument("-v", "--verbose", action="store_true", default=default or False)
+
+    add_common(parser, None)
+    common = argparse.ArgumentParser(add_help=False)  # the same options after the subcommand
+    add_common(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_parser = commands.add_parser
+
+    def with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **kwargs)
+
+    commands.add_parser = with_common  # type: ignore[method-assign]
 
     run = commands.add_parser("run", help="run pipeline stages for one date or a date range")
     when = run.add_mutually_exclusive_group(required=True)
@@ -157,13 +174,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_command(args: argparse.Namespace) -> int:
+    from jobs.validation import config_problems, masked
+
     config = load_config(args.conf_dir, args.env)
     if args.action == "validate":
+        problems = config_problems(config)
+        if problems:
+            print(f"{len(problems)} configuration problem(s):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         print(f"ok: {config.conf_dir} (env {config.env}), {len(config.sources)} sources")
         return 0
     import yaml
 
-    shown = dict(config.data)
+    shown = masked(dict(config.data))
     shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
     print(yaml.safe_dump(shown, sort_keys=False))
     return 0
@@ -354,6 +379,14 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.lakehouse_root:
         overrides["lakehouse.root"] = args.lakehouse_root
     config = load_config(args.conf_dir, args.env, overrides)
+    from jobs.validation import config_problems
+
+    problems = config_problems(config)  # every file compiled before any Spark work
+    if problems:
+        print(f"{len(problems)} configuration problem(s), nothing was run:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if args.start and args.end == LATEST:
         from jobs.orchestration.state import latest_processed_date
 

@@ -22,7 +22,10 @@ from typing import Any
 
 import yaml
 
-DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_PACKAGE = Path(__file__).resolve().parent
+# an installed wheel carries conf/ templates/ sql/ under jobs/_resources; a checkout has them beside jobs/
+RESOURCE_ROOT = _PACKAGE / "_resources" if (_PACKAGE / "_resources" / "conf").is_dir() else _PACKAGE.parent
+DEFAULT_CONF_DIR = RESOURCE_ROOT / "conf"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -67,10 +70,54 @@ class Config:
         return self.data.get("sources", {})
 
 
+MAX_YAML_BYTES = 1_000_000  # a configuration file is small; anything bigger is a mistake or an attack
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe YAML without the traps: duplicate keys are errors (not "last one wins") and
+    aliases are refused (a few hundred bytes of nested aliases expand to gigabytes)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in configuration files; repeat the value", mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base constructor reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first defined on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, path: str | Path) -> Any:
+    """YAML text of a configuration file, strictly parsed (see StrictLoader)."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
+        raise ConfigError(path, "-", f"file is larger than {MAX_YAML_BYTES:,} bytes")
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(path, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
 def load_yaml(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(path, "-", f"file is larger than {MAX_YAML_BYTES:,} bytes")
+        return parse_yaml(path.read_text(encoding="utf-8"), path)
+    except OSError as exc:
+        raise ConfigError(path, "-", f"cannot read: {type(exc).__name__}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -121,7 +168,14 @@ def load_config(
     return config
 
 
-_SECRET_KEY = re.compile(r"(password|secret|token|api_key|pseudonymisation_key)$", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(password|passwd|pwd|secret|token|api_?key|access_?key|account_?key|private_?key|credentials?|_key)$",
+    re.IGNORECASE,
+)
+# user:password@ in a URL, and password=... in a URL query or JDBC options
+URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^/:@\s]*):(?P<secret>[^@/\s]+)@")
+QUERY_PASSWORD = re.compile(r"(?P<prefix>(?:password|passwd|pwd|secret|token)=)(?P<secret>[^;&\s]+)", re.IGNORECASE)
+DEMO_SECRET_SUFFIX = "-not-secret"  # the only literal a secret's ${VAR:-default} may hold
 
 
 def _expect_mapping(value: Any, path: Path) -> dict[str, Any]:
@@ -132,14 +186,34 @@ def _expect_mapping(value: Any, path: Path) -> dict[str, Any]:
 
 
 def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
-    """Secret-looking keys must be ${ENV} references: the repo never holds a secret value."""
+    """Secret-looking keys must be ${ENV} references (a default only for a demo value ending in
+    -not-secret), and no URL may carry a literal password: the repo never holds a secret."""
     if isinstance(value, Mapping):
         for key, child in value.items():
             child_key = f"{dotted}.{key}" if dotted else str(key)
-            is_reference = isinstance(child, str) and _ENV_REF.fullmatch(child.strip())
-            if _SECRET_KEY.search(str(key)) and child is not None and not is_reference:
-                raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+            if SECRET_KEY.search(str(key)) and isinstance(child, str | int | float) and not isinstance(child, bool):
+                reference = _ENV_REF.fullmatch(child.strip()) if isinstance(child, str) else None
+                if reference is None:
+                    raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
+                default = reference.group(2)
+                if default and not default.endswith(DEMO_SECRET_SUFFIX):
+                    raise ConfigError(
+                        path,
+                        child_key,
+                        "a secret's ${VAR:-default} must not hold a real value "
+                        f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
+                    )
             _refuse_secret_literals(child, path, child_key)
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            _refuse_secret_literals(child, path, f"{dotted}[{i}]")
+    elif isinstance(value, str):
+        for pattern in (URL_PASSWORD, QUERY_PASSWORD):
+            for match in pattern.finditer(value):
+                if not _ENV_REF.fullmatch(match.group("secret")):
+                    raise ConfigError(
+                        path, dotted, "a URL must not carry a literal password; use a ${ENV_VAR} reference"
+                    )
 
 
 def _merge(
@@ -190,6 +264,41 @@ def _interpolate(value: Any, dotted: str, origin: dict[str, str], environ: Mappi
         raise ConfigError(file, dotted, f"environment variable {name} is not set")
 
     return _ENV_REF.sub(substitute, value)
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDERS = ("ds", "ds_nodash", "prev_month", "raw_root")
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Substitute `{name}` placeholders by plain lookup: no attribute access, indexing or format
+    specs (`{ds.__class__}` is an unknown placeholder, not Python evaluated)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise ValueError(f"unknown placeholder {{{match.group(1)}}} (known: {', '.join(sorted(values))})")
+        return values[match.group(1)]
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def path_template_problem(template: str) -> str | None:
+    """Why an extract path template could leave raw_root (or use an unknown placeholder)."""
+    unknown = [p for p in _PLACEHOLDER.findall(template) if p not in PLACEHOLDERS]
+    if unknown:
+        return f"unknown placeholder(s) {', '.join('{' + p + '}' for p in unknown)} (known: {', '.join(PLACEHOLDERS)})"
+    if not template.startswith("{raw_root}/"):
+        return "must start with {raw_root}/ (extracts are read under raw.root only)"
+    rest = template[len("{raw_root}/") :]
+    if "{raw_root}" in rest:
+        return "{raw_root} may only start the path"
+    if "://" in rest or re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", rest):
+        return "must not contain a URI scheme"
+    if any(part in ("..", ".") for part in re.split(r"[/\\]", rest)) or "\\" in rest or rest.startswith("/"):
+        return "must not contain '..', '.', backslashes or an absolute path"
+    if "{" in _PLACEHOLDER.sub("", rest) or "}" in _PLACEHOLDER.sub("", rest):
+        return "unbalanced braces"
+    return None
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -245,6 +354,8 @@ def _validate_source(name: str, source: Mapping[str, Any], fail: Any) -> None:
                 fail(f"{key}.connection.{field_name}", "is required for jdbc sources")
     elif "{ds" not in str(connection.get("path", "")):
         fail(f"{key}.connection.path", "must be a path template containing {ds} (or {ds_nodash})")
+    elif (problem := path_template_problem(str(connection["path"]))) is not None:
+        fail(f"{key}.connection.path", problem)
     contract = source.get("contract")
     if not isinstance(contract, Mapping) or not contract:
         fail(f"{key}.contract", "must map every required column to its type")
@@ -263,9 +374,9 @@ def _validate_source(name: str, source: Mapping[str, Any], fail: Any) -> None:
             fail(f"{key}.natural_key", f"{column!r} is not a contract column")
     if not source.get("natural_key"):
         fail(f"{key}.natural_key", "must list the columns that identify a raw record")
-    mappings = source.get("mappings")
-    if not isinstance(mappings, list) or not mappings:
-        fail(f"{key}.mappings", "must be a non-empty list of event mappings")
+    mappings = source.get("mappings") or []
+    if not isinstance(mappings, list) or (not mappings and not source.get("profile")):
+        fail(f"{key}.mappings", "must be a non-empty list of event mappings (or the source feeds a profile:)")
     seen = set()
     for i, mapping in enumerate(mappings):
         mkey = f"{key}.mappings[{i}]"

@@ -7,23 +7,28 @@ The transformations here are pure; `ingest_source` does the I/O for one source a
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.lakehouse import Lakehouse
-from jobs.privacy import mask_digit_runs, normalise_msisdn, pseudonymise
+from jobs.privacy import mask_digit_runs, mask_text, normalise_msisdn, pseudonymise, with_hmac_key
 from jobs.profiles import profile_as_of
-from jobs.sources import CORRUPT, SOURCE_FILE, Source, SourceError, conform, read_extract
+from jobs.sources import CORRUPT, SOURCE_FILE, FileReject, Source, SourceError, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE, schema_of
+from jobs.templates import value_position
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ def value_column(spec: Any, source: Source, ctx: IngestContext, *, where: str) -
         )
     if "pseudonymise" in spec:
         column = _known_column(spec["pseudonymise"], source, where)
-        return pseudonymise(F.col(column), ctx.key, ctx.country_code)
+        return pseudonymise(F.col(column), ctx.country_code)
     if "map" in spec:
         column = F.col(_known_column(spec["map"], source, where))
         mapped = F.lit(spec.get("default"))
@@ -108,6 +113,125 @@ def _expression_names(source: Source, ctx: IngestContext) -> dict[str, Column]:
     return names
 
 
+# Columns the pipeline adds next to the raw ones: a contract column may not take these names.
+ADDED_COLUMNS = frozenset(
+    {
+        "subscriber_id",
+        "event_ts",
+        "event_date",
+        "record_key",
+        "reject_reason",
+        "reject_message",
+        "ds",
+        SOURCE_FILE,
+        CORRUPT,
+    }
+)
+_VALUE_SPECS = ("column", "expr", "map", "pseudonymise", "days_late")
+_MAPPING_VALUES = ("event_subtype", "quantity", "unit", "amount", "currency", "channel")
+
+
+def expression_types(source: Source) -> dict[str, str]:
+    """Expression type of every name a source's rules may use."""
+    types = {name: expressions.value_type(column.type) for name, column in source.columns.items() if not column.pii}
+    types["ds"] = expressions.DATE
+    return types
+
+
+def source_problems(source: Source) -> list[str]:
+    """Every problem of one source's rules, mappings and value specs, found without Spark or
+    data: names, types, columns and collisions, each as `file:line:column: message` (or
+    `file: key: message` when the position is not known)."""
+    problems: list[str] = []
+    root = _yaml_root(source.config_file)
+    names = [name for name, column in source.columns.items() if not column.pii] + ["ds"]
+    types = expression_types(source)
+
+    def problem(keys: tuple[str | int, ...], message: str) -> None:
+        line, column = value_position(root, keys) if root is not None else (0, 0)
+        where = f"{source.config_file}:{line}:{column}" if line else f"{source.config_file}: {_key_text(keys)}"
+        problems.append(f"{where}: {message}")
+
+    def expression(keys: tuple[str | int, ...], text: Any, expect: str | None) -> None:
+        line, column = value_position(root, keys) if root is not None else (1, 1)
+        try:
+            expressions.validate(
+                str(text), names, types=types, expect=expect, source=source.config_file, line=line, column=column
+            )
+        except expressions.ExpressionError as exc:
+            problems.append(str(exc).split("\n", 1)[0] + f" (in {_key_text(keys)})")
+
+    def column_ref(keys: tuple[str | int, ...], path: Any) -> None:
+        name = str(path).replace(".", "_")
+        if name not in source.columns and name not in ("event_ts", "event_date"):
+            known = ", ".join(c.path for c in source.contract)
+            problem(keys, f"{path!r} is not a contract column of {source.name} (known: {known})")
+
+    def value_spec(keys: tuple[str | int, ...], spec: Any) -> None:
+        if not isinstance(spec, Mapping):
+            return
+        kinds = [k for k in _VALUE_SPECS if k in spec]
+        if len(kinds) != 1 or (kinds != ["map"] and len(spec) != 1):
+            problem(keys, f"a value spec has exactly one of {', '.join(_VALUE_SPECS)}, got {sorted(spec)}")
+            return
+        kind = kinds[0]
+        if kind == "expr":
+            expression((*keys, "expr"), spec["expr"], None)
+        elif kind == "days_late":
+            pair = spec["days_late"]
+            if not isinstance(pair, list) or len(pair) != 2:
+                problem((*keys, "days_late"), "must list two columns: [timestamp_column, due_date_column]")
+            else:
+                for i, path in enumerate(pair):
+                    column_ref((*keys, "days_late", i), path)
+        elif kind == "map":
+            column_ref((*keys, "map"), spec["map"])
+            if not isinstance(spec.get("values"), Mapping):
+                problem((*keys, "values"), "a map needs values: {raw: canonical, ...}")
+        else:
+            column_ref((*keys, kind), spec[kind])
+
+    for column in source.contract:
+        if column.name in ADDED_COLUMNS or column.name.startswith("_"):
+            problem(
+                ("contract", column.path),
+                f"raw column {column.path!r} has the name of a column the pipeline adds "
+                f"({', '.join(sorted(c for c in ADDED_COLUMNS if not c.startswith('_')))}, or any name starting "
+                "with '_'): rename it in the contract",
+            )
+    for i, check in enumerate(source.checks):
+        if not isinstance(check, Mapping) or "rule" not in check:
+            problem(("checks", i), "a check needs a rule (and a reason)")
+            continue
+        expression(("checks", i, "rule"), check["rule"], expressions.BOOLEAN)
+    for i, mapping in enumerate(source.mappings):
+        if "when" in mapping:
+            expression(("mappings", i, "when"), mapping["when"], expressions.BOOLEAN)
+        for key in _MAPPING_VALUES:
+            value_spec(("mappings", i, key), mapping.get(key))
+        for name, spec in (mapping.get("attributes") or {}).items():
+            value_spec(("mappings", i, "attributes", name), spec)
+    for name, spec in source.attributes.items():
+        value_spec(("attributes", name), spec)
+    if source.profile is not None:
+        for name, spec in (source.profile.get("columns") or {}).items():
+            value_spec(("profile", "columns", name), spec)
+    if source.event_time is not None:
+        column_ref(("event_time", "column"), source.event_time.get("column"))
+    return problems
+
+
+def _key_text(keys: tuple[str | int, ...]) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+
+
+def _yaml_root(path: str) -> Any:
+    try:
+        return yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def with_subscriber_and_time(df: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
     """Add subscriber_id (pseudonymised), event_ts (UTC) and event_date (operator-local day)."""
     msisdn = F.col(source.subscriber_column)
@@ -124,8 +248,8 @@ def with_subscriber_and_time(df: DataFrame, source: Source, ctx: IngestContext) 
     digits = normalise_msisdn(msisdn, ctx.country_code)
     return df.select(
         "*",
-        F.length(digits).between(8, 15).alias("_msisdn_ok"),
-        pseudonymise(msisdn, ctx.key, ctx.country_code).alias("subscriber_id"),
+        F.coalesce(F.length(digits).between(8, 15), F.lit(False)).alias("_msisdn_ok"),  # "N/A" is not ok
+        pseudonymise(msisdn, ctx.country_code).alias("subscriber_id"),
         event_ts.alias("event_ts"),
     ).withColumn("event_date", F.to_date(F.from_utc_timestamp(F.col("event_ts"), ctx.timezone)))
 
@@ -268,7 +392,8 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
     """Conformed raw rows -> the same rows with subscriber/time/record key and a final
     `_status` (accepted | rejected | duplicate) with reject_reason and reject_message."""
     df = (
-        df.transform(lambda d: with_subscriber_and_time(d, source, ctx))
+        with_hmac_key(df, ctx.key)
+        .transform(lambda d: with_subscriber_and_time(d, source, ctx))
         .transform(lambda d: with_mapped_count(d, source, ctx))
         .transform(lambda d: with_reject_reason(d, source, ctx))
         .transform(lambda d: with_record_key(d, source))
@@ -295,13 +420,12 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
     )
     df = df.withColumn("_rank", ranked)
     duplicate_in_batch = F.col("reject_reason").isNull() & (F.col("_rank") > 1)
-    df = df.withColumn(
-        "reject_reason", F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason"))
-    ).withColumn(
-        "reject_message",
-        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract")).otherwise(
-            F.col("reject_message")
-        ),
+    df = df.select(  # both from the same input: the condition reads the reason before it changes
+        *[c for c in df.columns if c not in ("reject_reason", "reject_message")],
+        F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason")).alias("reject_reason"),
+        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract"))
+        .otherwise(F.col("reject_message"))
+        .alias("reject_message"),
     )
     return df.withColumn("_status", _status())
 
@@ -353,7 +477,7 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
         if name == source.subscriber_column:
             raw = F.col("subscriber_id")
         elif column.pii:
-            raw = pseudonymise(raw, ctx.key, ctx.country_code)
+            raw = pseudonymise(raw, ctx.country_code)
         fields.append(raw.alias(column.path))
     parsed = F.to_json(F.struct(*fields))
     return F.when(F.col(CORRUPT).isNotNull(), mask_digit_runs(F.col(CORRUPT))).otherwise(parsed)
@@ -361,6 +485,8 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
 
 def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
     """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
+    if not source.mappings:  # a snapshot source that only feeds the profile
+        return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
     conditions = mapping_conditions(source, ctx)
     candidates = []
     for i, (mapping, condition) in enumerate(zip(source.mappings, conditions, strict=True)):
@@ -372,9 +498,9 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
             F.lit(mapping_id).alias("mapping_id"),
             F.lit(mapping["event_type"]).alias("event_type"),
             subtype.cast("string").alias("event_subtype"),
-            _optional(mapping, "quantity", source, ctx, where).cast("double").alias("quantity"),
+            _optional(mapping, "quantity", source, ctx, where).try_cast("double").alias("quantity"),
             _optional(mapping, "unit", source, ctx, where).cast("string").alias("unit"),
-            _optional(mapping, "amount", source, ctx, where).cast("decimal(18,4)").alias("amount"),
+            _optional(mapping, "amount", source, ctx, where).try_cast("decimal(18,4)").alias("amount"),
             _optional(mapping, "currency", source, ctx, where).cast("string").alias("currency"),
             _optional(mapping, "channel", source, ctx, where).cast("string").alias("channel"),
             _attributes(attributes, source, ctx, where).alias("attributes"),
@@ -511,17 +637,116 @@ def prior_record_keys(
     )
 
 
+@dataclass(frozen=True)
+class ShrinkGuard:
+    """An extract far smaller than the source's last successful run is not allowed to replace
+    that day's rows silently: `fail` fails the source, `hold` keeps what was there and marks the
+    source degraded. `min_ratio` of the previous rows read, checked once the previous run read
+    at least `min_previous_rows`."""
+
+    min_ratio: float = 0.1
+    min_previous_rows: int = 100
+    action: str = "fail"
+
+    @classmethod
+    def from_config(cls, spec: Mapping[str, Any] | None) -> ShrinkGuard:
+        spec = spec or {}
+        guard = cls(
+            float(spec.get("min_ratio", cls.min_ratio)),
+            int(spec.get("min_previous_rows", cls.min_previous_rows)),
+            str(spec.get("action", cls.action)),
+        )
+        if guard.action not in ("fail", "hold") or not 0 <= guard.min_ratio <= 1:
+            raise ValueError("ingest.shrink_guard: action must be fail or hold, min_ratio between 0 and 1")
+        return guard
+
+    def problem(self, rows_read: int, previous: int | None) -> str | None:
+        if previous is None or previous < self.min_previous_rows or rows_read >= self.min_ratio * previous:
+            return None
+        return (
+            f"extract shrank to {rows_read:,} rows from {previous:,} at the last run "
+            f"(below {self.min_ratio:.0%}): not written ({self.action})"
+        )
+
+
+def previous_rows_read(lakehouse: Lakehouse, source: Source, ds: date) -> int | None:
+    """Rows read by the source's latest successful ingest before `ds` (pipeline_runs is small)."""
+    if not lakehouse.exists(PIPELINE_RUNS):
+        return None
+    row = (
+        lakehouse.read(PIPELINE_RUNS)
+        .filter(
+            (F.col("run_ds") < F.lit(ds))
+            & (F.col("stage") == "ingest")
+            & (F.col("source") == source.name)
+            & (F.col("status") == "succeeded")
+        )
+        .orderBy(F.col("run_ds").desc())
+        .select("rows_read")
+        .first()
+    )
+    return None if row is None else int(row.rows_read or 0)
+
+
+def file_rejects(spark: Any, rejects: Sequence[FileReject], source: Source, ctx: IngestContext) -> DataFrame:
+    """One events_rejected row per quarantined file (its lines are counted as rejected)."""
+    rows = [
+        (
+            hashlib.sha256(f"{source.name}|{r.path}|file".encode()).hexdigest(),
+            source.name,
+            r.path,
+            r.reason,
+            mask_text(f"{r.message}; the file's {r.lines:,} line(s) were not read"),
+            None,
+            None,
+            f"{source.name}-{ctx.batch_suffix}",
+            ctx.ds,
+        )
+        for r in rejects
+    ]
+    return spark.createDataFrame(rows, schema_of(EVENTS_REJECTED))
+
+
+class ExtractShrank(SourceError):
+    """The extract is suspiciously smaller than the last run's: nothing was written."""
+
+    def __init__(self, message: str, action: str, result: SourceResult) -> None:
+        super().__init__(message)
+        self.action, self.result = action, result
+
+
 def ingest_source(
-    lakehouse: Lakehouse, source: Source, ctx: IngestContext, raw_root: str, known: DataFrame | None
+    lakehouse: Lakehouse,
+    source: Source,
+    ctx: IngestContext,
+    raw_root: str,
+    known: DataFrame | None,
+    guard: ShrinkGuard | None = None,
 ) -> SourceResult:
     """Read, classify and write one source for one run date; returns its accounting."""
     started = time.monotonic()
-    conformed = conform(read_extract(lakehouse.spark, source, ctx.ds, raw_root), source)
+    extract = read_extract(lakehouse.spark, source, ctx.ds, raw_root)
+    conformed = conform(extract.rows, source)
     classified = classify(conformed, source, ctx, known if source.check_known_subscriber else None)
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     cached = [classified]
+    file_lines = sum(r.lines for r in extract.rejected_files)
     try:
         counts = accounting(classified, ctx.ds)
+        shrunk = (guard or ShrinkGuard()).problem(
+            counts["read"] + file_lines, previous_rows_read(lakehouse, source, ctx.ds)
+        )
+        if shrunk is not None:
+            result = SourceResult(
+                source.name,
+                "failed",
+                rows_read=counts["read"] + file_lines,
+                rows_rejected=counts[REJECTED] + file_lines,
+                rows_accepted=counts[ACCEPTED],
+                rows_duplicate=counts[DUPLICATE],
+                duration_s=round(time.monotonic() - started, 3),
+            )
+            raise ExtractShrank(f"source {source.name}: {shrunk}", (guard or ShrinkGuard()).action, result)
         prior = prior_record_keys(lakehouse, source, ctx, counts["late_dates"])
         if prior is not None:  # late records: drop those an earlier run already wrote
             classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
@@ -540,8 +765,11 @@ def ingest_source(
             partition_by=["event_date"],
             replace_where={"ingest_date": ctx.ds, "source": source.name},
         )
+        rejects = to_rejects(classified, source, ctx)
+        if extract.rejected_files:
+            rejects = rejects.unionByName(file_rejects(lakehouse.spark, extract.rejected_files, source, ctx))
         lakehouse.write(
-            to_rejects(classified, source, ctx),
+            rejects,
             EVENTS_REJECTED,
             partition_by=["ingest_date"],
             replace_where={"ingest_date": ctx.ds, "source": source.name},
@@ -549,25 +777,45 @@ def ingest_source(
     finally:
         for df in cached:
             df.unpersist()
+    message = ""
+    if extract.rejected_files:
+        shown = "; ".join(f"{r.path.rsplit('/', 1)[-1]}: {r.reason}" for r in extract.rejected_files[:10])
+        message = mask_text(f"{len(extract.rejected_files)} of {len(extract.files)} file(s) quarantined: {shown}")
     return SourceResult(
         source=source.name,
         status="succeeded",
-        rows_read=counts["read"],
+        rows_read=counts["read"] + file_lines,
         rows_accepted=counts[ACCEPTED],
-        rows_rejected=counts[REJECTED],
+        rows_rejected=counts[REJECTED] + file_lines,
         rows_duplicate=counts[DUPLICATE],
         events_written=counts["events"],
         duration_s=round(time.monotonic() - started, 3),
+        message=message,
     )
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A stored/logged description of why a source or stage failed: the first lines of the
+    error with phone-number-like digit runs masked, never a raw record."""
+    text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+    first = "\n".join(text.strip().splitlines()[:3])
+    return mask_text(first)[:1000]
+
+
 def run_ingest(
-    lakehouse: Lakehouse, sources: Sequence[Source], ctx: IngestContext, raw_root: str, subscriber_lookback_days: int
+    lakehouse: Lakehouse,
+    sources: Sequence[Source],
+    ctx: IngestContext,
+    raw_root: str,
+    subscriber_lookback_days: int,
+    guard: ShrinkGuard | None = None,
 ) -> list[SourceResult]:
     """Ingest every due, active source (CRM snapshot sources first) and record pipeline_runs.
 
-    A failing source is recorded (status failed, or missing when optional) and the run goes
-    on; the caller decides whether a failed mandatory source fails the run.
+    Whatever goes wrong with one source (its configuration, its files, Spark) is recorded for
+    that source and the run goes on: `failed` for a mandatory source (the caller fails the run),
+    `degraded` for an optional one, `missing` when an optional extract is absent, `held` when a
+    shrunken extract was held back. Every configured source gets a row.
     """
     results: list[SourceResult] = []
     known: DataFrame | None = None
@@ -580,13 +828,30 @@ def run_ingest(
                 message = f"{source.sync_frequency} source, not due on {ctx.ds}"
                 results.append(SourceResult(source.name, "not_due", message=message))
                 continue
+            started = time.monotonic()
             try:
+                problems = source_problems(source)
+                if problems:
+                    raise SourceError(
+                        f"source {source.name}: {len(problems)} configuration problem(s): " + "; ".join(problems)
+                    )
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
-                result = ingest_source(lakehouse, source, ctx, raw_root, known)
-            except SourceError as exc:
-                log.error("source %s: %s", source.name, exc)
-                result = SourceResult(source.name, "failed" if source.mandatory else "missing", message=str(exc))
+                result = ingest_source(lakehouse, source, ctx, raw_root, known, guard)
+            except ExtractShrank as exc:
+                status = "held" if exc.action == "hold" else ("failed" if source.mandatory else "degraded")
+                result = dataclasses.replace(exc.result, status=status, message=describe_failure(exc))
+                log.error("source %s: %s", source.name, result.message)
+            except Exception as exc:  # one source never stops the others
+                absent = isinstance(exc, SourceError) and str(exc).startswith(f"source {source.name}: no extract for")
+                status = "failed" if source.mandatory else ("missing" if absent else "degraded")
+                result = SourceResult(
+                    source.name,
+                    status,
+                    duration_s=round(time.monotonic() - started, 3),
+                    message=describe_failure(exc),
+                )
+                log.error("source %s: %s", source.name, result.message)
             results.append(result)
             log.info("ingest %s %s: %s", ctx.ds, source.name, result)
     finally:

@@ -42,7 +42,14 @@ class LoyaltySettings:
             if not isinstance(spec, dict) or "name" not in spec or "rule" not in spec:
                 raise ConfigError(path, f"tiers[{i}]", "needs a name and a rule")
             try:
-                expressions.validate(str(spec["rule"]), [*names, *BALANCE_NAMES], source=f"{path}#tiers[{i}].rule")
+                allowed = [*names, *BALANCE_NAMES]
+                expressions.validate(
+                    str(spec["rule"]),
+                    allowed,
+                    source=f"{path}#tiers[{i}].rule",
+                    types=expressions.subject_types(allowed),
+                    expect=expressions.BOOLEAN,
+                )
             except expressions.ExpressionError as exc:
                 raise ConfigError(path, f"tiers[{i}].rule", str(exc)) from exc
             tiers.append((str(spec["name"]), str(spec["rule"])))

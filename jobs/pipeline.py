@@ -12,6 +12,7 @@ from typing import Any
 
 from jobs import quality, stages
 from jobs.context import PipelineError, RunContext, build_lakehouse
+from jobs.ingest import describe_failure
 from jobs.tables import PIPELINE_RUNS, schema_of
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages"]
@@ -45,7 +46,7 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
                     ctx.results[name] = STAGES[name](ctx)
             except Exception as exc:
                 if name != "ingest":
-                    record_stage(ctx, name, "failed", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
+                    record_stage(ctx, name, "failed", time.monotonic() - started, describe_failure(exc))
                 raise
             took = time.monotonic() - started
             if name != "ingest":  # ingest records one row per source itself

@@ -1,8 +1,12 @@
-"""Pseudonymisation of subscriber identifiers.
+"""Pseudonymisation of subscriber identifiers, and masking of phone numbers in free text.
 
 An MSISDN is normalised to E.164 digits and replaced by HMAC-SHA256(key, digits), hex encoded.
 The Spark expression and the pure-Python reference give the same value, so tooling outside
 Spark (the sample-data truth file, support look-ups) can map a number to its subscriber_id.
+
+The key never enters a Spark expression: its HMAC pads are joined in as data from a one-row
+broadcast relation (`with_hmac_key`), so query plans, `explain()`, the Spark UI and event logs
+only ever show column names.
 """
 
 from __future__ import annotations
@@ -11,16 +15,40 @@ import hashlib
 import hmac
 import re
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 _BLOCK = 64  # SHA-256 block size in bytes
-_DIGITS = re.compile(r"\D")
+INNER_PAD, OUTER_PAD = "_hmac_inner_pad", "_hmac_outer_pad"
+
+# Decimal digits of other scripts some extracts carry (Arabic-Indic, extended Arabic-Indic,
+# Devanagari, fullwidth), mapped to ASCII the same way in Python and in Spark.
+_OTHER_DIGITS = "٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६७८९０１２３４５６７８９"
+_ASCII_DIGITS = "0123456789" * 4
+_TO_ASCII = str.maketrans(_OTHER_DIGITS, _ASCII_DIGITS)
+_NOT_DIGIT = re.compile(r"[^0-9]")
+_INTERNATIONAL = r"^[ \t]*(\+|00)"
+_TRUNK_ZERO = r"\(\s*0\s*\)"  # '+44 (0) 20 ...': the national trunk digit, dropped after a country code
+
+# A phone number inside free text: 8 to 15 digits, optionally led by '+' or '00', separated by
+# at most three of space - . / ( ) between digits; not glued to a letter or digit, and not an
+# ISO date (2025-03-01), so dates in a rejected line stay readable.
+MSISDN_IN_TEXT = r"(?<![0-9A-Za-z])(?!\d{4}-\d\d-\d\d(?![0-9]))\+?(?:\d[ ./()\-]{0,3}){7,14}\d(?![0-9])"
+_MSISDN_IN_TEXT = re.compile(MSISDN_IN_TEXT, re.ASCII)
+MASK = "<msisdn>"
 
 
-def normalise_msisdn_py(raw: str, country_code: str) -> str:
-    """E.164 digits without '+': '+33 6 12..' / '0033612..' / '0612..' -> '33612..'."""
-    digits = _DIGITS.sub("", raw)
+def normalise_msisdn_py(raw: str | None, country_code: str) -> str | None:
+    """E.164 digits without '+': '+33 6 12..' / '0033612..' / '0612..' / '+33 (0)6 12..' ->
+    '33612..'; None when there is no digit at all."""
+    if raw is None:
+        return None
+    text = raw.translate(_TO_ASCII)
+    if re.match(_INTERNATIONAL, text):
+        text = re.sub(_TRUNK_ZERO, "", text)
+    digits = _NOT_DIGIT.sub("", text)
+    if not digits:
+        return None
     if digits.startswith("00"):
         return digits[2:]
     if digits.startswith("0"):
@@ -28,13 +56,18 @@ def normalise_msisdn_py(raw: str, country_code: str) -> str:
     return digits
 
 
-def pseudonymise_py(msisdn: str, key: str, country_code: str) -> str:
+def pseudonymise_py(msisdn: str | None, key: str, country_code: str) -> str | None:
     digits = normalise_msisdn_py(msisdn, country_code)
+    if digits is None:
+        return None
     return hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()
 
 
 def normalise_msisdn(col: Column, country_code: str) -> Column:
-    digits = F.regexp_replace(col, r"\D", "")
+    """Spark twin of `normalise_msisdn_py` (null when there is no digit)."""
+    text = F.translate(col, _OTHER_DIGITS, _ASCII_DIGITS)
+    text = F.when(text.rlike(_INTERNATIONAL), F.regexp_replace(text, _TRUNK_ZERO, "")).otherwise(text)
+    digits = F.regexp_replace(text, r"[^0-9]", "")
     return (
         F.when(digits == "", F.lit(None))
         .when(digits.startswith("00"), F.substring(digits, 3, 32))
@@ -51,16 +84,32 @@ def _padded_keys(key: str) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
 
 
-def pseudonymise(col: Column, key: str, country_code: str) -> Column:
-    """HMAC-SHA256 of the normalised MSISDN as a built-in Spark expression (null stays null)."""
+def with_hmac_key(df: DataFrame, key: str) -> DataFrame:
+    """`df` with the key's HMAC pads as two columns, cross-joined from a one-row broadcast
+    relation: the pads travel as data, never as literals of an expression."""
     if not key:
         raise ValueError("pseudonymisation key is empty: set GAMIFY_PSEUDONYMISATION_KEY")
-    inner_pad, outer_pad = _padded_keys(key)
+    pads = df.sparkSession.createDataFrame([_padded_keys(key)], f"{INNER_PAD} binary, {OUTER_PAD} binary")
+    return df.crossJoin(F.broadcast(pads))
+
+
+def without_hmac_key(df: DataFrame) -> DataFrame:
+    return df.drop(INNER_PAD, OUTER_PAD)
+
+
+def pseudonymise(col: Column, country_code: str) -> Column:
+    """HMAC-SHA256 of the normalised MSISDN as a built-in Spark expression (null stays null);
+    reads the pads `with_hmac_key` added to the frame."""
     message = normalise_msisdn(col, country_code).cast("binary")
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), message), 256))
-    return F.sha2(F.concat(F.lit(outer_pad), inner), 256)
+    inner = F.unhex(F.sha2(F.concat(F.col(INNER_PAD), message), 256))
+    return F.sha2(F.concat(F.col(OUTER_PAD), inner), 256)
 
 
 def mask_digit_runs(col: Column) -> Column:
     """Blank out anything that looks like a phone number inside free text (raw rejected lines)."""
-    return F.regexp_replace(col, r"\+?\d[\d ]{6,}\d", "<msisdn>")
+    return F.regexp_replace(col, MSISDN_IN_TEXT, MASK)
+
+
+def mask_text(text: str) -> str:
+    """Python twin of `mask_digit_runs`, for messages (errors, logs, pipeline_runs)."""
+    return _MSISDN_IN_TEXT.sub(MASK, text)

@@ -40,9 +40,9 @@ from pyspark.sql import functions as F
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
 from jobs.context import PipelineError, RunContext
-from jobs.privacy import normalise_msisdn
+from jobs.privacy import mask_text, normalise_msisdn
 from jobs.sources import Source, SourceError, conform, flat, list_extract_files, read_extract
-from jobs.tables import QUALITY_RESULTS, schema_of
+from jobs.tables import PIPELINE_RUNS, QUALITY_RESULTS, schema_of
 
 log = logging.getLogger(__name__)
 
@@ -312,13 +312,15 @@ def raw_batch(conformed: DataFrame, source: Source, country_code: str) -> DataFr
     """A conformed extract as validated: each contract column as delivered (blank -> null),
     `_unparsed_<name>` for a value that does not cast to its contract type (and
     `_unparsed_event_time` for an event time not in its format), `_invalid_msisdn` for a
-    subscriber value that is no phone number. PII never leaves as a value."""
+    subscriber value that is no phone number. PII never leaves as a value: the subscriber and
+    pii columns only say whether a value is there."""
     columns = []
     for name, column in source.columns.items():
         raw = F.col(f"_raw_{name}")
         text = F.when(F.trim(raw) != "", raw)
-        shown = F.lit(REDACTED) if column.pii or name == source.subscriber_column else raw
-        columns.append(text.alias(name))
+        private = column.pii or name == source.subscriber_column
+        shown = F.lit(REDACTED) if private else raw
+        columns.append((F.when(text.isNotNull(), F.lit(REDACTED)) if private else text).alias(name))
         if column.type != "string":
             columns.append(F.when(text.isNotNull() & F.col(name).isNull(), shown).alias(f"_unparsed_{name}"))
     spec = source.event_time or {}
@@ -467,8 +469,10 @@ def read_day(ctx: RunContext, spec: TableSpec, ds: date) -> DataFrame:
         lookback = spec.lookback_days
         low = ds - timedelta(days=ctx.config.get("ingest.max_lateness_days", 7) if lookback is None else lookback)
     partitions = [(spec.partition_column, ">=", low), (spec.partition_column, "<=", ds)]
-    df = ctx.lakehouse.read(spec.name, partitions=partitions)
-    return df.filter(F.col(spec.date_column) == F.lit(ds))
+    df = ctx.lakehouse.read(spec.name, partitions=partitions).filter(F.col(spec.date_column) == F.lit(ds))
+    if spec.name == PIPELINE_RUNS:  # the gate's own row (left by an earlier run of the date) is not its input
+        df = df.filter(F.col("stage") != "quality")
+    return df
 
 
 def _check_columns(check: Check) -> list[str]:
@@ -565,12 +569,17 @@ def plan_raw(ctx: RunContext, spec: QualitySpec, source: Source) -> SuitePlan:
             note("extract_present", "expect_extract_to_exist", "skipped", f"no extract at {pattern} (optional source)")
         return plan
     try:
-        raw = read_extract(ctx.spark, source, ctx.ds, ctx.raw_root)
+        extract = read_extract(ctx.spark, source, ctx.ds, ctx.raw_root)
     except SourceError as exc:
         if "contract_columns" not in checks:
             raise
-        note("contract_columns", "expect_extract_columns_to_match_contract", "failed", str(exc))
+        note("contract_columns", "expect_extract_columns_to_match_contract", "failed", mask_text(str(exc)))
         return plan
+    set_aside = [f for f in extract.rejected_files if f.reason in ("missing_column", "duplicate_header")]
+    if set_aside and "contract_columns" in checks:
+        shown = "; ".join(f"{f.path.rsplit('/', 1)[-1]}: {f.message}" for f in set_aside[:5])
+        note("contract_columns", "expect_extract_columns_to_match_contract", "failed", mask_text(shown))
+    raw = extract.rows
     plan.batch = raw_batch(conform(raw, source), source, str(ctx.config.require("operator.country_code")))
     plan.planned = raw_expectations(suite, source, checks, plan.batch.columns)
     return plan

@@ -138,7 +138,13 @@ def _parse_features(specs: Mapping[str, Any], registry: MetricRegistry, path: Pa
             kind = "window"
         elif "expr" in spec:
             try:
-                expressions.validate(str(spec["expr"]), known, source=f"{path}#{key}.expr")
+                expressions.validate(
+                    str(spec["expr"]),
+                    known,
+                    source=f"{path}#{key}.expr",
+                    types=dict.fromkeys(known, expressions.NUMBER),
+                    expect=expressions.NUMBER,
+                )
             except expressions.ExpressionError as exc:
                 raise ConfigError(path, f"{key}.expr", str(exc)) from exc
             kind = "expr"
@@ -280,8 +286,8 @@ def _window_feature(feature: Feature, tenure: Column, history_days: int) -> Colu
 
 
 def _profile_feature(name: str, tenure: Column) -> Column:
-    if name == "tenure_days":
-        return F.greatest(tenure, F.lit(0)).cast("double")
+    if name == "tenure_days":  # unknown activation date: unknown tenure (null), not a new joiner
+        return F.when(tenure.isNotNull(), F.greatest(tenure, F.lit(0))).cast("double")
     if name == "is_postpaid":
         return F.when(F.col("payment_type") == "POSTPAID", 1.0).otherwise(0.0)
     changed = F.col("plan_code_90d_ago").isNotNull() & (F.col("plan_code") != F.col("plan_code_90d_ago"))
@@ -417,7 +423,21 @@ def features_snapshot(features: DataFrame, cfg: ScoringConfig, ds: date) -> Data
     )
 
 
-def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_sources: set[str]) -> set[str]:
+def unconfigured_sources(
+    registry: MetricRegistry, configured: set[str], profile_source: str = "crm_subscribers"
+) -> set[str]:
+    """Sources the metrics and profile features read that the operator does not have (or has
+    switched off): every component built on them is degraded, every day."""
+    referenced = {profile_source}.union(*(registry.sources_of(m) for m in registry.names))
+    return referenced - configured
+
+
+def degraded_features(
+    cfg: ScoringConfig,
+    registry: MetricRegistry,
+    unavailable_sources: set[str],
+    profile_source: str = "crm_subscribers",
+) -> set[str]:
     """Features that depend (directly or through expressions) on a source missing today."""
     by_name = {f.name: f for f in cfg.features}
     memo: dict[str, set[str]] = {}
@@ -428,7 +448,7 @@ def degraded_features(cfg: ScoringConfig, registry: MetricRegistry, unavailable_
             if feature.kind == "window":
                 memo[name] = registry.sources_of(feature.spec["metric"])
             elif feature.kind == "profile":
-                memo[name] = {PROFILE_FEATURES[feature.spec["profile"]]}
+                memo[name] = {profile_source}  # every profile feature comes from the CRM snapshot
             elif feature.kind == "ml":
                 memo[name] = set()
             elif feature.kind == "count_positive":

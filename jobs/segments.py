@@ -45,7 +45,13 @@ class SegmentRules:
             if not spec.get("name") or not spec.get("rule"):
                 raise ConfigError(path, key, "every segment needs a name and a rule")
             try:
-                expressions.validate(str(spec["rule"]), allowed, source=f"{path}#{key}.rule")
+                expressions.validate(
+                    str(spec["rule"]),
+                    allowed,
+                    source=f"{path}#{key}.rule",
+                    types=expressions.subject_types(allowed),
+                    expect=expressions.BOOLEAN,
+                )
             except expressions.ExpressionError as exc:
                 raise ConfigError(path, f"{key}.rule", str(exc)) from exc
             segments.append(Segment(spec["name"], str(spec["rule"]), spec.get("description", "")))

@@ -3,6 +3,7 @@ extracts are, and how a raw extract is read and checked against its input contra
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import pyarrow.fs as pafs
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from jobs.config import path_template_problem, render_template
 
 CORRUPT = "_corrupt_record"
 SOURCE_FILE = "_source_file"
@@ -71,7 +74,7 @@ class Source:
             contract=contract,
             natural_key=tuple(flat(c) for c in spec["natural_key"]),
             subscriber_column=flat(spec["subscriber"]["column"]),
-            mappings=tuple(spec["mappings"]),
+            mappings=tuple(spec.get("mappings") or ()),
             active=spec.get("active", True),
             mandatory=spec.get("mandatory", False),
             options=spec.get("options") or {},
@@ -96,7 +99,13 @@ class Source:
         return ds.day == self.due["day_of_month"]
 
     def path_for(self, ds: date, raw_root: str) -> str:
-        return str(self.connection["path"]).format(**template_values(ds, raw_root))
+        problem = path_template_problem(str(self.connection["path"]))
+        if problem is not None:
+            raise SourceError(f"source {self.name}: connection.path: {problem}")
+        try:
+            return render_template(str(self.connection["path"]), template_values(ds, raw_root))
+        except ValueError as exc:
+            raise SourceError(f"source {self.name}: connection.path: {exc}") from exc
 
 
 def flat(path: str) -> str:
@@ -143,54 +152,195 @@ def _as_uri(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -> DataFrame:
+@dataclass(frozen=True)
+class FileReject:
+    """A whole file quarantined before any row is read, with its reason and line count."""
+
+    path: str
+    reason: str
+    message: str
+    lines: int = 0
+
+
+@dataclass(frozen=True)
+class Extract:
+    """The readable rows of one extract and the files that had to be set aside."""
+
+    rows: DataFrame
+    rejected_files: tuple[FileReject, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"PK\x03\x04": "zip", b"\x28\xb5\x2f\xfd": "zstd"}
+_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zip", ".zst", ".deflate", ".lz4", ".snappy")
+_CHUNK = 1 << 20
+
+
+def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -> Extract:
     """Raw rows of one due extract, plus `_source_file` (and `_corrupt_record` for text formats).
 
     Text formats are read all-string so that a bad value becomes a quarantined row, not a
-    failed job; whole-file problems (missing extract, missing columns) raise SourceError.
+    failed job. A file that cannot be read as the contract says (unreadable, wrong encoding,
+    compressed under a plain name, empty, duplicate or missing columns) is set aside with its
+    reason and the other files are read; only a missing extract, or one with no usable file,
+    raises SourceError.
     """
     if source.format == "jdbc":
-        return _read_jdbc(spark, source, ds)
+        return Extract(_read_jdbc(spark, source, ds))
     pattern = source.path_for(ds, raw_root)
     files = list_extract_files(pattern)
     if not files:
         raise SourceError(f"source {source.name}: no extract for {ds} at {pattern}")
-    if source.format == "csv":
-        df = _read_csv(spark, source, files)
-    elif source.format == "json":
-        df = (
-            spark.read.options(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT)
-            .schema(_string_schema(source))
-            .json(files)
-        )
-    else:
+    if source.format not in TEXT_FORMATS:
         df = spark.read.parquet(*files)
         _check_parquet_columns(source, df, pattern)
-    return df.withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+        return Extract(df.withColumn(SOURCE_FILE, F.col("_metadata.file_path")), files=tuple(files))
+    rejected: list[FileReject] = []
+    good: list[str] = []
+    for path in files:
+        problem = screen_text_file(path, source)
+        (good.append(path) if problem is None else rejected.append(problem))
+    headers: dict[tuple[str, ...], list[str]] = {}
+    if source.format == "csv":
+        sep = str(source.options.get("sep", ","))
+        for path in list(good):
+            header, problem = _csv_header_problem(path, sep, source)
+            if problem is not None:
+                good.remove(path)
+                rejected.append(problem)
+            else:
+                headers.setdefault(tuple(header), []).append(path)
+    if not good:
+        reasons = "; ".join(f"{_base(r.path)}: {r.reason} ({r.message})" for r in rejected)
+        raise SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: {reasons}")
+    if source.format == "csv":
+        parts = [_read_csv(spark, source, list(header), paths) for header, paths in headers.items()]
+        df = parts[0]
+        for part in parts[1:]:
+            df = df.unionByName(part)
+    else:
+        df = _read_json_lines(spark, source, good)
+    return Extract(df, tuple(rejected), tuple(files))
 
 
-def _read_csv(spark: SparkSession, source: Source, files: list[str]) -> DataFrame:
-    sep = source.options.get("sep", ",")
-    header = _csv_header(files[0], sep)
-    for path in files[1:]:
-        if _csv_header(path, sep) != header:
-            raise SourceError(f"source {source.name}: {path} has header {_csv_header(path, sep)}, expected {header}")
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def screen_text_file(path: str, source: Source) -> FileReject | None:
+    """Read a text file once, in chunks: None when it can be parsed, else why not. Catches
+    what would otherwise fail the whole read: unreadable, compressed under a plain name, not
+    in the declared encoding, empty."""
+    lines = 0
+    try:
+        fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
+        if path.lower().endswith(_COMPRESSED_SUFFIXES):
+            return None  # Spark decompresses these itself
+        encoding = str(source.options.get("encoding") or source.options.get("charset") or "utf-8")
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        offset = 0
+        with fs.open_input_stream(fs_path) as stream:
+            while chunk := stream.read(_CHUNK):
+                if offset == 0:
+                    kind = next((k for magic, k in _COMPRESSED.items() if chunk.startswith(magic)), None)
+                    if kind:
+                        message = f"the file is {kind}-compressed but named {_base(path)!r}; name it *.gz (or similar)"
+                        return FileReject(path, "compressed_mismatch", message)
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    at = offset + exc.start
+                    line = lines + chunk.count(b"\n", 0, exc.start) + 1
+                    message = f"byte 0x{chunk[exc.start]:02x} at offset {at} (line {line}) is not valid {encoding}"
+                    return FileReject(path, "encoding_error", message, _count_lines(fs, fs_path))
+                lines += chunk.count(b"\n")
+                offset += len(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return FileReject(path, "encoding_error", f"the file ends inside a multi-byte {encoding} character", lines)
+    except (OSError, LookupError) as exc:
+        return FileReject(path, "unreadable_file", f"cannot read the file: {type(exc).__name__}")
+    if offset == 0:
+        return FileReject(path, "empty_file", "the file is empty (0 bytes; a header line is expected)")
+    return None
+
+
+def _count_lines(fs: Any, fs_path: str) -> int:
+    lines, last = 0, b"\n"
+    with fs.open_input_stream(fs_path) as stream:
+        while chunk := stream.read(_CHUNK):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def text_lines(path: str) -> int:
+    """Lines of a text file (a last line without newline counts)."""
+    fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
+    return _count_lines(fs, fs_path)
+
+
+def _csv_header_problem(path: str, sep: str, source: Source) -> tuple[list[str], FileReject | None]:
+    header = _csv_header(path, sep, str(source.options.get("encoding") or source.options.get("charset") or "utf-8"))
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        message = f"column(s) {duplicates} appear more than once in the header"
+        return header, FileReject(path, "duplicate_header", message, text_lines(path))
     missing = [c.path for c in source.contract if c.path not in header]
     if missing:
-        raise SourceError(f"source {source.name}: {files[0]} lacks required column(s) {missing}; header is {header}")
+        # the header is not quoted: a header-less file would show a data line (phone numbers)
+        shown = ", ".join(repr(c[:30]) for c in header[:12]) if all(_looks_like_name(c) for c in header) else None
+        message = f"lacks required column(s) {missing}" + (
+            f"; header is [{shown}]" if shown is not None else "; the first line is not a header"
+        )
+        return header, FileReject(path, "missing_column", message, text_lines(path))
+    return header, None
+
+
+def _looks_like_name(text: str) -> bool:
+    return bool(text) and not any(ch.isdigit() for ch in text[:1]) and sum(ch.isdigit() for ch in text) < 6
+
+
+def _read_csv(spark: SparkSession, source: Source, header: list[str], files: list[str]) -> DataFrame:
+    """Files that share one header, read positionally with the header's (cleaned) names and
+    then selected by name, so reordered or extra columns in some files do no harm."""
     schema = T.StructType(
-        [T.StructField(name, T.StringType()) for name in header] + [T.StructField(CORRUPT, T.StringType())]
+        [T.StructField(f"_c{i}", T.StringType()) for i in range(len(header))] + [T.StructField(CORRUPT, T.StringType())]
     )
-    options = {"header": True, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT, "enforceSchema": False}
-    options.update({k: v for k, v in source.options.items() if k != "header"})
-    return spark.read.options(**options).schema(schema).csv(files)
+    options = {"header": True, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT, "enforceSchema": True}
+    options.update({k: v for k, v in source.options.items() if k not in ("header", "enforceSchema")})
+    df = spark.read.options(**options).schema(schema).csv(files)
+    named = [F.col(f"_c{header.index(c.path)}").alias(c.path) for c in source.contract]
+    return df.select(*named, F.col(CORRUPT), F.col("_metadata.file_path").alias(SOURCE_FILE))
 
 
-def _csv_header(path: str, sep: str) -> list[str]:
+def _csv_header(path: str, sep: str, encoding: str = "utf-8") -> list[str]:
     fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
     with fs.open_input_stream(fs_path) as stream:
         first = stream.read(64 * 1024).split(b"\n", 1)[0]
-    return [c.strip().strip('"') for c in first.decode("utf-8-sig").rstrip("\r").split(sep)]
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return [c.strip().strip('"').strip() for c in first.decode(codec, errors="replace").rstrip("\r").split(sep)]
+
+
+def _read_json_lines(spark: SparkSession, source: Source, files: list[str]) -> DataFrame:
+    """One record per line: a line is parsed against the contract on its own, and a line that
+    is not one JSON object (an array, a scalar, broken text) is a corrupt record, never
+    several rows. Blank lines are not records."""
+    schema = _string_schema(source)  # ends with the corrupt-record column
+    lines = (
+        spark.read.options(lineSep="\n")
+        .text(files)
+        .select(
+            F.regexp_replace("value", "^\ufeff", "").alias("value"), F.col("_metadata.file_path").alias(SOURCE_FILE)
+        )
+    )
+    lines = lines.filter(F.trim(F.col("value")) != "")
+    is_object = F.ltrim(F.col("value")).startswith("{")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    df = lines.select("*", F.from_json(F.col("value"), schema, options).alias("_record"))
+    corrupt = F.when(~is_object | F.col("_record").isNull(), F.col("value")).otherwise(F.col(f"_record.{CORRUPT}"))
+    fields = [F.col(f"_record.{f.name}").alias(f.name) for f in schema.fields if f.name != CORRUPT]
+    return df.select(*fields, corrupt.alias(CORRUPT), F.col(SOURCE_FILE))
 
 
 def _string_schema(source: Source) -> T.StructType:

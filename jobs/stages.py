@@ -20,7 +20,7 @@ from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
 from jobs.context import PipelineError, RunContext
-from jobs.ingest import IngestContext, SourceResult, run_ingest
+from jobs.ingest import IngestContext, ShrinkGuard, SourceResult, run_ingest
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.lifetime import values as lifetime_values
@@ -36,6 +36,7 @@ from jobs.scoring import (
     degraded_features,
     features_snapshot,
     percentile_cuts,
+    unconfigured_sources,
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
@@ -62,6 +63,8 @@ from jobs.templates import CATEGORIES, TemplateSet, catalog_rows, load_mission_m
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that leave a source without data
+
 
 def ingest(ctx: RunContext) -> list[SourceResult]:
     """Raw extracts of every due source -> events, events_rejected, subscriber_profile."""
@@ -74,7 +77,8 @@ def ingest(ctx: RunContext) -> list[SourceResult]:
         max_lateness_days=config.get("ingest.max_lateness_days", 7),
     )
     lookback = config.get("ingest.subscriber_lookback_days", 7)
-    results = run_ingest(ctx.lakehouse, ctx.sources(), ingest_ctx, ctx.raw_root, lookback)
+    guard = ShrinkGuard.from_config(config.get("ingest.shrink_guard"))
+    results = run_ingest(ctx.lakehouse, ctx.sources(), ingest_ctx, ctx.raw_root, lookback, guard)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PipelineError("; ".join(f"{r.source}: {r.message}" for r in failed))
@@ -115,15 +119,21 @@ def activity(ctx: RunContext) -> dict[str, Any]:
     return {"dates": [d.isoformat() for d in dates], "rows": result.rows_added}
 
 
+def profile_source(ctx: RunContext) -> str:
+    """The source whose snapshot feeds subscriber_profile (and so the profile features)."""
+    return str(ctx.config.get("ingest.profile_source", "crm_subscribers"))
+
+
 def unavailable_sources(ctx: RunContext) -> set[str]:
-    """Sources whose ingest failed or whose extract was missing on the run date."""
+    """Sources the metrics need that are not configured (or not active), and sources whose
+    ingest failed, was missing or held back on the run date."""
+    configured = {name for name, spec in ctx.config.sources.items() if spec.get("active", True)}
+    absent = unconfigured_sources(metric_registry(ctx), configured, profile_source(ctx))
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
-        return set()
+        return absent
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])
-    rows = (
-        runs.filter((F.col("stage") == "ingest") & F.col("status").isin("failed", "missing")).select("source").collect()
-    )
-    return {r.source for r in rows}  # one row per configured source at most
+    rows = runs.filter((F.col("stage") == "ingest") & F.col("status").isin(*UNAVAILABLE)).select("source").collect()
+    return absent | {r.source for r in rows}  # one row per configured source at most
 
 
 def scoring_base(ctx: RunContext) -> DataFrame:
@@ -174,7 +184,7 @@ def scores(ctx: RunContext) -> dict[str, Any]:
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         unavailable = unavailable_sources(ctx)
-        degraded = degraded_features(cfg, metric_registry(ctx), unavailable)
+        degraded = degraded_features(cfg, metric_registry(ctx), unavailable, profile_source(ctx))
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
         lakehouse.write(
             features_snapshot(features, cfg, ds),
@@ -297,7 +307,12 @@ def missions(ctx: RunContext) -> dict[str, Any]:
         previous = ctx.spark.createDataFrame(
             [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
         )
-    assigned = assign(candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds)
+    if active_templates:
+        assigned = assign(
+            candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds
+        )
+    else:  # no template runs today: nothing to assign (and no empty array of candidates to expand)
+        assigned = ctx.spark.createDataFrame([], schema_of(MISSION_ASSIGNMENTS))
     result = lakehouse.write(
         assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds}
     )

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from jobs import expressions
+from jobs.config import ConfigError, parse_yaml
 
 CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
 PERIODS = ("daily", "weekly", "monthly")
@@ -191,7 +192,15 @@ def _load_one(
             problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")
     line, column = value_position(root, ("eligibility",))
     try:
-        expressions.validate(str(data["eligibility"]), names, source=str(path), line=line, column=column)
+        expressions.validate(
+            str(data["eligibility"]),
+            names,
+            source=str(path),
+            line=line,
+            column=column,
+            types=expressions.subject_types(names),
+            expect=expressions.BOOLEAN,
+        )
     except expressions.ExpressionError as exc:
         problems.append(str(exc))
     for key in ("priority", "cooldown_days", "version"):
@@ -237,11 +246,10 @@ def read_definition(
 
     text = path.read_text(encoding="utf-8")
     try:
-        data, root = yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problems.append(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        data = parse_yaml(text, path)  # duplicate keys, aliases and oversized files are refused
+        root = yaml.compose(text)
+    except ConfigError as exc:
+        problems.append(str(exc))
         return None
     if not isinstance(data, dict):
         problem("-", f"a {what} must be a mapping")
@@ -261,10 +269,14 @@ def read_definition(
     return data, root
 
 
-def value_position(root: yaml.Node | None, keys: Sequence[str]) -> tuple[int, int]:
-    """1-based line and column where the text of a (nested) key's value starts."""
+def value_position(root: yaml.Node | None, keys: Sequence[str | int]) -> tuple[int, int]:
+    """1-based line and column where the text of a (nested) key's value starts; an int key
+    indexes a list."""
     node = root
     for key in keys:
+        if isinstance(key, int) and isinstance(node, yaml.SequenceNode):
+            node = node.value[key] if 0 <= key < len(node.value) else None
+            continue
         if not isinstance(node, yaml.MappingNode):
             return 1, 1
         node = next((v for k, v in node.value if k.value == key), None)

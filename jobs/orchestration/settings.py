@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from jobs.config import Config, ConfigError, load_config, load_yaml
+from jobs.config import DEFAULT_CONF_DIR, Config, ConfigError, load_config, load_yaml
 
 AIRFLOW_FILE = "airflow.yaml"
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
@@ -96,7 +96,7 @@ class AirflowSettings:
 
     @classmethod
     def load(cls, conf_dir: str | Path | None = None) -> AirflowSettings:
-        conf_dir = Path(conf_dir or os.environ.get("GAMIFY_CONF_DIR") or Path(__file__).parents[2] / "conf")
+        conf_dir = Path(conf_dir or os.environ.get("GAMIFY_CONF_DIR") or DEFAULT_CONF_DIR)
         path = conf_dir / AIRFLOW_FILE
         data = load_yaml(path) or {}
         try:

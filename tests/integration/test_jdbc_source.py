@@ -73,7 +73,7 @@ def test_placeholders_are_bound_from_the_run_date_and_other_braces_are_left_alon
 def test_the_prod_query_reads_the_previous_month(spark, warehouse, tmp_path):
     config = prod_config(tmp_path, warehouse)
     assert config.sources["dwh_monthly_kpis"]["connection"]["password"] == warehouse.password  # from the env
-    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw"))
+    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
     rows = sorted((r.msisdn, r.month, str(r.arpu), r.tenure_months) for r in df.collect())
     assert rows == sorted((m, month, arpu, tenure) for m, month, arpu, tenure in KPIS if month == "2025-02")
 
@@ -87,7 +87,7 @@ def test_a_large_extract_is_read_in_partitions(spark, warehouse, tmp_path):
             "sources.dwh_monthly_kpis.connection.num_partitions": 3,
         },
     )
-    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw"))
+    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
     assert df.rdd.getNumPartitions() == 3
     sizes = sorted(df.rdd.glom().map(len).collect())
     assert sum(sizes) == 4 and sizes[-1] < 4  # the rows are spread, none lost

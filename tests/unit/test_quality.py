@@ -14,8 +14,10 @@ from jobs.context import PipelineError, RunContext, build_lakehouse
 from jobs.quality import (
     QUALITY_RESULTS,
     QualityError,
+    TableSpec,
     load_spec,
     raw_batch,
+    read_day,
     run_quality,
     selected,
     with_orphans,
@@ -271,10 +273,12 @@ def test_raw_batch_flags_unparsed_values_and_never_shows_an_msisdn(spark):
     ).withColumn("_source_file", F.lit("f"))
     rows = raw_batch(conform(raw, source), source, "33").orderBy("id").collect()
     assert [(r.msisdn, r._unparsed_n, r._unparsed_event_time, r._invalid_msisdn) for r in rows] == [
-        ("0611111111", None, None, None),
-        ("12", "five", "2025-03-01", "<redacted>"),
+        ("<redacted>", None, None, None),
+        ("<redacted>", "five", "2025-03-01", "<redacted>"),
         (None, None, None, None),
     ]
+    shown = " ".join(str(v) for r in rows for v in r)
+    assert "0611111111" not in shown and "12" not in shown.replace("2025", "")
 
 
 def test_the_shipped_quality_config_loads():
@@ -304,3 +308,21 @@ def test_suite_selection_accepts_globs_and_refuses_unknown_names():
     assert selected(names, None) == names
     with pytest.raises(PipelineError, match="unknown quality suite"):
         selected(names, ["scores"])
+
+
+def test_the_pipeline_runs_suite_ignores_the_gates_own_row_so_reruns_match(spark, tmp_path):
+    ctx = context(spark, tmp_path, D2)
+    runs = [
+        (D2, "ingest", "cdr", "succeeded", 10, 10, 0, 0, 10, 1.0, ""),
+        (D2, "scores", None, "succeeded", None, None, None, None, None, 2.0, "{}"),
+        (D2, "quality", None, "succeeded", None, None, None, None, None, 3.0, "{}"),  # left by the first run
+        (D1, "ingest", "cdr", "succeeded", 9, 9, 0, 0, 9, 1.0, ""),
+    ]
+    ctx.lakehouse.write(
+        spark.createDataFrame(runs, schema_of(PIPELINE_RUNS)),
+        PIPELINE_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": [D1, D2]},
+    )
+    rows = read_day(ctx, TableSpec(PIPELINE_RUNS, "run_ds", "run_ds"), D2).collect()
+    assert sorted(r.stage for r in rows) == ["ingest", "scores"]

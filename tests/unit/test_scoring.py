@@ -16,6 +16,7 @@ from jobs.scoring import (
     compute_scores,
     degraded_features,
     percentile_cuts,
+    unconfigured_sources,
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
@@ -321,3 +322,35 @@ def test_the_repository_segments_config_loads():
     cfg = ScoringConfig.load(DEFAULT_CONF_DIR / "scoring.yaml", REGISTRY)
     rules = SegmentRules.load(DEFAULT_CONF_DIR / "segments.yaml", [*cfg.scores, *cfg.feature_names])
     assert len(rules.names) >= 5
+
+
+def test_sources_the_operator_does_not_have_are_unavailable():
+    configured = {"cdr", "billing", "crm_subscribers"}
+    assert unconfigured_sources(REGISTRY, configured) == {
+        "app",
+        "crm_interactions",
+        "dwh_monthly_kpis",
+        "network",
+        "xiva",
+    }
+    everything = {"cdr", "billing", "crm_subscribers", "app", "crm_interactions", "dwh_monthly_kpis", "network", "xiva"}
+    assert unconfigured_sources(REGISTRY, everything) == set()
+
+
+def test_unknown_tenure_is_not_a_new_joiner(spark, tmp_path):
+    from jobs.scoring import _profile_feature
+
+    tenure = F.datediff(F.lit(DS), F.col("activation_date"))
+    df = spark.createDataFrame(
+        [("known", date(2024, 12, 10)), ("future", date(2025, 4, 1)), ("unknown", None)],
+        "subscriber_id string, activation_date date",
+    ).select("subscriber_id", _profile_feature("tenure_days", tenure).alias("tenure_days"))
+    assert {r.subscriber_id: r.tenure_days for r in df.collect()} == {"known": 90.0, "future": 0.0, "unknown": None}
+    rules = SegmentRules.load(
+        write(
+            tmp_path, "segments.yaml", 'default: others\nsegments:\n  - {name: new_joiners, rule: "tenure_days < 90"}\n'
+        ),
+        ["tenure_days"],
+    )
+    got = {r.subscriber_id: r.segment for r in assign_segments(df, rules, DS).collect()}
+    assert got == {"known": "others", "future": "new_joiners", "unknown": "others"}
