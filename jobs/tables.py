@@ -53,10 +53,10 @@ _SCHEMAS.update(
         SUBSCRIBER_SEGMENTS: (
             "subscriber_id string, segment string, matched_rule string, segments_version string, segment_date date"
         ),
-        # optional input: one row per subscriber per prediction day
+        # optional input: one row per subscriber per prediction day per model; by ds (the prediction day)
         ML_PREDICTIONS: (
-            "subscriber_id string, ds date, churn_probability double, nbo_offer_id string, nbo_score double, "
-            "model_version string"
+            "subscriber_id string, ds date, churn_probability double, risk_score double, nbo_offer_id string, "
+            "nbo_score double, model_name string, model_version string, loaded_ds date"
         ),
     }
 )
@@ -143,6 +143,32 @@ _SCHEMAS.update(
         QUALITY_RESULTS: (
             "run_ds date, suite string, table_name string, expectation string, column string, scope string, "
             "severity string, status string, success boolean, observed string, details string"
+        ),
+    }
+)
+
+SUBSCRIBER_STATE = "subscriber_state"
+EXPORT_RUNS = "export_runs"
+
+_SCHEMAS.update(
+    {
+        # one row per scored subscriber per day: the app's picture of the subscriber; by state_ds
+        SUBSCRIBER_STATE: (
+            "subscriber_id string, segment string, engagement double, revenue double, loyalty double, "
+            "risk double, digital double, holdout boolean, "
+            "active_missions array<struct<period_end:date,assignment_id:string,mission_id:string,"
+            "template_id:string,category:string,level:string,text:string,progress_value:double,"
+            "target_value:double,progress_pct:double,status:string,reward_points:int,offer_id:string>>, "
+            "recent_completions array<struct<completed_ds:date,assignment_id:string,template_id:string,"
+            "category:string,text:string,reward_points:int,offer_id:string>>, "
+            "badges array<struct<badge_type:string,level:string,level_rank:int,awarded_ds:date>>, "
+            "points_balance long, points_expiring_30d long, tier string, next_tier string, "
+            "points_to_next_tier long, state_hash string, changed boolean, state_ds date"
+        ),
+        # one row per consumer per dataset per run date: what an export delivered; by run_ds
+        EXPORT_RUNS: (
+            "run_ds date, consumer string, kind string, dataset string, identifier string, rows long, "
+            "location string, checksum string, status string"
         ),
     }
 )
