@@ -16,7 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.badges import BadgeType, award, held_levels, load_badges, not_awarded_later
+from jobs.badges import BADGE_MISSIONS, BadgeType, award, held_levels, load_badges, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
@@ -442,8 +442,9 @@ def progress(ctx: RunContext) -> dict[str, Any]:
     return {"rows": result.rows_added, **counts}
 
 
-def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric]) -> DataFrame:
-    """Fold the days since the previous snapshot into subscriber_lifetime for the run date."""
+def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge_ids: list[str]) -> DataFrame:
+    """Fold the days since the previous snapshot into subscriber_lifetime for the run date;
+    completed missions count per category and toward the badge their template names."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
     lateness = ctx.config.get("ingest.max_lateness_days", 7)
     settled_through = ds - timedelta(days=lateness)
@@ -462,18 +463,24 @@ def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric]) -> Da
             ("activity_date", "<=", settled_through),
         ]
         completions = completions.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
-    completions = completions.filter(F.col("newly_completed")).select("subscriber_id", "category")
-    settled = advance(state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES)
+    linked = {t.id: t.badge for t in template_set(ctx).templates}
+    badge_of = F.create_map(*[F.lit(v) for pair in sorted(linked.items()) for v in pair])
+    completions = completions.filter(F.col("newly_completed")).select(
+        "subscriber_id", "category", F.element_at(badge_of, F.col("template_id")).alias("badge")
+    )
+    settled = advance(
+        state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES, badge_ids
+    )
     settled = settled.localCheckpoint()
     recent = lakehouse.read(
         DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
     )
-    full = advance(settled, recent, None, metrics, CATEGORIES).withColumnRenamed("state", "_full")
+    full = advance(settled, recent, None, metrics, CATEGORIES, badge_ids).withColumnRenamed("state", "_full")
     snapshot = full.join(settled.withColumnRenamed("state", "settled"), "subscriber_id", "left").select(
         "subscriber_id",
         "settled",
         F.lit(settled_through).alias("settled_through"),
-        lifetime_values(F.col("_full"), metrics, CATEGORIES, ds).alias("metrics"),
+        lifetime_values(F.col("_full"), metrics, CATEGORIES, ds, badge_ids).alias("metrics"),
         F.lit(ds).alias("stats_date"),
     )
     lakehouse.write(snapshot, SUBSCRIBER_LIFETIME, partition_by=["stats_date"], replace_where={"stats_date": ds})
@@ -484,7 +491,11 @@ def badge_types(ctx: RunContext | Config) -> list[BadgeType]:
     cfg = scoring_config(ctx)
     conf_dir = _conf_dir(ctx)
     metrics = load_lifetime_metrics(conf_dir / "metrics.yaml", metric_registry(ctx).names)
-    names = [*eligibility_names(list(cfg.scores), cfg.feature_names), *lifetime_names(metrics, CATEGORIES)]
+    names = [
+        *eligibility_names(list(cfg.scores), cfg.feature_names),
+        *lifetime_names(metrics, CATEGORIES),
+        BADGE_MISSIONS,
+    ]
     return load_badges(conf_dir.parent / mission_settings(ctx).badges_dir, names)
 
 
@@ -496,14 +507,12 @@ def badges(ctx: RunContext) -> dict[str, Any]:
     levels = catalog_badges(types)
     catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
     lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
-    lifetime = lifetime_snapshot(ctx, metrics).select(
-        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in lifetime_names(metrics, CATEGORIES)]
+    badge_ids = [t.id for t in types]
+    names = lifetime_names(metrics, CATEGORIES, badge_ids)
+    lifetime = lifetime_snapshot(ctx, metrics, badge_ids).select(
+        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in names]
     )
-    subjects = (
-        scored_subjects(ctx)
-        .join(lifetime, "subscriber_id", "left")
-        .fillna(0.0, subset=lifetime_names(metrics, CATEGORIES))
-    )
+    subjects = scored_subjects(ctx).join(lifetime, "subscriber_id", "left").fillna(0.0, subset=names)
     earlier = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)).filter(F.col("awarded_ds") != F.lit(ds))
     earlier = earlier.select("subscriber_id", "badge_id", "badge_type", "level_rank", "awarded_ds").localCheckpoint()
     new = not_awarded_later(award(subjects, held_levels(earlier, ds), types, ds), earlier, ds)

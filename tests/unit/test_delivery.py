@@ -385,3 +385,87 @@ def test_generated_mapping_and_predictions_follow_the_personas(tmp_path):
     assert offered["heavy_data"] == {"DATA_BOOST_10GB", ""}
     assert offered["digital_native"] == {"PARTNER_STREAMING_3M", ""}
     assert offered["steady_loyal"] == offered["churn_risk"] == {""}
+
+
+# -- badge links -------------------------------------------------------------------------------
+
+LINKED_BADGE = """\
+id: {id}
+name: Test badge
+version: 1
+kind: badge
+description: "A test badge."
+unlock_order: {order}
+auto_award_rules:
+  bronze:   "total_data_mb >= 10 or badge_missions >= 2"
+  silver:   "total_data_mb >= 20"
+  gold:     "total_data_mb >= 30"
+  platinum: "total_data_mb >= 40"
+points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
+"""
+
+
+def test_completed_missions_count_toward_the_badge_their_template_names(spark):
+    from jobs import lifetime
+
+    completions = spark.createDataFrame(
+        [
+            ("s1", "engagement", "streak"),
+            ("s1", "revenue", "streak"),
+            ("s1", "revenue", "data"),
+            ("s2", "revenue", None),
+        ],
+        "subscriber_id string, category string, badge string",
+    )
+    activity = spark.createDataFrame([], "subscriber_id string, activity_date date, data_mb double")
+    state = lifetime.advance(None, activity, completions, {}, ["revenue"], ["streak", "data"])
+    values = {
+        r.subscriber_id: dict(r.m)
+        for r in state.select(
+            "subscriber_id", lifetime.values(F.col("state"), {}, ["revenue"], D, ["streak", "data"]).alias("m")
+        ).collect()
+    }
+    assert values == {
+        "s1": {
+            "missions_completed": 3.0,
+            "missions_completed_revenue": 2.0,
+            "missions_completed_for_streak": 2.0,
+            "missions_completed_for_data": 1.0,
+        },
+        "s2": {
+            "missions_completed": 1.0,
+            "missions_completed_revenue": 1.0,
+            "missions_completed_for_streak": 0.0,
+            "missions_completed_for_data": 0.0,
+        },
+    }
+
+
+def test_badges_unlock_in_order_and_linked_missions_earn_them(spark, tmp_path):
+    from jobs import badges
+
+    (tmp_path / "first.yaml").write_text(LINKED_BADGE.format(id="first", order=1))
+    (tmp_path / "second.yaml").write_text(
+        LINKED_BADGE.format(id="second", order=2).replace("total_data_mb >= 10 or", "roaming_days >= 1 or")
+    )
+    types = badges.load_badges(tmp_path, ["total_data_mb", "roaming_days", "badge_missions"])
+    subjects = spark.createDataFrame(
+        [
+            ("both_today", 15.0, 1.0, 0.0, 0.0, False),  # first unlocks second the same day
+            ("locked", 5.0, 1.0, 0.0, 0.0, False),  # qualifies for second only: still locked
+            ("held_first", 5.0, 1.0, 0.0, 0.0, False),  # holds first: second opens
+            ("missions", 5.0, 0.0, 2.0, 3.0, False),  # two missions linked to first, three to second
+        ],
+        "subscriber_id string, total_data_mb double, roaming_days double, missions_completed_for_first double, "
+        "missions_completed_for_second double, holdout boolean",
+    )
+    held = spark.createDataFrame([("held_first", "first", 1)], "subscriber_id string, badge_type string, held_rank int")
+    got = sorted((a.subscriber_id, a.badge_id) for a in badges.award(subjects, held, types, D).collect())
+    assert got == [
+        ("both_today", "first.bronze"),
+        ("both_today", "first.silver"),
+        ("both_today", "second.bronze"),
+        ("held_first", "second.bronze"),
+        ("missions", "first.bronze"),
+        ("missions", "second.bronze"),
+    ]
