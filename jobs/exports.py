@@ -425,11 +425,15 @@ def export_jdbc(spark: SparkSession, consumer: Consumer, datasets: Mapping[str, 
 def run_transaction(spark: SparkSession, consumer: Consumer, statements: Sequence[str]) -> None:
     """Run the statements in one JDBC transaction on the driver's JVM; roll back on any error."""
     jvm = spark._jvm
-    jvm.java.lang.Class.forName("org.postgresql.Driver")
+    # the driver jar is on Spark's class loader (spark.jars), not the JVM's system class path
+    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
+    driver = jvm.java.lang.Class.forName("org.postgresql.Driver", True, loader).newInstance()
     props = jvm.java.util.Properties()
     props.setProperty("user", consumer.user)
     props.setProperty("password", consumer.password)
-    connection = jvm.java.sql.DriverManager.getConnection(consumer.url, props)
+    connection = driver.connect(consumer.url, props)
+    if connection is None:
+        raise ExportError(f"consumer {consumer.name}: the PostgreSQL driver does not accept {consumer.url}")
     try:
         connection.setAutoCommit(False)
         statement = connection.createStatement()

@@ -22,6 +22,7 @@ from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
 from jobs.context import PipelineError, RunContext
 from jobs.exports import ExportSettings, audience_changes, export_files, export_jdbc, state_changes, with_identifier
+from jobs.frames import with_nullable_nesting
 from jobs.ingest import IngestContext, SourceResult, known_subscribers, record_runs, run_ingest
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
@@ -261,12 +262,17 @@ def scores(ctx: RunContext) -> dict[str, Any]:
         degraded = degraded_features(cfg, metric_registry(ctx), unavailable)
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
         lakehouse.write(
-            features_snapshot(features, cfg, ds),
+            with_nullable_nesting(features_snapshot(features, cfg, ds)),
             BEHAVIOR_FEATURES,
             partition_by=["score_date"],
             replace_where={"score_date": ds},
         )
-        result = lakehouse.write(scored, BEHAVIOR_SCORES, partition_by=["score_date"], replace_where={"score_date": ds})
+        result = lakehouse.write(
+            with_nullable_nesting(scored),
+            BEHAVIOR_SCORES,
+            partition_by=["score_date"],
+            replace_where={"score_date": ds},
+        )
     finally:
         features.unpersist()
     return {
@@ -483,7 +489,12 @@ def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge
         lifetime_values(F.col("_full"), metrics, CATEGORIES, ds, badge_ids).alias("metrics"),
         F.lit(ds).alias("stats_date"),
     )
-    lakehouse.write(snapshot, SUBSCRIBER_LIFETIME, partition_by=["stats_date"], replace_where={"stats_date": ds})
+    lakehouse.write(
+        with_nullable_nesting(snapshot),
+        SUBSCRIBER_LIFETIME,
+        partition_by=["stats_date"],
+        replace_where={"stats_date": ds},
+    )
     return _read_day(ctx, SUBSCRIBER_LIFETIME, "stats_date")
 
 
@@ -591,7 +602,9 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
         assignment_offers,
         offer_catalogue(ctx).frame(ctx.spark),
     )
-    result = lakehouse.write(rows, CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds})
+    result = lakehouse.write(
+        with_nullable_nesting(rows), CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds}
+    )
     members = lakehouse.write(
         audiences(subjects, settings, ds),
         CAMPAIGN_AUDIENCES,
@@ -647,7 +660,9 @@ def state(ctx: RunContext) -> dict[str, Any]:
     )
     if previous is not None:
         rows = rows.localCheckpoint()  # the previous day's rows are read before any write
-    result = lakehouse.write(rows, SUBSCRIBER_STATE, partition_by=["state_ds"], replace_where={"state_ds": ds})
+    result = lakehouse.write(
+        with_nullable_nesting(rows), SUBSCRIBER_STATE, partition_by=["state_ds"], replace_where={"state_ds": ds}
+    )
     changed = _read_day(ctx, SUBSCRIBER_STATE, "state_ds").filter(F.col("changed")).count()
     return {"subscribers": result.rows_added, "changed": changed}
 

@@ -161,9 +161,10 @@ def _write_truth(out: Path, settings: Settings, key: str) -> tuple[dict[str, int
             mapping.write(Lines(csv_parts([ids, msisdn], ","), pop.size))
             counts += np.bincount(pop.persona, minlength=len(P.PERSONAS))
             for i, day in enumerate(days):
+                scored = np.flatnonzero(pop.activation <= day.toordinal())  # the active base only
                 lines, injected = predictions.day_lines(
-                    ids,
-                    pop.persona,
+                    ids.take(scored),
+                    pop.persona[scored],
                     day,
                     i / max(settings.days - 1, 1),
                     predictions.rng_for(settings.seed, i, lo),

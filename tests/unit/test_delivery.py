@@ -375,7 +375,8 @@ def test_generated_mapping_and_predictions_follow_the_personas(tmp_path):
     rows = list(
         csv.DictReader((tmp_path / "ml_predictions" / day2.isoformat() / f"predictions_{day2:%Y%m%d}.csv").open())
     )
-    assert len(rows) == 400 and {r["prediction_date"] for r in rows} == {day2.isoformat()}
+    crm = (tmp_path / "crm_subscribers" / day2.isoformat() / f"subscribers_{day2:%Y%m%d}.csv").read_text().splitlines()
+    assert len(rows) == len(crm) - 1 and {r["prediction_date"] for r in rows} == {day2.isoformat()}
     churn, offered = defaultdict(list), defaultdict(set)
     for r in rows:
         churn[persona[r["subscriber_id"]]].append(float(r["churn_probability"]))
