@@ -10,7 +10,7 @@ Missions count toward the badge their template names: in a badge's rules, `badge
 the subscriber's lifetime number of completed missions whose template names that badge.
 
 Badge types unlock in `unlock_order`: the first is open to everyone; any other can be earned
-once the subscriber holds (or earns the same day) a badge of a lower unlock_order.
+once the subscriber holds a badge of a lower unlock_order (earned on an earlier day).
 """
 
 from __future__ import annotations
@@ -152,19 +152,21 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
     levels already held -> badge_awards rows for `ds`, in one pass over the subjects."""
     columns = {c: F.col(c) for c in subjects.columns}
     numeric = frozenset([*(c for c, kind in subjects.dtypes if kind == "double"), BADGE_MISSIONS])
+    ordered = sorted(badges, key=lambda b: b.unlock_order)
+    order_of = F.create_map(*[F.lit(v) for b in ordered for v in (b.id, b.unlock_order)])
     held_by_type = held.groupBy("subscriber_id").agg(
-        F.map_from_entries(F.collect_list(F.struct("badge_type", "held_rank"))).alias("_held")
+        F.map_from_entries(F.collect_list(F.struct("badge_type", "held_rank"))).alias("_held"),
+        F.min(F.element_at(order_of, F.col("badge_type"))).alias("_lowest_held_order"),
     )
     rows = subjects.join(held_by_type, "subscriber_id", "left")
     options = []
-    earlier_badge = None  # holds or earns today a badge of a lower unlock_order
-    for badge in sorted(badges, key=lambda b: b.unlock_order):
+    for i, badge in enumerate(ordered):
         linked = badge_missions_name(badge.id)
         count = F.coalesce(F.col(linked), F.lit(0.0)) if linked in columns else F.lit(0.0)
         names = {**columns, BADGE_MISSIONS: count}
         held_rank = F.coalesce(F.col("_held").getItem(badge.id), F.lit(0))
-        unlocked = F.lit(True) if earlier_badge is None else earlier_badge | (held_rank >= 1)
-        chain = unlocked
+        # the first badge type is open to all; the others once a badge of a lower order is held
+        chain = F.lit(True) if i == 0 else F.coalesce(F.col("_lowest_held_order") < badge.unlock_order, F.lit(False))
         for rank, level in enumerate(LEVELS, 1):
             line, column = (badge.positions or {}).get(level, (1, 1))
             node = expressions.parse(badge.rules[level], source=badge.file, line=line, column=column)
@@ -172,8 +174,6 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
             shown = expressions.shown_values(node, names, numeric)
             qualifying = F.concat_ws(", ", *shown) if shown else F.lit("")
             chain = chain & (qualifies | (held_rank >= rank))  # every level up to this one held or earned now
-            if rank == 1:
-                bronze = chain
             options.append(
                 F.when(
                     (held_rank < rank) & chain,
@@ -189,8 +189,6 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
                     ),
                 )
             )
-        has_this = bronze | (held_rank >= 1)
-        earlier_badge = has_this if earlier_badge is None else earlier_badge | has_this
     exploded = rows.select(
         "subscriber_id", "holdout", F.explode(F.filter(F.array(*options), lambda a: a.isNotNull())).alias("a")
     )

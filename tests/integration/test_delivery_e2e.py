@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from jobs.pipeline import STAGES
 from jobs.tables import (
     BADGE_AWARDS,
     BEHAVIOR_SCORES,
@@ -26,8 +27,21 @@ from jobs.tables import (
     PIPELINE_RUNS,
     SUBSCRIBER_STATE,
 )
+from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
+
+DAYS = 2  # every stage on both days: the second day has a previous state and audience day to compare with
+
+
+@pytest.fixture(scope="module")
+def pipeline(spark, tmp_path_factory) -> Pipeline:
+    """A small generated operator run through every stage but the quality gate on each day."""
+    pipe = Pipeline(spark, tmp_path_factory.mktemp("delivery"), subscribers=250, days=DAYS)
+    for ds in pipe.days:
+        pipe.run(ds, stages=[s for s in STAGES if s != "quality"])
+    return pipe
+
 
 OFFER_PERSONAS = {"heavy_data", "voice_centric", "digital_native", "new_joiner", "high_value_postpaid"}
 

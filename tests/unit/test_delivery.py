@@ -418,22 +418,25 @@ def test_completed_missions_count_toward_the_badge_their_template_names(spark):
         ],
         "subscriber_id string, category string, badge string",
     )
-    activity = spark.createDataFrame([], "subscriber_id string, activity_date date, data_mb double")
-    state = lifetime.advance(None, activity, completions, {}, ["revenue"], ["streak", "data"])
+    activity = spark.createDataFrame([("s1", D, 5.0)], "subscriber_id string, activity_date date, data_mb double")
+    metrics = {"total_data_mb": lifetime.LifetimeMetric("total_data_mb", "data_mb", "sum")}
+    state = lifetime.advance(None, activity, completions, metrics, ["revenue"], ["streak", "data"])
     values = {
         r.subscriber_id: dict(r.m)
         for r in state.select(
-            "subscriber_id", lifetime.values(F.col("state"), {}, ["revenue"], D, ["streak", "data"]).alias("m")
+            "subscriber_id", lifetime.values(F.col("state"), metrics, ["revenue"], D, ["streak", "data"]).alias("m")
         ).collect()
     }
     assert values == {
         "s1": {
+            "total_data_mb": 5.0,
             "missions_completed": 3.0,
             "missions_completed_revenue": 2.0,
             "missions_completed_for_streak": 2.0,
             "missions_completed_for_data": 1.0,
         },
         "s2": {
+            "total_data_mb": 0.0,
             "missions_completed": 1.0,
             "missions_completed_revenue": 1.0,
             "missions_completed_for_streak": 0.0,
@@ -452,21 +455,39 @@ def test_badges_unlock_in_order_and_linked_missions_earn_them(spark, tmp_path):
     types = badges.load_badges(tmp_path, ["total_data_mb", "roaming_days", "badge_missions"])
     subjects = spark.createDataFrame(
         [
-            ("both_today", 15.0, 1.0, 0.0, 0.0, False),  # first unlocks second the same day
+            ("first_today", 15.0, 1.0, 0.0, 0.0, False),  # earns first today: second opens tomorrow
             ("locked", 5.0, 1.0, 0.0, 0.0, False),  # qualifies for second only: still locked
-            ("held_first", 5.0, 1.0, 0.0, 0.0, False),  # holds first: second opens
+            ("held_first", 5.0, 1.0, 0.0, 0.0, False),  # holds first: second is open
             ("missions", 5.0, 0.0, 2.0, 3.0, False),  # two missions linked to first, three to second
+            ("missions_held", 5.0, 0.0, 0.0, 2.0, False),  # holds first, two missions linked to second
         ],
         "subscriber_id string, total_data_mb double, roaming_days double, missions_completed_for_first double, "
         "missions_completed_for_second double, holdout boolean",
     )
-    held = spark.createDataFrame([("held_first", "first", 1)], "subscriber_id string, badge_type string, held_rank int")
+    held = spark.createDataFrame(
+        [("held_first", "first", 1), ("missions_held", "first", 1)],
+        "subscriber_id string, badge_type string, held_rank int",
+    )
     got = sorted((a.subscriber_id, a.badge_id) for a in badges.award(subjects, held, types, D).collect())
     assert got == [
-        ("both_today", "first.bronze"),
-        ("both_today", "first.silver"),
-        ("both_today", "second.bronze"),
+        ("first_today", "first.bronze"),
         ("held_first", "second.bronze"),
         ("missions", "first.bronze"),
-        ("missions", "second.bronze"),
+        ("missions_held", "second.bronze"),
     ]
+
+
+def test_nested_struct_fields_are_written_nullable(spark):
+    from jobs.frames import with_nullable_nesting
+
+    df = spark.range(1).select(
+        F.create_map(F.lit("k"), F.struct(F.lit(1.0).alias("w"))).alias("m"),
+        F.array(F.struct(F.lit("x").alias("s"))).alias("a"),
+    )
+    assert df.schema["m"].dataType.valueType["w"].nullable is False
+    out = with_nullable_nesting(df)
+    assert out.schema["m"].dataType.simpleString() == "map<string,struct<w:double>>"
+    assert out.schema["m"].dataType.valueType["w"].nullable is True
+    assert out.schema["m"].dataType.valueContainsNull == df.schema["m"].dataType.valueContainsNull
+    assert out.schema["a"].dataType.elementType["s"].nullable is True
+    assert out.collect() == df.collect()
