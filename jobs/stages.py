@@ -52,7 +52,7 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
-from jobs.sources import SourceError, conform, read_extract, template_values
+from jobs.sources import SourceError, conform, list_extract_files, read_extract, template_values
 from jobs.subscriber_state import (
     RECENT_DAYS,
     active_missions,
@@ -692,6 +692,8 @@ def exports(ctx: RunContext) -> dict[str, Any]:
     mapping = None
     if any(c.identifier == "msisdn" for c in settings.active):
         path = settings.mapping_path.format(**template_values(ds, ctx.raw_root))
+        if not list_extract_files(path):
+            raise PipelineError(f"{settings.file}: msisdn_mapping.path: no MSISDN mapping extract at {path}")
         reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
         mapping = reader.option("header", True).csv(path) if settings.mapping_format == "csv" else reader.parquet(path)
         mapping = mapping.dropDuplicates(["subscriber_id"]).localCheckpoint()
