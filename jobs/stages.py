@@ -621,7 +621,7 @@ def state(ctx: RunContext) -> dict[str, Any]:
     loyalty_conf = loyalty_settings(ctx)
     cfg = scoring_config(ctx)
     subjects = with_holdout(
-        _read_day(ctx, BEHAVIOR_SCORES, "score_date", ds)
+        lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)])
         .select("subscriber_id", *cfg.scores)
         .join(
             _read_day(ctx, SUBSCRIBER_SEGMENTS, "segment_date").select("subscriber_id", "segment"),
