@@ -61,8 +61,8 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 bench: $(STAMP) ## benchmarks: generation and ingest at scale (BENCH_SUBSCRIBERS=1000000)
 	$(PY) bench/bench_ingest.py --subscribers $${BENCH_SUBSCRIBERS:-100000}
 
-clean-data: ## remove the generated sample and the local lakehouse
-	rm -rf $(RAW) lakehouse
+clean-data: ## remove the generated sample, the local lakehouse and the exports
+	rm -rf $(RAW) lakehouse exports
 
 clean: clean-data ## also remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

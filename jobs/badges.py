@@ -5,6 +5,12 @@ in the safe expression language over scores, features and lifetime metrics, and 
 is worth. Awards are progressive: a level is awarded only when the level below is held or is
 awarded the same day; a subscriber qualifying for several levels at once gets them all, in
 order. A level is never awarded twice and never taken away.
+
+Missions count toward the badge their template names: in a badge's rules, `badge_missions` is
+the subscriber's lifetime number of completed missions whose template names that badge.
+
+Badge types unlock in `unlock_order`: the first is open to everyone; any other can be earned
+once the subscriber holds a badge of a lower unlock_order (earned on an earlier day).
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
+from jobs.lifetime import badge_missions_name
 from jobs.templates import TemplateError, read_definition, value_position
 
 LEVELS = ("bronze", "silver", "gold", "platinum")
+BADGE_MISSIONS = "badge_missions"  # in a badge's rules: completed missions whose template names it
 ENVELOPE = ("id", "name", "version", "kind", "description", "unlock_order", "auto_award_rules", "points")
 
 
@@ -150,16 +158,23 @@ def not_awarded_later(new: DataFrame, awards: DataFrame, ds: date) -> DataFrame:
 def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds: date) -> DataFrame:
     """Subjects (one row per subscriber: scores, features, lifetime metrics, holdout) and the
     levels already held -> badge_awards rows for `ds`, in one pass over the subjects."""
-    names = {c: F.col(c) for c in subjects.columns}
-    numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
+    columns = {c: F.col(c) for c in subjects.columns}
+    numeric = frozenset([*(c for c, kind in subjects.dtypes if kind == "double"), BADGE_MISSIONS])
+    ordered = sorted(badges, key=lambda b: b.unlock_order)
+    order_of = F.create_map(*[F.lit(v) for b in ordered for v in (b.id, b.unlock_order)])
     held_by_type = held.groupBy("subscriber_id").agg(
-        F.map_from_entries(F.collect_list(F.struct("badge_type", "held_rank"))).alias("_held")
+        F.map_from_entries(F.collect_list(F.struct("badge_type", "held_rank"))).alias("_held"),
+        F.min(F.element_at(order_of, F.col("badge_type"))).alias("_lowest_held_order"),
     )
     rows = subjects.join(held_by_type, "subscriber_id", "left")
     options = []
-    for badge in badges:
+    for i, badge in enumerate(ordered):
+        linked = badge_missions_name(badge.id)
+        count = F.coalesce(F.col(linked), F.lit(0.0)) if linked in columns else F.lit(0.0)
+        names = {**columns, BADGE_MISSIONS: count}
         held_rank = F.coalesce(F.col("_held").getItem(badge.id), F.lit(0))
-        chain = F.lit(True)
+        # the first badge type is open to all; the others once a badge of a lower order is held
+        chain = F.lit(True) if i == 0 else F.coalesce(F.col("_lowest_held_order") < badge.unlock_order, F.lit(False))
         for rank, level in enumerate(LEVELS, 1):
             line, column = (badge.positions or {}).get(level, (1, 1))
             node = expressions.parse(badge.rules[level], source=badge.file, line=line, column=column)

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
+from jobs.offers import with_offer_grants
 
 TRIGGER_TYPES = ("mission_assigned", "mission_completed", "badge_awarded", "tier_changed", "score_crossed")
 
@@ -94,11 +95,35 @@ def triggers(
     score_pairs: DataFrame,
     settings: CampaignSettings,
     ds: date,
+    assignment_offers: DataFrame | None = None,
+    offers: DataFrame | None = None,
 ) -> DataFrame:
     """The run date's outputs -> campaign_triggers rows (holdout excluded).
 
     `score_pairs`: subscriber_id, holdout, <score> (today) and prev_<score> (previous scoring day).
+    `assignment_offers` (assignment_id, offer_id) and `offers` (the catalogue frame), when given,
+    put the offer of a completed mission in its payload with its grant status under the offer's
+    daily budget (granted | capped) and validity.
     """
+    completed = completed.filter(F.col("newly_completed") & ~F.col("holdout"))
+    offer_payload: dict[str, Column] = {}
+    if assignment_offers is not None and offers is not None:
+        completed = with_offer_grants(
+            completed.join(assignment_offers.select("assignment_id", "offer_id"), "assignment_id", "left"), offers
+        )
+        offer_payload = {
+            "offer_id": F.col("offer_id"),
+            "offer_name": F.col("offer_name"),
+            "offer_type": F.col("offer_type"),
+            "offer_status": F.col("offer_status"),
+            "offer_valid_until": F.col("offer_valid_until"),
+        }
+        assigned = assigned.join(F.broadcast(offers.select("offer_id", "offer_name", "offer_type")), "offer_id", "left")
+    assigned_offer = (
+        {"offer_name": F.col("offer_name"), "offer_type": F.col("offer_type")}
+        if "offer_name" in assigned.columns
+        else {}
+    )
     parts = [
         _trigger(
             assigned.filter(~F.col("holdout")),
@@ -109,13 +134,14 @@ def triggers(
                 "category": F.col("category"),
                 "text": F.col("description"),
                 "offer_id": F.col("offer_id"),
+                **assigned_offer,
                 "reward_points": F.col("reward_points"),
                 "period_end": F.col("period_end"),
             },
             ds,
         ),
         _trigger(
-            completed.filter(F.col("newly_completed") & ~F.col("holdout")),
+            completed,
             "mission_completed",
             F.col("assignment_id"),
             {
@@ -123,6 +149,7 @@ def triggers(
                 "category": F.col("category"),
                 "reward_points": F.col("reward_points"),
                 "completed_ds": F.col("completed_ds"),
+                **offer_payload,
             },
             ds,
         ),

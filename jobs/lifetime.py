@@ -46,17 +46,26 @@ def load_lifetime_metrics(path: str | Path, daily_names: Sequence[str]) -> dict[
     return metrics
 
 
-def completed_names(categories: Sequence[str]) -> list[str]:
-    """Missions completed in total and per category."""
-    return [COMPLETED, *(f"{COMPLETED}_{c}" for c in categories)]
+def completed_names(categories: Sequence[str], badges: Sequence[str] = ()) -> list[str]:
+    """Missions completed in total, per category and per badge their template names."""
+    return [COMPLETED, *(f"{COMPLETED}_{c}" for c in categories), *(badge_missions_name(b) for b in badges)]
 
 
-def metric_names(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]) -> list[str]:
+def badge_missions_name(badge: str) -> str:
+    """Lifetime count of completed missions whose template names `badge` (its `badge_missions`)."""
+    return f"{COMPLETED}_for_{badge}"
+
+
+def metric_names(
+    metrics: Mapping[str, LifetimeMetric], categories: Sequence[str], badges: Sequence[str] = ()
+) -> list[str]:
     """Names badge rules may use from the lifetime snapshot."""
-    return [*metrics, *completed_names(categories)]
+    return [*metrics, *completed_names(categories, badges)]
 
 
-def _state_keys(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]) -> list[str]:
+def _state_keys(
+    metrics: Mapping[str, LifetimeMetric], categories: Sequence[str], badges: Sequence[str] = ()
+) -> list[str]:
     keys = []
     for m in metrics.values():
         if m.aggregation == "streak":
@@ -65,7 +74,7 @@ def _state_keys(metrics: Mapping[str, LifetimeMetric], categories: Sequence[str]
             keys += [f"{m.name}.last", f"{m.name}.gap", f"{m.name}.return"]
         else:
             keys.append(m.name)
-    return [*keys, *completed_names(categories)]
+    return [*keys, *completed_names(categories, badges)]
 
 
 def _streak(days: Column, best: Column, run: Column, last: Column) -> Column:
@@ -100,12 +109,14 @@ def advance(
     completions: DataFrame | None,
     metrics: Mapping[str, LifetimeMetric],
     categories: Sequence[str],
+    badges: Sequence[str] = (),
 ) -> DataFrame:
     """Fold activity days (and newly completed missions) into a state map per subscriber.
 
     `state`: (subscriber_id, state map) from an earlier fold, or None to start from nothing.
     `activity`: daily_activity rows of the days being folded in, all after the state's days.
-    `completions`: (subscriber_id, category) of missions completed in the folded span.
+    `completions`: (subscriber_id, category[, badge]) of missions completed in the folded span;
+    `badge` (the badge the mission's template names) is needed when `badges` is given.
     """
     aggregates: list[Column] = []
     day_lists: dict[str, str] = {}
@@ -126,6 +137,7 @@ def advance(
         counts = completions.groupBy("subscriber_id").agg(
             F.count(F.lit(1)).cast("double").alias(f"_new_{COMPLETED}"),
             *[F.sum(F.when(F.col("category") == c, 1.0)).alias(f"_new_{COMPLETED}_{c}") for c in categories],
+            *[F.sum(F.when(F.col("badge") == b, 1.0)).alias(f"_new_{badge_missions_name(b)}") for b in badges],
         )
         new = new.join(counts, "subscriber_id", "full")
     if state is None:
@@ -160,9 +172,9 @@ def advance(
                     f"{m.name}.gap": folded["gap"],
                     f"{m.name}.return": folded["returned"],
                 }
-    for name in completed_names(categories):
+    for name in completed_names(categories, badges):
         entries[name] = F.coalesce(old(name), F.lit(0.0)) + F.coalesce(added(name), F.lit(0.0))
-    keys = _state_keys(metrics, categories)
+    keys = _state_keys(metrics, categories, badges)
     return joined.select(
         "subscriber_id",
         F.map_from_arrays(
@@ -171,7 +183,13 @@ def advance(
     )
 
 
-def values(state: Column, metrics: Mapping[str, LifetimeMetric], categories: Sequence[str], ds: date) -> Column:
+def values(
+    state: Column,
+    metrics: Mapping[str, LifetimeMetric],
+    categories: Sequence[str],
+    ds: date,
+    badges: Sequence[str] = (),
+) -> Column:
     """The lifetime metrics on `ds` from a state map, as a map<string,double>."""
     today = F.unix_date(F.lit(ds)).cast("double")
     out: dict[str, Column] = {}
@@ -181,6 +199,6 @@ def values(state: Column, metrics: Mapping[str, LifetimeMetric], categories: Seq
             out[m.name] = F.when(recent, state.getItem(f"{m.name}.gap")).otherwise(F.lit(0.0))
         else:
             out[m.name] = F.coalesce(state.getItem(m.name), F.lit(0.0))
-    for name in completed_names(categories):
+    for name in completed_names(categories, badges):
         out[name] = F.coalesce(state.getItem(name), F.lit(0.0))
     return F.map_from_arrays(F.array(*[F.lit(k) for k in out]), F.array(*out.values()))

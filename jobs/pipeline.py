@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 STAGES: dict[str, Callable[[RunContext], Any]] = {
     "ingest": stages.ingest,
+    "predictions": stages.predictions,
     "activity": stages.activity,
     "scores": stages.scores,
     "segments": stages.segments,
@@ -29,7 +30,9 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
     "badges": stages.badges,
     "loyalty": stages.loyalty,
     "campaigns": stages.campaigns,
+    "subscriber_state": stages.state,
     "quality": quality.run_quality,
+    "exports": stages.exports,
 }
 
 

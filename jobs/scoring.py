@@ -29,7 +29,8 @@ PROFILE_FEATURES = {
     "is_postpaid": "crm_subscribers",
     "plan_changed_90d": "crm_subscribers",
 }
-ML_FEATURES = ("churn_probability", "nbo_score")
+ML_FEATURES = ("churn_probability", "risk_score", "nbo_score")
+ML_SOURCE = "ml_predictions"  # degrades the ML features when missing, failed or stale
 TRANSFORMS = ("identity", "log1p", "sqrt")
 MISSING = ("zero", "neutral", "exclude")
 PERCENTILES = [i / 100 for i in range(1, 100)]
@@ -246,6 +247,7 @@ def compute_features(
             F.lit(None).cast("double").alias("churn_probability"),
             F.lit(None).cast("string").alias("nbo_offer_id"),
             F.lit(None).cast("double").alias("nbo_score"),
+            F.lit(None).cast("double").alias("risk_score"),
             F.lit(None).cast("string").alias("model_version"),
         )
     tenure = F.datediff(F.lit(ds), F.col("activation_date"))
@@ -450,7 +452,7 @@ def degraded_features(
             elif feature.kind == "profile":
                 memo[name] = {profile_source}  # every profile feature comes from the CRM snapshot
             elif feature.kind == "ml":
-                memo[name] = set()
+                memo[name] = {ML_SOURCE}
             elif feature.kind == "count_positive":
                 memo[name] = set().union(*(sources(n) for n in feature.spec["count_positive"]))
             else:

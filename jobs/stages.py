@@ -7,6 +7,7 @@ exactly that date's rows, and returns a small summary for the run log.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,21 +16,33 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.badges import BadgeType, award, held_levels, load_badges, not_awarded_later
+from jobs.badges import BADGE_MISSIONS, BadgeType, award, held_levels, load_badges, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
 from jobs.config import Config
 from jobs.context import PipelineError, RunContext
-from jobs.ingest import IngestContext, ShrinkGuard, SourceResult, run_ingest
+from jobs.exports import ExportSettings, audience_changes, export_files, export_jdbc, state_changes, with_identifier
+from jobs.frames import with_nullable_nesting
+from jobs.ingest import IngestContext, ShrinkGuard, SourceResult, known_subscribers, record_runs, run_ingest
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.lifetime import values as lifetime_values
 from jobs.loyalty import LoyaltySettings, balances, earnings, expiries, ledger_entries, tiers
 from jobs.metrics import MetricRegistry, daily_activity
 from jobs.missions import MissionSettings, assign, baselines, candidates, catalog_frame, eligibility_names, with_holdout
+from jobs.offers import OfferCatalogue
+from jobs.predictions import (
+    PredictionContract,
+    classify_predictions,
+    newest_fresh_date,
+    to_prediction_rejects,
+    to_predictions,
+)
+from jobs.predictions import counts as prediction_counts
 from jobs.profiles import profile_as_of
 from jobs.progress import prior_completions, track
 from jobs.scoring import (
+    ML_SOURCE,
     ScoringConfig,
     compute_features,
     compute_scores,
@@ -40,6 +53,17 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
+from jobs.sources import SourceError, conform, list_extract_files, read_extract, template_values
+from jobs.subscriber_state import (
+    RECENT_DAYS,
+    active_missions,
+    badges_held,
+    expiring_points,
+    recent_completions,
+    subscriber_state,
+    tier_ladder,
+    with_next_tier,
+)
 from jobs.tables import (
     BADGE_AWARDS,
     BADGE_CATALOG,
@@ -49,14 +73,18 @@ from jobs.tables import (
     CAMPAIGN_TRIGGERS,
     DAILY_ACTIVITY,
     EVENTS,
+    EVENTS_REJECTED,
+    EXPORT_RUNS,
     LOYALTY_LEDGER,
     LOYALTY_TIERS,
     MISSION_ASSIGNMENTS,
     MISSION_CATALOG,
     MISSION_PROGRESS,
+    ML_PREDICTIONS,
     PIPELINE_RUNS,
     SUBSCRIBER_LIFETIME,
     SUBSCRIBER_SEGMENTS,
+    SUBSCRIBER_STATE,
     schema_of,
 )
 from jobs.templates import CATEGORIES, TemplateSet, catalog_rows, load_mission_metrics, load_templates
@@ -152,12 +180,67 @@ def scoring_base(ctx: RunContext) -> DataFrame:
 
 
 def latest_predictions(ctx: RunContext, cfg: ScoringConfig) -> DataFrame | None:
+    """The newest prediction per subscriber at most ml.max_age_days old (later loads win a tie)."""
     if not ctx.lakehouse.exists(cfg.ml_table):
         return None
     window = [("ds", ">=", ctx.ds - timedelta(days=cfg.ml_max_age_days)), ("ds", "<=", ctx.ds)]
-    predictions = ctx.lakehouse.read(cfg.ml_table, partitions=window)
-    return predictions.groupBy("subscriber_id").agg(
-        *[F.max_by(c, "ds").alias(c) for c in ("churn_probability", "nbo_offer_id", "nbo_score", "model_version")]
+    predictions = ctx.lakehouse.read(cfg.ml_table, partitions=window).filter(F.col("loaded_ds") <= F.lit(ctx.ds))
+    newest = F.struct("ds", "loaded_ds", "model_name")
+    columns = ("churn_probability", "risk_score", "nbo_offer_id", "nbo_score", "model_version")
+    return predictions.groupBy("subscriber_id").agg(*[F.max_by(c, newest).alias(c) for c in columns])
+
+
+def stale_predictions(ctx: RunContext, cfg: ScoringConfig) -> bool:
+    """True when no prediction day within ml.max_age_days of the run date was loaded."""
+    days = ctx.lakehouse.partition_values(cfg.ml_table, "ds")
+    return newest_fresh_date(days, ctx.ds, cfg.ml_max_age_days) is None
+
+
+def predictions(ctx: RunContext) -> dict[str, Any]:
+    """The data-science team's dated delivery -> ml_predictions, quarantine and accounting."""
+    contract = PredictionContract.load(ctx.conf_path("ml_predictions.yaml"))
+    source, ds = contract.source, ctx.ds
+    if not contract.active:
+        result = SourceResult(source.name, "inactive", message="source is not active")
+    else:
+        try:
+            result = load_predictions(ctx, contract)
+        except SourceError as exc:
+            log.warning("ml predictions for %s: %s", ds, exc)
+            result = SourceResult(source.name, "missing", message=str(exc))
+    record_runs(ctx.lakehouse, "ingest", ds, [result])  # accounted like any ingested source
+    return {"status": result.status, "read": result.rows_read, "accepted": result.rows_accepted}
+
+
+def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceResult:
+    started = time.monotonic()
+    source, ds, lakehouse = contract.source, ctx.ds, ctx.lakehouse
+    conformed = conform(read_extract(ctx.spark, source, ds, ctx.raw_root), source)
+    known = known_subscribers(lakehouse, ds, ctx.config.get("ingest.subscriber_lookback_days", 7))
+    classified = classify_predictions(
+        conformed, source.columns, ds, contract.max_lateness_days, known, offer_catalogue(ctx).ids
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = prediction_counts(classified)
+        lakehouse.write(
+            to_predictions(classified, ds), ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": ds}
+        )
+        lakehouse.write(
+            to_prediction_rejects(classified, source.columns, source.name, ds),
+            EVENTS_REJECTED,
+            partition_by=["ingest_date"],
+            replace_where={"ingest_date": ds, "source": source.name},
+        )
+    finally:
+        classified.unpersist()
+    return SourceResult(
+        source.name,
+        "succeeded",
+        rows_read=n["read"],
+        rows_accepted=n["accepted"],
+        rows_rejected=n["rejected"],
+        rows_duplicate=n["duplicate"],
+        duration_s=round(time.monotonic() - started, 3),
     )
 
 
@@ -183,16 +266,23 @@ def scores(ctx: RunContext) -> dict[str, Any]:
     )
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        unavailable = unavailable_sources(ctx)
+        unavailable = unavailable_sources(ctx) - {ML_SOURCE}  # a missed delivery matters once stale
+        if stale_predictions(ctx, cfg):
+            unavailable.add(ML_SOURCE)
         degraded = degraded_features(cfg, metric_registry(ctx), unavailable, profile_source(ctx))
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
         lakehouse.write(
-            features_snapshot(features, cfg, ds),
+            with_nullable_nesting(features_snapshot(features, cfg, ds)),
             BEHAVIOR_FEATURES,
             partition_by=["score_date"],
             replace_where={"score_date": ds},
         )
-        result = lakehouse.write(scored, BEHAVIOR_SCORES, partition_by=["score_date"], replace_where={"score_date": ds})
+        result = lakehouse.write(
+            with_nullable_nesting(scored),
+            BEHAVIOR_SCORES,
+            partition_by=["score_date"],
+            replace_where={"score_date": ds},
+        )
     finally:
         features.unpersist()
     return {
@@ -232,7 +322,7 @@ def mission_settings(ctx: RunContext | Config) -> MissionSettings:
 def template_set(
     ctx: RunContext | Config, settings: MissionSettings | None = None, templates_dir: Path | None = None
 ) -> TemplateSet:
-    """Load and validate the mission templates against metrics, segments, names and badges."""
+    """Load and validate the mission templates against metrics, segments, names, badges and offers."""
     settings = settings or mission_settings(ctx)
     cfg = scoring_config(ctx)
     conf_dir = _conf_dir(ctx)
@@ -245,7 +335,12 @@ def template_set(
         rules.names,
         eligibility_names(list(cfg.scores), cfg.feature_names),
         badges,
+        offer_catalogue(ctx).ids,
     )
+
+
+def offer_catalogue(ctx: RunContext | Config) -> OfferCatalogue:
+    return OfferCatalogue.load(_conf_dir(ctx) / "offers.yaml")
 
 
 def scored_subjects(ctx: RunContext, settings: MissionSettings | None = None) -> DataFrame:
@@ -368,8 +463,9 @@ def progress(ctx: RunContext) -> dict[str, Any]:
     return {"rows": result.rows_added, **counts}
 
 
-def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric]) -> DataFrame:
-    """Fold the days since the previous snapshot into subscriber_lifetime for the run date."""
+def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge_ids: list[str]) -> DataFrame:
+    """Fold the days since the previous snapshot into subscriber_lifetime for the run date;
+    completed missions count per category and toward the badge their template names."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
     lateness = ctx.config.get("ingest.max_lateness_days", 7)
     settled_through = ds - timedelta(days=lateness)
@@ -388,21 +484,32 @@ def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric]) -> Da
             ("activity_date", "<=", settled_through),
         ]
         completions = completions.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
-    completions = completions.filter(F.col("newly_completed")).select("subscriber_id", "category")
-    settled = advance(state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES)
+    linked = {t.id: t.badge for t in template_set(ctx).templates}
+    badge_of = F.create_map(*[F.lit(v) for pair in sorted(linked.items()) for v in pair])
+    completions = completions.filter(F.col("newly_completed")).select(
+        "subscriber_id", "category", F.element_at(badge_of, F.col("template_id")).alias("badge")
+    )
+    settled = advance(
+        state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES, badge_ids
+    )
     settled = settled.localCheckpoint()
     recent = lakehouse.read(
         DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
     )
-    full = advance(settled, recent, None, metrics, CATEGORIES).withColumnRenamed("state", "_full")
+    full = advance(settled, recent, None, metrics, CATEGORIES, badge_ids).withColumnRenamed("state", "_full")
     snapshot = full.join(settled.withColumnRenamed("state", "settled"), "subscriber_id", "left").select(
         "subscriber_id",
         "settled",
         F.lit(settled_through).alias("settled_through"),
-        lifetime_values(F.col("_full"), metrics, CATEGORIES, ds).alias("metrics"),
+        lifetime_values(F.col("_full"), metrics, CATEGORIES, ds, badge_ids).alias("metrics"),
         F.lit(ds).alias("stats_date"),
     )
-    lakehouse.write(snapshot, SUBSCRIBER_LIFETIME, partition_by=["stats_date"], replace_where={"stats_date": ds})
+    lakehouse.write(
+        with_nullable_nesting(snapshot),
+        SUBSCRIBER_LIFETIME,
+        partition_by=["stats_date"],
+        replace_where={"stats_date": ds},
+    )
     return _read_day(ctx, SUBSCRIBER_LIFETIME, "stats_date")
 
 
@@ -410,7 +517,11 @@ def badge_types(ctx: RunContext | Config) -> list[BadgeType]:
     cfg = scoring_config(ctx)
     conf_dir = _conf_dir(ctx)
     metrics = load_lifetime_metrics(conf_dir / "metrics.yaml", metric_registry(ctx).names)
-    names = [*eligibility_names(list(cfg.scores), cfg.feature_names), *lifetime_names(metrics, CATEGORIES)]
+    names = [
+        *eligibility_names(list(cfg.scores), cfg.feature_names),
+        *lifetime_names(metrics, CATEGORIES),
+        BADGE_MISSIONS,
+    ]
     return load_badges(conf_dir.parent / mission_settings(ctx).badges_dir, names)
 
 
@@ -422,14 +533,12 @@ def badges(ctx: RunContext) -> dict[str, Any]:
     levels = catalog_badges(types)
     catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
     lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
-    lifetime = lifetime_snapshot(ctx, metrics).select(
-        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in lifetime_names(metrics, CATEGORIES)]
+    badge_ids = [t.id for t in types]
+    names = lifetime_names(metrics, CATEGORIES, badge_ids)
+    lifetime = lifetime_snapshot(ctx, metrics, badge_ids).select(
+        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in names]
     )
-    subjects = (
-        scored_subjects(ctx)
-        .join(lifetime, "subscriber_id", "left")
-        .fillna(0.0, subset=lifetime_names(metrics, CATEGORIES))
-    )
+    subjects = scored_subjects(ctx).join(lifetime, "subscriber_id", "left").fillna(0.0, subset=names)
     earlier = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)).filter(F.col("awarded_ds") != F.lit(ds))
     earlier = earlier.select("subscriber_id", "badge_id", "badge_type", "level_rank", "awarded_ds").localCheckpoint()
     new = not_awarded_later(award(subjects, held_levels(earlier, ds), types, ds), earlier, ds)
@@ -491,6 +600,12 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
         "subscriber_id", *[F.col(s).alias(f"prev_{s}") for s in cfg.scores]
     )
     score_pairs = score_pairs.join(before, "subscriber_id")
+    longest = max(mission_settings(ctx).period_days.values()) + 1
+    assignment_offers = lakehouse.read_or_empty(
+        MISSION_ASSIGNMENTS,
+        schema_of(MISSION_ASSIGNMENTS),
+        partitions=[("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)],
+    ).select("assignment_id", "offer_id")
     rows = triggers(
         _read_day(ctx, MISSION_ASSIGNMENTS, "assigned_ds"),
         _read_day(ctx, MISSION_PROGRESS, "progress_ds"),
@@ -499,8 +614,12 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
         score_pairs,
         settings,
         ds,
+        assignment_offers,
+        offer_catalogue(ctx).frame(ctx.spark),
     )
-    result = lakehouse.write(rows, CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds})
+    result = lakehouse.write(
+        with_nullable_nesting(rows), CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds}
+    )
     members = lakehouse.write(
         audiences(subjects, settings, ds),
         CAMPAIGN_AUDIENCES,
@@ -508,3 +627,138 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
         replace_where={"audience_ds": ds},
     )
     return {"triggers": result.rows_added, "audience_members": members.rows_added}
+
+
+def state(ctx: RunContext) -> dict[str, Any]:
+    """Scores, segments, live missions, completions, badges, ledger and tiers -> subscriber_state."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    settings = mission_settings(ctx)
+    loyalty_conf = loyalty_settings(ctx)
+    cfg = scoring_config(ctx)
+    subjects = with_holdout(
+        lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)])
+        .select("subscriber_id", *cfg.scores)
+        .join(
+            _read_day(ctx, SUBSCRIBER_SEGMENTS, "segment_date").select("subscriber_id", "segment"),
+            "subscriber_id",
+            "left",
+        ),
+        settings,
+    )
+    longest = max(settings.period_days.values()) + RECENT_DAYS + 1
+    assignments = lakehouse.read_or_empty(
+        MISSION_ASSIGNMENTS,
+        schema_of(MISSION_ASSIGNMENTS),
+        partitions=[("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)],
+    )
+    recent = lakehouse.read_or_empty(
+        MISSION_PROGRESS,
+        schema_of(MISSION_PROGRESS),
+        partitions=[("progress_ds", ">", ds - timedelta(days=RECENT_DAYS)), ("progress_ds", "<=", ds)],
+    )
+    awards = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS), partitions=[("awarded_ds", "<=", ds)])
+    earliest = ds - timedelta(days=loyalty_conf.points_expiry_days or 36500)
+    ledger = lakehouse.read_or_empty(
+        LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=[("entry_ds", ">=", earliest), ("entry_ds", "<=", ds)]
+    )
+    previous_day = _latest_before(ctx, SUBSCRIBER_STATE, "state_ds")
+    previous = None if previous_day is None else _read_day(ctx, SUBSCRIBER_STATE, "state_ds", previous_day)
+    rows = subscriber_state(
+        subjects,
+        active_missions(recent.filter(F.col("progress_ds") == F.lit(ds)), assignments),
+        recent_completions(recent, assignments),
+        badges_held(awards),
+        expiring_points(ledger, ds),
+        with_next_tier(_read_day(ctx, LOYALTY_TIERS, "tier_ds"), tier_ladder(loyalty_conf.tiers)),
+        previous,
+        ds,
+    )
+    if previous is not None:
+        rows = rows.localCheckpoint()  # the previous day's rows are read before any write
+    result = lakehouse.write(
+        with_nullable_nesting(rows), SUBSCRIBER_STATE, partition_by=["state_ds"], replace_where={"state_ds": ds}
+    )
+    changed = _read_day(ctx, SUBSCRIBER_STATE, "state_ds").filter(F.col("changed")).count()
+    return {"subscribers": result.rows_added, "changed": changed}
+
+
+def export_settings(ctx: RunContext | Config) -> ExportSettings:
+    config = ctx.config if isinstance(ctx, RunContext) else ctx
+    return ExportSettings.load(_conf_dir(ctx) / "exports.yaml", config.get("exports.consumers") or {})
+
+
+def exports(ctx: RunContext) -> dict[str, Any]:
+    """The run date's changed subscriber_state rows, triggers, audience changes and ledger
+    entries -> one delivery per active consumer of conf/exports.yaml; export_runs."""
+    settings = export_settings(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    previous_audience_day = _latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
+    before = (
+        None
+        if previous_audience_day is None
+        else _read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds", previous_audience_day)
+    )
+    datasets = {
+        "subscriber_state": state_changes(_read_day(ctx, SUBSCRIBER_STATE, "state_ds")),
+        "campaign_triggers": _read_day(ctx, CAMPAIGN_TRIGGERS, "trigger_ds"),
+        "audience_changes": audience_changes(_read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds"), before, ds),
+        "ledger_entries": _read_day(ctx, LOYALTY_LEDGER, "entry_ds"),
+    }
+    mapping = None
+    if any(c.identifier == "msisdn" for c in settings.active):
+        path = settings.mapping_path.format(**template_values(ds, ctx.raw_root))
+        if not list_extract_files(path):
+            raise PipelineError(f"{settings.file}: msisdn_mapping.path: no MSISDN mapping extract at {path}")
+        reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
+        mapping = reader.option("header", True).csv(path) if settings.mapping_format == "csv" else reader.parquet(path)
+        mapping = mapping.dropDuplicates(["subscriber_id"]).localCheckpoint()
+    root = str(ctx.config.get("exports.root", "./exports"))
+    records, summary = [], {}
+    for consumer in settings.active:
+        log.info(
+            "export %s for %s: %s via %s, subscriber identifier %s",
+            consumer.name,
+            ds,
+            ", ".join(consumer.datasets),
+            consumer.kind,
+            consumer.identifier,
+        )
+        chosen, held = {}, {}
+        for name in consumer.datasets:
+            leaving, held_back = with_identifier(datasets[name], consumer, mapping)
+            chosen[name] = leaving
+            held[name] = held_back.count()
+            if held[name]:
+                log.warning(
+                    "export %s %s: %d row(s) without an MSISDN mapping held back", consumer.name, name, held[name]
+                )
+        if consumer.kind == "files":
+            manifest = export_files(root, consumer, chosen, held, ds)
+            location = f"{root}/{consumer.name}/{ds.isoformat()}"
+            rows = {n: d["rows"] for n, d in manifest["datasets"].items()}
+            checksums = {n: ",".join(f["sha256"] for f in d["files"]) for n, d in manifest["datasets"].items()}
+        else:
+            rows = export_jdbc(ctx.spark, consumer, chosen, ds)
+            location, checksums = f"{consumer.table_prefix}*", {}
+        summary[consumer.name] = rows
+        records += [
+            (
+                ds,
+                consumer.name,
+                consumer.kind,
+                n,
+                consumer.identifier,
+                int(rows[n]),
+                location,
+                checksums.get(n),
+                "delivered",
+            )
+            for n in consumer.datasets
+        ]
+    lakehouse.write(
+        ctx.spark.createDataFrame(records, schema_of(EXPORT_RUNS)).coalesce(1),
+        EXPORT_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": ds},
+    )
+    return summary

@@ -39,6 +39,9 @@ BREAKDOWN = (
     "degraded:boolean>>"
 )
 
+SUBSCRIBER_STATE = "subscriber_state"
+EXPORT_RUNS = "export_runs"
+
 
 @dataclass(frozen=True)
 class Column:
@@ -291,18 +294,22 @@ _SPECS = (
     ),
     TableSpec(
         name=ML_PREDICTIONS,
-        grain="one subscriber per prediction day",
+        grain="one subscriber per prediction day per model",
         partition_by=("ds",),
-        written_by="data-science platform (optional input, not written by the pipeline)",
-        description="Optional churn and next-best-offer predictions; the newest row within "
-        "ml_max_age_days is blended into the risk score and offered through missions.",
+        written_by="predictions",
+        description="Churn, risk and next-best-offer predictions handed over by the data-science team "
+        "(conf/ml_predictions.yaml, docs/ml_predictions.md), loaded with quarantine and accounting; scoring "
+        "uses the newest prediction at most ml.max_age_days old.",
         columns=_columns(
             SUBSCRIBER_ID,
             ("ds", "date", "Prediction day"),
             ("churn_probability", "double", "Probability 0-1 that the subscriber churns"),
-            ("nbo_offer_id", "string", "Next-best offer id for the campaign system"),
+            ("risk_score", "double", "Model risk score 0-100, used as the ml_risk_score feature"),
+            ("nbo_offer_id", "string", "Next-best offer id; must be in conf/offers.yaml"),
             ("nbo_score", "double", "Score 0-1 of the next-best offer"),
+            ("model_name", "string", "Model that predicted"),
             ("model_version", "string", "Version of the model that predicted"),
+            ("loaded_ds", "date", "Run date that loaded the row (reruns replace by it)"),
         ),
     ),
     TableSpec(
@@ -574,6 +581,69 @@ _SPECS = (
             ("success", "boolean", "True passed, false failed, null skipped"),
             ("observed", "string", "Observed value or the failing values, shortened"),
             ("details", "string", "JSON with the GX result details"),
+        ),
+    ),
+    TableSpec(
+        name=SUBSCRIBER_STATE,
+        grain="one scored subscriber per day",
+        partition_by=("state_ds",),
+        written_by="subscriber_state",
+        description="What an app or agent desktop shows for a subscriber on the day: scores, segment, live "
+        "and recently completed missions, badges held, points, tier; exports deliver the changed rows.",
+        columns=_columns(
+            SUBSCRIBER_ID,
+            ("segment", "string", "Segment of the day"),
+            ("engagement", "double", "Engagement score 0-100"),
+            ("revenue", "double", "Revenue score 0-100"),
+            ("loyalty", "double", "Loyalty score 0-100"),
+            ("risk", "double", "Risk score 0-100 (higher is riskier)"),
+            ("digital", "double", "Digital score 0-100"),
+            ("holdout", "boolean", "True for the control group: shown without rewards"),
+            (
+                "active_missions",
+                "array<struct<period_end:date,assignment_id:string,mission_id:string,template_id:string,"
+                "category:string,level:string,text:string,progress_value:double,target_value:double,"
+                "progress_pct:double,status:string,reward_points:int,offer_id:string>>",
+                "Live missions with progress, target, period end and rendered text",
+            ),
+            (
+                "recent_completions",
+                "array<struct<completed_ds:date,assignment_id:string,template_id:string,category:string,"
+                "text:string,reward_points:int,offer_id:string>>",
+                "Missions completed in the last 7 days",
+            ),
+            (
+                "badges",
+                "array<struct<badge_type:string,level:string,level_rank:int,awarded_ds:date>>",
+                "Badges held: the highest level per badge type",
+            ),
+            ("points_balance", "long", "Loyalty points balance (points)"),
+            ("points_expiring_30d", "long", "Points that expire within the next 30 days (points)"),
+            ("tier", "string", "Loyalty tier"),
+            ("next_tier", "string", "The next tier up, null at the top"),
+            ("points_to_next_tier", "long", "Points still needed for the next tier (points)"),
+            ("state_hash", "string", "SHA-256 of the shown content"),
+            ("changed", "boolean", "True when the content differs from the subscriber's previous row"),
+            ("state_ds", "date", "Run date"),
+        ),
+    ),
+    TableSpec(
+        name=EXPORT_RUNS,
+        grain="one consumer x dataset per run date",
+        partition_by=("run_ds",),
+        written_by="exports",
+        description="What each consumer of conf/exports.yaml received for the run date, and with which "
+        "subscriber identifier.",
+        columns=_columns(
+            ("run_ds", "date", "Run date exported"),
+            ("consumer", "string", "Consumer name from conf/exports.yaml"),
+            ("kind", "string", "files or jdbc"),
+            ("dataset", "string", "What was sent: subscriber_state, campaign_triggers, audience_changes, ..."),
+            ("identifier", "string", "Subscriber identifier sent: pseudonym or msisdn"),
+            ("rows", "long", "Rows delivered"),
+            ("location", "string", "Folder or table written"),
+            ("checksum", "string", "SHA-256 of the delivered file, null for tables"),
+            ("status", "string", "succeeded or failed"),
         ),
     ),
 )

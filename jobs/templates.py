@@ -115,8 +115,12 @@ def load_templates(
     segments: Iterable[str],
     eligibility_names: Iterable[str],
     badges: Iterable[str] | None = None,
+    offers: Iterable[str] | None = None,
 ) -> TemplateSet:
-    """Load and validate every template; raise TemplateError listing all problems."""
+    """Load and validate every template; raise TemplateError listing all problems.
+
+    `badges` and `offers` (catalogue ids), when given, are the names `badge` and
+    `reward.offer_id` may take (`offer_id` may also be null or `nbo`, the next-best offer)."""
     directory = Path(directory)
     files = sorted(directory.glob("*.yaml"))
     problems: list[str] = []
@@ -125,8 +129,9 @@ def load_templates(
     templates = []
     segment_names, names = list(segments), sorted(set(eligibility_names))
     badge_names = None if badges is None else set(badges)
+    offer_ids = None if offers is None else set(offers)
     for path in files:
-        template = _load_one(path, metrics, segment_names, names, badge_names, problems)
+        template = _load_one(path, metrics, segment_names, names, badge_names, offer_ids, problems)
         if template is not None:
             templates.append(template)
     ids = [t.id for t in templates]
@@ -143,6 +148,7 @@ def _load_one(
     segments: Sequence[str],
     names: Sequence[str],
     badges: set[str] | None,
+    offers: set[str] | None,
     problems: list[str],
 ) -> MissionTemplate | None:
     start = len(problems)
@@ -187,6 +193,9 @@ def _load_one(
     points = _points(data["reward"], problem)
     if badges is not None and data["badge"] not in badges:
         problem("badge", f"unknown badge type {data['badge']!r} (known: {', '.join(sorted(badges))})")
+    offer_id = (data["reward"] or {}).get("offer_id") if isinstance(data["reward"], dict) else None
+    if offers is not None and offer_id not in (None, "nbo") and offer_id not in offers:
+        problem("reward.offer_id", f"unknown offer {offer_id!r} (conf/offers.yaml has: {', '.join(sorted(offers))})")
     for placeholder in re.findall(r"\{([^}]*)\}", str(data["description"])):
         if placeholder not in PLACEHOLDERS:
             problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")

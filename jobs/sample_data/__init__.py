@@ -10,6 +10,8 @@ Layout under the output directory (ds = YYYY-MM-DD, local day of the operator):
     network/{ds}/qoe_{yyyymmdd}.parquet          per subscriber and cell quality of experience
     dwh/{ds}/monthly_kpis_{yyyymm}.parquet       previous month's KPIs, on the 1st of a month only
     xiva/{ds}/xiva_{yyyymmdd}.json               partner events, JSON lines
+    ml_predictions/{ds}/predictions_{yyyymmdd}.csv   the data-science team's churn and next-best-offer predictions
+    operator_mapping/msisdn_mapping.csv          subscriber_id, msisdn: the operator-held extract exports re-identify with
     _truth/personas.csv                          msisdn, subscriber_id, persona (never read by the pipeline)
     _manifest.json                               parameters, rows and injected defects per source and day
 

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.privacy import pseudonymise_py
-from jobs.sample_data import accounts, digital, usage
+from jobs.sample_data import accounts, digital, predictions, usage
 from jobs.sample_data import personas as P
 from jobs.sample_data.clock import DayClock
 from jobs.sample_data.context import ChunkDay, Settings
@@ -141,9 +141,16 @@ def _generate_day(out: Path, settings: Settings, day_index: int) -> DayReport:
     return files.report(time.perf_counter() - began)
 
 
-def _write_truth(out: Path, settings: Settings, key: str) -> dict[str, int]:
-    """`_truth/personas.csv` (msisdn, subscriber_id, persona); returns subscribers per persona."""
+def _write_truth(out: Path, settings: Settings, key: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """`_truth/personas.csv` (msisdn, subscriber_id, persona), the operator's MSISDN mapping
+    extract (`operator_mapping/msisdn_mapping.csv`: subscriber_id, msisdn) and the data-science team's daily
+    predictions keyed by the same pseudonyms; returns subscribers per persona and, per day, the
+    prediction rows and defects written."""
     sink = TextSink(out / "_truth" / "personas.csv", "msisdn,subscriber_id,persona")
+    mapping = TextSink(out / "operator_mapping" / "msisdn_mapping.csv", "subscriber_id,msisdn")
+    days = [settings.start + dt.timedelta(days=i) for i in range(settings.days)]
+    prediction_sinks = [predictions.sink_for(out, day) for day in days]
+    defects = [0] * len(days)
     counts = np.zeros(len(P.PERSONAS), dtype=np.int64)
     try:
         for lo, hi in settings.chunks():
@@ -151,10 +158,30 @@ def _write_truth(out: Path, settings: Settings, key: str) -> dict[str, int]:
             msisdn = settings.numbers.plus(Numbers.digits8(pop.index))
             ids = pa.array([pseudonymise_py(m, key, settings.country_code) for m in msisdn.to_pylist()])
             sink.write(Lines(csv_parts([msisdn, ids, pa.array(P.PERSONAS).take(pop.persona)], ","), pop.size))
+            mapping.write(Lines(csv_parts([ids, msisdn], ","), pop.size))
             counts += np.bincount(pop.persona, minlength=len(P.PERSONAS))
+            for i, day in enumerate(days):
+                scored = np.flatnonzero(pop.activation <= day.toordinal())  # the active base only
+                lines, injected = predictions.day_lines(
+                    ids.take(scored),
+                    pop.persona[scored],
+                    day,
+                    i / max(settings.days - 1, 1),
+                    predictions.rng_for(settings.seed, i, lo),
+                    settings.defect_rate,
+                )
+                prediction_sinks[i].write(lines)
+                defects[i] += injected
     finally:
         sink.close()
-    return {name: int(n) for name, n in zip(P.PERSONAS, counts, strict=True)}
+        mapping.close()
+        for prediction_sink in prediction_sinks:
+            prediction_sink.close()
+    written = {
+        day.isoformat(): {"rows": s.rows, "defects": d}
+        for day, s, d in zip(days, prediction_sinks, defects, strict=True)
+    }
+    return {name: int(n) for name, n in zip(P.PERSONAS, counts, strict=True)}, written
 
 
 def _settings(
@@ -206,7 +233,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, int]] = {source: {} for source in SOURCES}
     defects: dict[str, dict[str, dict[str, int]]] = {source: {} for source in DEFECT_KINDS}
-    files = 2  # truth file and manifest
+    files = 3  # truth file, MSISDN mapping extract and manifest
     for day_index in range(days):
         report = _generate_day(out, settings, day_index)
         for source, n in report.rows.items():
@@ -216,6 +243,7 @@ def generate(
         files += report.files
         if progress is not None:
             progress(report)
+    personas, predicted = _write_truth(out, settings, key)
     manifest = {
         "generator": "jobs.sample_data",
         "params": {
@@ -229,8 +257,9 @@ def generate(
             "chunk_size": chunk_size,
             "key": "demo" if key == DEMO_KEY else "custom",
         },
-        "personas": _write_truth(out, settings, key),
-        "files": files,
+        "personas": personas,
+        "ml_predictions": predicted,
+        "files": files + days,
         "rows": rows,
         "defects": defects,
     }

@@ -23,7 +23,11 @@ class Pipeline:
         self.manifest = generate(self.raw, subscribers=subscribers, days=days, start=START, seed=11)
         self.config = load_config(
             env="test",
-            overrides={"raw.root": str(self.raw), "lakehouse.root": str(root / "lakehouse")},
+            overrides={
+                "raw.root": str(self.raw),
+                "lakehouse.root": str(root / "lakehouse"),
+                "exports.root": str(root / "exports"),
+            },
             environ={},
         )
         self.spark = spark

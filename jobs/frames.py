@@ -1,0 +1,32 @@
+"""Small DataFrame helpers shared by the stage runners."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+
+def nullable_type(data_type: T.DataType) -> T.DataType:
+    """The same type with every struct field, at any depth, nullable (array and map
+    containsNull flags are kept: Delta stores those as given)."""
+    if isinstance(data_type, T.StructType):
+        return T.StructType([T.StructField(f.name, nullable_type(f.dataType), True) for f in data_type.fields])
+    if isinstance(data_type, T.ArrayType):
+        return T.ArrayType(nullable_type(data_type.elementType), data_type.containsNull)
+    if isinstance(data_type, T.MapType):
+        return T.MapType(data_type.keyType, nullable_type(data_type.valueType), data_type.valueContainsNull)
+    return data_type
+
+
+def with_nullable_nesting(df: DataFrame) -> DataFrame:
+    """Cast nested struct fields to nullable: Delta stores them so (it cannot enforce NOT NULL
+    inside arrays, maps and structs), and a write must carry the table's exact types."""
+    return df.select(
+        *[
+            F.col(f.name).cast(nullable_type(f.dataType)).alias(f.name)
+            if nullable_type(f.dataType) != f.dataType
+            else F.col(f.name)
+            for f in df.schema.fields
+        ]
+    )

@@ -1,0 +1,192 @@
+"""Delivery on the generated operator: ML-driven missions, subscriber_state and the file exports."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.pipeline import STAGES
+from jobs.tables import (
+    BADGE_AWARDS,
+    BEHAVIOR_SCORES,
+    CAMPAIGN_TRIGGERS,
+    EVENTS_REJECTED,
+    LOYALTY_LEDGER,
+    LOYALTY_TIERS,
+    MISSION_ASSIGNMENTS,
+    MISSION_PROGRESS,
+    ML_PREDICTIONS,
+    PIPELINE_RUNS,
+    SUBSCRIBER_STATE,
+)
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+DAYS = 1  # one night through every stage (change detection across days: unit tests)
+
+
+@pytest.fixture(scope="module")
+def pipeline(spark, tmp_path_factory) -> Pipeline:
+    """A small generated operator run through every stage but the quality gate on each day."""
+    pipe = Pipeline(spark, tmp_path_factory.mktemp("delivery"), subscribers=250, days=DAYS)
+    for ds in pipe.days:
+        pipe.run(ds, stages=[s for s in STAGES if s != "quality"])
+    return pipe
+
+
+OFFER_PERSONAS = {"heavy_data", "voice_centric", "digital_native", "new_joiner", "high_value_postpaid"}
+
+
+def truth(pipeline) -> dict[str, dict[str, str]]:
+    with (pipeline.raw / "_truth" / "personas.csv").open() as fh:
+        return {r["subscriber_id"]: r for r in csv.DictReader(fh)}
+
+
+def test_predictions_are_loaded_with_every_row_accounted_for(pipeline):
+    lakehouse, ds = pipeline.lakehouse, pipeline.last_day
+    run = (
+        lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ds)])
+        .filter((F.col("stage") == "ingest") & (F.col("source") == "ml_predictions"))
+        .first()
+    )
+    written = pipeline.manifest["ml_predictions"][ds.isoformat()]
+    assert run.status == "succeeded" and run.rows_read == written["rows"]
+    assert run.rows_read == run.rows_accepted + run.rows_rejected + run.rows_duplicate
+    loaded = lakehouse.read(ML_PREDICTIONS, partitions=[("ds", "=", ds)]).filter(F.col("loaded_ds") == F.lit(ds))
+    assert loaded.count() == run.rows_accepted
+    rejected = lakehouse.read(EVENTS_REJECTED, partitions=[("ingest_date", "=", ds)]).filter(
+        F.col("source") == "ml_predictions"
+    )
+    assert rejected.count() == run.rows_rejected + run.rows_duplicate
+    reasons = {r.reject_reason for r in rejected.select("reject_reason").distinct().collect()}
+    assert reasons <= {"unknown_offer", "out_of_range"}  # the generator's defects
+
+
+def test_nbo_and_churn_missions_go_to_the_expected_personas(pipeline):
+    personas = truth(pipeline)
+    rows = pipeline.lakehouse.read(MISSION_ASSIGNMENTS).filter(~F.col("holdout"))
+    by_template: dict[str, list] = defaultdict(list)
+    for r in (
+        rows.filter(F.col("template_id").isin("nbo_bundle_offer", "nbo_partner_offer", "use_line_this_week"))
+        .select("template_id", "subscriber_id", "offer_id", "assigned_ds")
+        .collect()
+    ):
+        by_template[r.template_id].append(r)
+    nbo = by_template["nbo_bundle_offer"] + by_template["nbo_partner_offer"]
+    assert by_template["nbo_bundle_offer"] and by_template["nbo_partner_offer"]
+    assert {personas[r.subscriber_id]["persona"] for r in nbo} <= OFFER_PERSONAS
+    # the offer is the subscriber's own next-best offer of that day
+    predicted = {
+        (r.subscriber_id, r.score_date): r.nbo_offer_id
+        for r in pipeline.lakehouse.read(BEHAVIOR_SCORES)
+        .filter(F.col("nbo_offer_id").isNotNull())
+        .select("subscriber_id", "score_date", "nbo_offer_id")
+        .collect()
+    }
+    assert all(r.offer_id == predicted[(r.subscriber_id, r.assigned_ds)] for r in nbo)
+    # the churn branch: churn_risk subscribers whose ML churn probability qualifies them
+    scores = {
+        (r.subscriber_id, r.score_date): r
+        for r in pipeline.lakehouse.read(BEHAVIOR_SCORES)
+        .select("subscriber_id", "score_date", "churn_probability", "risk")
+        .collect()
+    }
+    churn_missions = [
+        r
+        for r in by_template["use_line_this_week"]
+        if personas[r.subscriber_id]["persona"] == "churn_risk"
+        and scores[(r.subscriber_id, r.assigned_ds)].churn_probability >= 0.4
+    ]
+    assert churn_missions
+
+
+def test_one_subscribers_state_is_what_the_underlying_tables_say(pipeline):
+    lakehouse, ds = pipeline.lakehouse, pipeline.last_day
+    state = lakehouse.read(SUBSCRIBER_STATE, partitions=[("state_ds", "=", ds)])
+    scored = lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)])
+    assert state.count() == scored.count() == state.select("subscriber_id").distinct().count()
+    # the subscriber with the most going on: live missions, then badges, then points
+    row = (
+        state.filter(~F.col("holdout") & (F.size("active_missions") > 0))
+        .orderBy(F.size("badges").desc(), F.col("points_balance").desc(), "subscriber_id")
+        .first()
+    )
+    assert row is not None, "no subscriber with live missions"
+    sid = row.subscriber_id
+    mine = F.col("subscriber_id") == sid
+
+    live = lakehouse.read(MISSION_PROGRESS, partitions=[("progress_ds", "=", ds)]).filter(
+        mine & F.col("status").isin("assigned", "active")
+    )
+    texts = {r.assignment_id: r.description for r in lakehouse.read(MISSION_ASSIGNMENTS).filter(mine).collect()}
+    expected_missions = sorted(
+        (r.assignment_id, r.progress_value, r.target_value, r.period_end, texts[r.assignment_id])
+        for r in live.collect()
+    )
+    assert (
+        sorted((m.assignment_id, m.progress_value, m.target_value, m.period_end, m.text) for m in row.active_missions)
+        == expected_missions
+    )
+    best: dict[str, tuple[int, str]] = {}
+    for a in lakehouse.read(BADGE_AWARDS).filter(mine & (F.col("awarded_ds") <= F.lit(ds))).collect():
+        best[a.badge_type] = max(best.get(a.badge_type, (0, "")), (a.level_rank, a.level))
+    assert {b.badge_type: b.level for b in row.badges} == {t: lvl for t, (_, lvl) in best.items()}
+    entries = lakehouse.read(LOYALTY_LEDGER).filter(mine & (F.col("entry_ds") <= F.lit(ds))).collect()
+    assert row.points_balance == sum(e.points for e in entries)
+    soon = [e for e in entries if e.points > 0 and ds < e.expires_ds <= ds + timedelta(days=30)]
+    assert row.points_expiring_30d == sum(e.points for e in soon)
+    tier = lakehouse.read(LOYALTY_TIERS, partitions=[("tier_ds", "=", ds)]).filter(mine).first()
+    assert (row.tier, row.points_balance) == (tier.tier, tier.points_balance)
+    score = scored.filter(mine).first()
+    assert (row.engagement, row.risk, row.digital) == tuple(
+        round(score[s], 2) for s in ("engagement", "risk", "digital")
+    )
+    holdout = state.filter(F.col("holdout"))
+    assert holdout.count() > 0
+    assert (
+        holdout.filter((F.size("active_missions") > 0) | (F.size("badges") > 0) | F.col("tier").isNotNull()).count()
+        == 0
+    )
+
+
+def delivery(pipeline, consumer: str) -> dict[str, bytes]:
+    root = Path(pipeline.config.get("exports.root")) / consumer / pipeline.last_day.isoformat()
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_file_exports_are_complete_and_identical_on_rerun(pipeline):
+    ds = pipeline.last_day
+    before = {c: delivery(pipeline, c) for c in ("campaign_system", "loyalty_platform", "app_feed")}
+    for files in before.values():
+        manifest = json.loads(files["manifest.json"])
+        assert "_SUCCESS" in files and manifest["run_ds"] == ds.isoformat()
+        for entry in manifest["datasets"].values():
+            for f in entry["files"]:
+                assert hashlib.sha256(files[f["path"]]).hexdigest() == f["sha256"]
+    lakehouse = pipeline.lakehouse
+    app = json.loads(before["app_feed"]["manifest.json"])["datasets"]["subscriber_state"]
+    changed = lakehouse.read(SUBSCRIBER_STATE, partitions=[("state_ds", "=", ds)]).filter(F.col("changed")).count()
+    assert app["rows"] == changed > 0
+    crm = json.loads(before["campaign_system"]["manifest.json"])
+    triggers = lakehouse.read(CAMPAIGN_TRIGGERS, partitions=[("trigger_ds", "=", ds)]).count()
+    assert crm["identifier"] == "msisdn"
+    assert (
+        crm["datasets"]["campaign_triggers"]["rows"] + crm["datasets"]["campaign_triggers"]["held_back_unmapped"]
+        == triggers
+    )
+    first = gzip.decompress(before["campaign_system"][crm["datasets"]["campaign_triggers"]["files"][0]["path"]])
+    msisdns = {r["msisdn"] for r in truth(pipeline).values()}
+    line = json.loads(first.splitlines()[0])
+    assert "subscriber_id" not in line and line["msisdn"] in msisdns
+
+    pipeline.run(ds, stages=["exports"])
+    assert {c: delivery(pipeline, c) for c in before} == before
