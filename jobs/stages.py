@@ -23,7 +23,15 @@ from jobs.config import Config
 from jobs.context import PipelineError, RunContext
 from jobs.exports import ExportSettings, audience_changes, export_files, export_jdbc, state_changes, with_identifier
 from jobs.frames import with_nullable_nesting
-from jobs.ingest import IngestContext, ShrinkGuard, SourceResult, known_subscribers, record_runs, run_ingest
+from jobs.ingest import (
+    IngestContext,
+    ShrinkGuard,
+    SourceResult,
+    file_rejects,
+    known_subscribers,
+    record_runs,
+    run_ingest,
+)
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.lifetime import values as lifetime_values
@@ -53,7 +61,7 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.segments import SegmentRules, assign_segments
-from jobs.sources import SourceError, conform, list_extract_files, read_extract, template_values
+from jobs.sources import SourceError, conform, list_extract_files, read_extract, render_template, template_values
 from jobs.subscriber_state import (
     RECENT_DAYS,
     active_missions,
@@ -215,7 +223,9 @@ def predictions(ctx: RunContext) -> dict[str, Any]:
 def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceResult:
     started = time.monotonic()
     source, ds, lakehouse = contract.source, ctx.ds, ctx.lakehouse
-    conformed = conform(read_extract(ctx.spark, source, ds, ctx.raw_root), source)
+    extract = read_extract(ctx.spark, source, ds, ctx.raw_root)
+    conformed = conform(extract.rows, source)
+    file_lines = sum(r.lines for r in extract.rejected_files)  # files set aside whole: their lines are rejected
     known = known_subscribers(lakehouse, ds, ctx.config.get("ingest.subscriber_lookback_days", 7))
     classified = classify_predictions(
         conformed, source.columns, ds, contract.max_lateness_days, known, offer_catalogue(ctx).ids
@@ -225,8 +235,12 @@ def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceRes
         lakehouse.write(
             to_predictions(classified, ds), ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": ds}
         )
+        rejects = to_prediction_rejects(classified, source.columns, source.name, ds)
+        if extract.rejected_files:
+            batch = IngestContext(ds, str(ctx.config.get("operator.timezone")), "", "")
+            rejects = rejects.unionByName(file_rejects(ctx.spark, extract.rejected_files, source, batch))
         lakehouse.write(
-            to_prediction_rejects(classified, source.columns, source.name, ds),
+            rejects,
             EVENTS_REJECTED,
             partition_by=["ingest_date"],
             replace_where={"ingest_date": ds, "source": source.name},
@@ -236,9 +250,9 @@ def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceRes
     return SourceResult(
         source.name,
         "succeeded",
-        rows_read=n["read"],
+        rows_read=n["read"] + file_lines,
         rows_accepted=n["accepted"],
-        rows_rejected=n["rejected"],
+        rows_rejected=n["rejected"] + file_lines,
         rows_duplicate=n["duplicate"],
         duration_s=round(time.monotonic() - started, 3),
     )
@@ -706,7 +720,7 @@ def exports(ctx: RunContext) -> dict[str, Any]:
     }
     mapping = None
     if any(c.identifier == "msisdn" for c in settings.active):
-        path = settings.mapping_path.format(**template_values(ds, ctx.raw_root))
+        path = render_template(settings.mapping_path, template_values(ds, ctx.raw_root))
         if not list_extract_files(path):
             raise PipelineError(f"{settings.file}: msisdn_mapping.path: no MSISDN mapping extract at {path}")
         reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
