@@ -99,7 +99,7 @@ def test_prediction_rows_are_accepted_or_quarantined_with_the_first_failing_chec
     (folder / "p.csv").write_text("\n".join([header, *rows]) + "\n")
     contract = predictions.PredictionContract.load(DEFAULT_CONF_DIR / "ml_predictions.yaml")
     source = contract.source
-    conformed = conform(read_extract(spark, source, D, str(tmp_path)), source)
+    conformed = conform(read_extract(spark, source, D, str(tmp_path)).rows, source)
     known = spark.createDataFrame([(A,), (B,)], "subscriber_id string")
     classified = predictions.classify_predictions(conformed, source.columns, D, 7, known, ["OFF_A"])
     actual = classified.select("_raw_model_name", "_raw_churn_probability", "prediction_date", "reject_reason")
