@@ -470,8 +470,13 @@ def read_day(ctx: RunContext, spec: TableSpec, ds: date) -> DataFrame:
         low = ds - timedelta(days=ctx.config.get("ingest.max_lateness_days", 7) if lookback is None else lookback)
     partitions = [(spec.partition_column, ">=", low), (spec.partition_column, "<=", ds)]
     df = ctx.lakehouse.read(spec.name, partitions=partitions).filter(F.col(spec.date_column) == F.lit(ds))
-    if spec.name == PIPELINE_RUNS:  # the gate's own row (left by an earlier run of the date) is not its input
-        df = df.filter(F.col("stage") != "quality")
+    if spec.name == PIPELINE_RUNS:
+        # rows of the gate itself and of the stages after it (exports), left by an earlier run of
+        # the date, are not its input: a rerun must validate exactly what the first run did
+        from jobs.pipeline import STAGES  # imported here: jobs.pipeline imports this module
+
+        names = list(STAGES)
+        df = df.filter(~F.col("stage").isin(names[names.index("quality") :]))
     return df
 
 

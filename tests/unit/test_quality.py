@@ -310,12 +310,13 @@ def test_suite_selection_accepts_globs_and_refuses_unknown_names():
         selected(names, ["scores"])
 
 
-def test_the_pipeline_runs_suite_ignores_the_gates_own_row_so_reruns_match(spark, tmp_path):
+def test_the_pipeline_runs_suite_ignores_rows_of_the_gate_and_later_stages_so_reruns_match(spark, tmp_path):
     ctx = context(spark, tmp_path, D2)
     runs = [
         (D2, "ingest", "cdr", "succeeded", 10, 10, 0, 0, 10, 1.0, ""),
         (D2, "scores", None, "succeeded", None, None, None, None, None, 2.0, "{}"),
         (D2, "quality", None, "succeeded", None, None, None, None, None, 3.0, "{}"),  # left by the first run
+        (D2, "exports", None, "succeeded", None, None, None, None, None, 1.5, "{}"),  # after the gate: the same
         (D1, "ingest", "cdr", "succeeded", 9, 9, 0, 0, 9, 1.0, ""),
     ]
     ctx.lakehouse.write(
