@@ -2,12 +2,14 @@
 
 Each raw row ends in exactly one place: accepted (one or more events), rejected (quarantined in
 `events_rejected` with a reason code and message), or duplicate (also quarantined, counted apart).
-The transformations here are pure; `ingest_source` does the I/O for one source and run date.
+The transformations here are pure; `run_ingest` does the I/O: each source is read, classified and
+accounted (`prepare_source`), then the sources of a run are written together (`write_sources`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -26,7 +28,7 @@ from jobs import expressions
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_digit_runs, mask_text, normalise_msisdn, pseudonymise, with_hmac_key
 from jobs.profiles import profile_as_of
-from jobs.sources import CORRUPT, SOURCE_FILE, FileReject, Source, SourceError, conform, read_extract
+from jobs.sources import CORRUPT, SOURCE_FILE, Extract, FileReject, Source, SourceError, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE, schema_of
 from jobs.templates import value_position
 
@@ -669,23 +671,19 @@ class ShrinkGuard:
         )
 
 
-def previous_rows_read(lakehouse: Lakehouse, source: Source, ds: date) -> int | None:
-    """Rows read by the source's latest successful ingest before `ds` (pipeline_runs is small)."""
+def previous_rows_read(lakehouse: Lakehouse, ds: date) -> dict[str, int]:
+    """Rows read by each source's latest successful ingest before `ds`, in one small query
+    (pipeline_runs holds a row per source and day)."""
     if not lakehouse.exists(PIPELINE_RUNS):
-        return None
-    row = (
-        lakehouse.read(PIPELINE_RUNS)
-        .filter(
-            (F.col("run_ds") < F.lit(ds))
-            & (F.col("stage") == "ingest")
-            & (F.col("source") == source.name)
-            & (F.col("status") == "succeeded")
-        )
-        .orderBy(F.col("run_ds").desc())
-        .select("rows_read")
-        .first()
+        return {}
+    rows = (
+        lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "<", ds)])
+        .filter((F.col("stage") == "ingest") & (F.col("status") == "succeeded") & F.col("source").isNotNull())
+        .groupBy("source")
+        .agg(F.max_by("rows_read", "run_ds").alias("rows_read"))
+        .collect()  # one row per configured source
     )
-    return None if row is None else int(row.rows_read or 0)
+    return {r.source: int(r.rows_read or 0) for r in rows}
 
 
 def file_rejects(spark: Any, rejects: Sequence[FileReject], source: Source, ctx: IngestContext) -> DataFrame:
@@ -715,83 +713,114 @@ class ExtractShrank(SourceError):
         self.action, self.result = action, result
 
 
-def ingest_source(
+@dataclass
+class PreparedSource:
+    """One source read, classified (cached) and accounted for the run date; nothing written yet."""
+
+    source: Source
+    extract: Extract
+    classified: DataFrame
+    counts: dict[str, Any]
+    seconds: float
+    cached: list[DataFrame]
+
+    @property
+    def file_lines(self) -> int:
+        return sum(r.lines for r in self.extract.rejected_files)
+
+    def result(self, seconds: float) -> SourceResult:
+        message = ""
+        if self.extract.rejected_files:
+            shown = "; ".join(f"{r.path.rsplit('/', 1)[-1]}: {r.reason}" for r in self.extract.rejected_files[:10])
+            total = len(self.extract.files)
+            message = mask_text(f"{len(self.extract.rejected_files)} of {total} file(s) quarantined: {shown}")
+        return SourceResult(
+            source=self.source.name,
+            status="succeeded",
+            rows_read=self.counts["read"] + self.file_lines,
+            rows_accepted=self.counts[ACCEPTED],
+            rows_rejected=self.counts[REJECTED] + self.file_lines,
+            rows_duplicate=self.counts[DUPLICATE],
+            events_written=self.counts["events"],
+            duration_s=round(seconds, 3),
+            message=message,
+        )
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
+
+
+def prepare_source(
     lakehouse: Lakehouse,
     source: Source,
     ctx: IngestContext,
     raw_root: str,
     known: DataFrame | None,
-    guard: ShrinkGuard | None = None,
-) -> SourceResult:
-    """Read, classify and write one source for one run date; returns its accounting."""
+    guard: ShrinkGuard,
+    previous_rows: int | None,
+) -> PreparedSource:
+    """Read and classify one source, count its rows (one job) and apply the shrink guard."""
     started = time.monotonic()
     extract = read_extract(lakehouse.spark, source, ctx.ds, raw_root)
     conformed = conform(extract.rows, source)
     classified = classify(conformed, source, ctx, known if source.check_known_subscriber else None)
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-    cached = [classified]
-    file_lines = sum(r.lines for r in extract.rejected_files)
+    prepared = PreparedSource(source, extract, classified, {}, 0.0, [classified])
     try:
-        counts = accounting(classified, ctx.ds)
-        shrunk = (guard or ShrinkGuard()).problem(
-            counts["read"] + file_lines, previous_rows_read(lakehouse, source, ctx.ds)
-        )
+        prepared.counts = accounting(classified, ctx.ds)
+        rows_read = prepared.counts["read"] + prepared.file_lines
+        shrunk = guard.problem(rows_read, previous_rows)
         if shrunk is not None:
-            result = SourceResult(
-                source.name,
-                "failed",
-                rows_read=counts["read"] + file_lines,
-                rows_rejected=counts[REJECTED] + file_lines,
-                rows_accepted=counts[ACCEPTED],
-                rows_duplicate=counts[DUPLICATE],
-                duration_s=round(time.monotonic() - started, 3),
-            )
-            raise ExtractShrank(f"source {source.name}: {shrunk}", (guard or ShrinkGuard()).action, result)
-        prior = prior_record_keys(lakehouse, source, ctx, counts["late_dates"])
+            result = dataclasses.replace(prepared.result(time.monotonic() - started), status="failed", message="")
+            raise ExtractShrank(f"source {source.name}: {shrunk}", guard.action, result)
+        prior = prior_record_keys(lakehouse, source, ctx, prepared.counts["late_dates"])
         if prior is not None:  # late records: drop those an earlier run already wrote
-            classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(classified)
-            counts = accounting(classified)
-        if source.profile is not None:
-            lakehouse.write(
-                to_profile(classified, source, ctx),
-                SUBSCRIBER_PROFILE,
-                partition_by=["snapshot_date"],
-                replace_where={"snapshot_date": ctx.ds},
-            )
+            prepared.classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
+            prepared.cached.append(prepared.classified)
+            prepared.counts = accounting(prepared.classified)
+    except BaseException:
+        prepared.release()
+        raise
+    prepared.seconds = time.monotonic() - started
+    return prepared
+
+
+def write_sources(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: IngestContext) -> float:
+    """Events, quarantine and profile rows of every source in `batch`: one commit per table,
+    replacing exactly what these sources wrote for the run date before. Returns the seconds."""
+    started = time.monotonic()
+    names = [p.source.name for p in batch]
+    profiles = [to_profile(p.classified, p.source, ctx) for p in batch if p.source.profile is not None]
+    if profiles:
         lakehouse.write(
-            to_events(classified, source, ctx),
-            EVENTS,
-            partition_by=["event_date"],
-            replace_where={"ingest_date": ctx.ds, "source": source.name},
+            _union(profiles),
+            SUBSCRIBER_PROFILE,
+            partition_by=["snapshot_date"],
+            replace_where={"snapshot_date": ctx.ds},
         )
-        rejects = to_rejects(classified, source, ctx)
-        if extract.rejected_files:
-            rejects = rejects.unionByName(file_rejects(lakehouse.spark, extract.rejected_files, source, ctx))
-        lakehouse.write(
-            rejects,
-            EVENTS_REJECTED,
-            partition_by=["ingest_date"],
-            replace_where={"ingest_date": ctx.ds, "source": source.name},
-        )
-    finally:
-        for df in cached:
-            df.unpersist()
-    message = ""
-    if extract.rejected_files:
-        shown = "; ".join(f"{r.path.rsplit('/', 1)[-1]}: {r.reason}" for r in extract.rejected_files[:10])
-        message = mask_text(f"{len(extract.rejected_files)} of {len(extract.files)} file(s) quarantined: {shown}")
-    return SourceResult(
-        source=source.name,
-        status="succeeded",
-        rows_read=counts["read"] + file_lines,
-        rows_accepted=counts[ACCEPTED],
-        rows_rejected=counts[REJECTED] + file_lines,
-        rows_duplicate=counts[DUPLICATE],
-        events_written=counts["events"],
-        duration_s=round(time.monotonic() - started, 3),
-        message=message,
+    lakehouse.write(
+        _union([to_events(p.classified, p.source, ctx) for p in batch]),
+        EVENTS,
+        partition_by=["event_date"],
+        replace_where={"ingest_date": ctx.ds, "source": names},
     )
+    rejects = []
+    for p in batch:
+        rejects.append(to_rejects(p.classified, p.source, ctx))
+        if p.extract.rejected_files:
+            rejects.append(file_rejects(lakehouse.spark, p.extract.rejected_files, p.source, ctx))
+    lakehouse.write(
+        _union(rejects),
+        EVENTS_REJECTED,
+        partition_by=["ingest_date"],
+        replace_where={"ingest_date": ctx.ds, "source": names},
+    )
+    return time.monotonic() - started
+
+
+def _union(frames: Sequence[DataFrame]) -> DataFrame:
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -810,23 +839,32 @@ def run_ingest(
     subscriber_lookback_days: int,
     guard: ShrinkGuard | None = None,
 ) -> list[SourceResult]:
-    """Ingest every due, active source (CRM snapshot sources first) and record pipeline_runs.
+    """Ingest every due, active source and record pipeline_runs.
+
+    CRM snapshot sources go first and are committed on their own (the others check subscribers
+    against today's snapshot); the other sources are read and accounted one by one, then
+    written together: one commit per table. Should that combined write fail, each source is
+    written alone, so a failure stays with the source that caused it.
 
     Whatever goes wrong with one source (its configuration, its files, Spark) is recorded for
     that source and the run goes on: `failed` for a mandatory source (the caller fails the run),
     `degraded` for an optional one, `missing` when an optional extract is absent, `held` when a
     shrunken extract was held back. Every configured source gets a row.
     """
-    results: list[SourceResult] = []
+    guard = guard or ShrinkGuard()
+    results: dict[str, SourceResult] = {}
     known: DataFrame | None = None
+    prepared: list[PreparedSource] = []
+    ordered = sorted(sources, key=lambda s: (s.profile is None, s.name))
     try:
-        for source in sorted(sources, key=lambda s: (s.profile is None, s.name)):
+        previous = previous_rows_read(lakehouse, ctx.ds)
+        for source in ordered:
             if not source.active:
-                results.append(SourceResult(source.name, "inactive", message="source is not active"))
+                results[source.name] = SourceResult(source.name, "inactive", message="source is not active")
                 continue
             if not source.is_due(ctx.ds):
                 message = f"{source.sync_frequency} source, not due on {ctx.ds}"
-                results.append(SourceResult(source.name, "not_due", message=message))
+                results[source.name] = SourceResult(source.name, "not_due", message=message)
                 continue
             started = time.monotonic()
             try:
@@ -837,28 +875,56 @@ def run_ingest(
                     )
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
-                result = ingest_source(lakehouse, source, ctx, raw_root, known, guard)
-            except ExtractShrank as exc:
-                status = "held" if exc.action == "hold" else ("failed" if source.mandatory else "degraded")
-                result = dataclasses.replace(exc.result, status=status, message=describe_failure(exc))
-                log.error("source %s: %s", source.name, result.message)
+                ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name))
+                if source.profile is None:
+                    prepared.append(ready)
+                    continue
+                try:  # a snapshot source is committed now: the next sources check against it
+                    results[source.name] = ready.result(ready.seconds + write_sources(lakehouse, [ready], ctx))
+                finally:
+                    ready.release()
             except Exception as exc:  # one source never stops the others
-                absent = isinstance(exc, SourceError) and str(exc).startswith(f"source {source.name}: no extract for")
-                status = "failed" if source.mandatory else ("missing" if absent else "degraded")
-                result = SourceResult(
-                    source.name,
-                    status,
-                    duration_s=round(time.monotonic() - started, 3),
-                    message=describe_failure(exc),
-                )
-                log.error("source %s: %s", source.name, result.message)
-            results.append(result)
-            log.info("ingest %s %s: %s", ctx.ds, source.name, result)
+                results[source.name] = _failure(source, exc, time.monotonic() - started)
+        results.update(_write_batch(lakehouse, prepared, ctx))
     finally:
+        for ready in prepared:
+            ready.release()
         if known is not None:
             known.unpersist()
-        record_runs(lakehouse, "ingest", ctx.ds, results)
+        in_order = [results[s.name] for s in ordered if s.name in results]
+        for result in in_order:
+            log.info("ingest %s %s: %s", ctx.ds, result.source, result)
+        record_runs(lakehouse, "ingest", ctx.ds, in_order)
+    return in_order
+
+
+def _write_batch(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: IngestContext) -> dict[str, SourceResult]:
+    if not batch:
+        return {}
+    try:
+        seconds = write_sources(lakehouse, batch, ctx)
+        return {p.source.name: p.result(p.seconds + seconds) for p in batch}
+    except Exception as exc:
+        log.warning("combined write of %d sources failed (%s): writing each source alone", len(batch), exc)
+    results = {}
+    for p in batch:
+        try:
+            results[p.source.name] = p.result(p.seconds + write_sources(lakehouse, [p], ctx))
+        except Exception as exc:
+            results[p.source.name] = _failure(p.source, exc, p.seconds)
     return results
+
+
+def _failure(source: Source, exc: Exception, seconds: float) -> SourceResult:
+    if isinstance(exc, ExtractShrank):
+        status = "held" if exc.action == "hold" else ("failed" if source.mandatory else "degraded")
+        result = dataclasses.replace(exc.result, status=status, message=describe_failure(exc))
+    else:
+        absent = isinstance(exc, SourceError) and str(exc).startswith(f"source {source.name}: no extract for")
+        status = "failed" if source.mandatory else ("missing" if absent else "degraded")
+        result = SourceResult(source.name, status, duration_s=round(seconds, 3), message=describe_failure(exc))
+    log.error("source %s: %s", source.name, result.message)
+    return result
 
 
 def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[SourceResult]) -> None:
@@ -880,9 +946,11 @@ def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[So
         )
         for r in results
     ]
-    fresh = lakehouse.spark.createDataFrame(rows, schema)
-    kept = lakehouse.read_or_empty(PIPELINE_RUNS, schema, partitions=[("run_ds", "=", ds)]).filter(
-        (F.col("stage") == stage) & ~F.col("source").isin([r.source for r in results])
+    if not rows:
+        return
+    lakehouse.write(
+        lakehouse.spark.createDataFrame(rows, schema),
+        PIPELINE_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": ds, "stage": stage, "source": [r.source for r in results]},
     )
-    merged = fresh.unionByName(kept).coalesce(1).localCheckpoint()  # materialised before the old files go
-    lakehouse.write(merged, PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": ds, "stage": stage})

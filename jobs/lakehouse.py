@@ -22,11 +22,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 from deltalake import DeltaTable as RsDeltaTable
+from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -123,24 +124,36 @@ class Lakehouse:
         return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory and self.exists(e.base_name))
 
     def exists(self, table: str) -> bool:
-        return bool(self._jvm_delta_table().isDeltaTable(self.spark._jsparkSession, self.uri(table)))
+        return self._log(table) is not None
 
     def version(self, table: str) -> int:
-        return int(self._history(table, 1)[0]["version"])
+        log_ = self._log(table)
+        if log_ is None:
+            raise LakehouseError(f"table {table!r} does not exist under {self.root}")
+        return int(log_.version())
 
     def history(self, table: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest commits: version, timestamp, operation, metrics and our userMetadata."""
-        rows = self._history(table, limit)
+        log_ = self._log(table)
+        if log_ is None:
+            raise LakehouseError(f"table {table!r} does not exist under {self.root}")
         return [
             {
-                "version": int(r["version"]),
-                "timestamp": r["timestamp"],
-                "operation": r["operation"],
-                "metrics": dict(r["operationMetrics"] or {}),
-                "user_metadata": json.loads(r["userMetadata"]) if r["userMetadata"] else {},
+                "version": int(c["version"]),
+                "timestamp": datetime.fromtimestamp(c["timestamp"] / 1000, tz=UTC).replace(tzinfo=None),
+                "operation": c.get("operation"),
+                "metrics": {k: str(v) for k, v in (c.get("operationMetrics") or {}).items()},
+                "user_metadata": json.loads(c["userMetadata"]) if c.get("userMetadata") else {},
             }
-            for r in rows
+            for c in log_.history(limit)
         ]
+
+    def schema(self, table: str) -> T.StructType:
+        """The table's schema as recorded in its log (no Spark job)."""
+        log_ = self._log(table)
+        if log_ is None:
+            raise LakehouseError(f"table {table!r} does not exist under {self.root}")
+        return T.StructType.fromJson(json.loads(log_.schema().to_json()))
 
     def read(
         self,
@@ -163,9 +176,8 @@ class Lakehouse:
 
     def partition_values(self, table: str, column: str) -> list[str]:
         """Distinct values of a partition column, from the Delta log only (no data read)."""
-        if not self.exists(table):
-            return []
-        partitions = RsDeltaTable(self.uri(table), storage_options=dict(self.storage_options)).partitions()
+        log_ = self._log(table)
+        partitions = log_.partitions() if log_ is not None else []
         return sorted({p[column] for p in partitions if p.get(column) is not None})
 
     def read_or_empty(self, table: str, schema: T.StructType, **kwargs: Any) -> DataFrame:
@@ -192,29 +204,46 @@ class Lakehouse:
         if not replace_where:
             raise LakehouseError(f"{table}: a write must say which rows it replaces (replace_where)")
         uri = self.uri(table)
-        if not self.exists(table):
+        log_ = self._log(table)
+        if log_ is None:
             self._create(table, df.schema, partition_by)
-        current = self.read(table).schema
-        existing = [f.name for f in self._partition_columns(table)]
+            log_ = self._log(table)
+            assert log_ is not None
+        current = T.StructType.fromJson(json.loads(log_.schema().to_json()))
+        existing = list(log_.metadata().partition_columns)
         if existing != list(partition_by):
             raise LakehouseError(f"table {table!r} is partitioned by {existing}, write asked for {list(partition_by)}")
         added = check_schema_change(table, current, df.schema)
         ordered = df.select(*[f.name for f in current.fields], *[f.name for f in added])
-        if table in self.single_file_tables:
-            ordered = ordered.coalesce(1)
-        writer = (
-            ordered.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", _predicate(replace_where))
-            .option("userMetadata", json.dumps(self.commit_info, sort_keys=True))
-        )
+        predicate = _predicate(replace_where)
+        whole = {c: replace_where[c] for c in existing if c in replace_where}
+        single_file = table in self.single_file_tables
+        write_id = uuid.uuid4().hex  # finds this write's commit among concurrent ones
         if added:
-            writer = writer.option("mergeSchema", "true")
             log.warning("%s: new column(s) %s merged into the table", table, ", ".join(f.name for f in added))
-        self._with_retries(table, lambda: writer.save(uri))
+
+        def attempt() -> None:
+            rows, replaced = ordered, predicate
+            if single_file and existing and len(whole) == len(existing):
+                # a small table keeps one file per partition: the partition's other rows are
+                # rewritten with the new ones (read again on a retry: another writer's rows stay)
+                kept = self.read(table).filter(F.expr(_predicate(whole)) & ~F.coalesce(F.expr(predicate), F.lit(False)))
+                rows, replaced = ordered.unionByName(kept, allowMissingColumns=True), _predicate(whole)
+            writer = (
+                (rows.coalesce(1) if single_file else rows)
+                .write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", replaced)
+                .option("userMetadata", json.dumps({**self.commit_info, "write_id": write_id}, sort_keys=True))
+            )
+            if added:
+                writer = writer.option("mergeSchema", "true")
+            writer.save(uri)
+
+        self._with_retries(table, attempt)
         if added:
             self._comment_columns(table, [f.name for f in added])
-        result = self._write_result(table)
+        result = self._write_result(table, write_id, int(log_.version()))
         log.info(
             "%s v%d: +%d files (%d rows), -%d files",
             table,
@@ -261,12 +290,19 @@ class Lakehouse:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _write_result(self, table: str) -> WriteResult:
-        last = self.history(table, 1)[0]
-        metrics = last["metrics"]
+    def _write_result(self, table: str, write_id: str, version_before: int) -> WriteResult:
+        """Version and metrics of the commit carrying `write_id`, read from the log. Delta
+        commits nothing for a write that neither adds nor removes a file."""
+        commits = self.history(table, CONCURRENT_WRITE_ATTEMPTS * 4)
+        mine = next((c for c in commits if c["user_metadata"].get("write_id") == write_id), None)
+        if mine is None and any(c["version"] <= version_before for c in commits):  # none since is ours
+            return WriteResult(table, commits[0]["version"], 0, 0, 0)
+        if mine is None:
+            raise LakehouseError(f"{table}: the write's commit is not among the last {len(commits)} versions")
+        metrics = mine["metrics"]
         return WriteResult(
             table,
-            last["version"],
+            mine["version"],
             int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
             int(metrics.get("numRemovedFiles", 0)),
             int(metrics.get("numOutputRows", 0)),
@@ -334,15 +370,12 @@ class Lakehouse:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _jvm_delta_table(self) -> Any:
-        return self.spark._jvm.io.delta.tables.DeltaTable  # type: ignore[union-attr]
-
-    def _history(self, table: str, limit: int) -> list[Any]:
-        return self.spark.sql(f"describe history delta.`{self.uri(table)}` limit {int(limit)}").collect()
-
-    def _partition_columns(self, table: str) -> list[T.StructField]:
-        detail = self.spark.sql(f"describe detail delta.`{self.uri(table)}`").first()
-        return [T.StructField(c, T.StringType()) for c in detail["partitionColumns"]]
+    def _log(self, table: str) -> RsDeltaTable | None:
+        """The table's Delta log as of now (read by delta-rs: no Spark job), None if no table."""
+        try:
+            return RsDeltaTable(self.uri(table), storage_options=dict(self.storage_options) or None)
+        except TableNotFoundError:
+            return None
 
 
 def check_schema_change(table: str, current: T.StructType, incoming: T.StructType) -> list[T.StructField]:

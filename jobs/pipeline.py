@@ -37,37 +37,61 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
 
 
 def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the selected stages in pipeline order. Each stage's pipeline_runs row is committed
+    together with the others' when the run ends (or fails), and before the quality gate, which
+    reads them: one commit instead of one per stage."""
     selected = list(selected or STAGES)
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise PipelineError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
-    for name in STAGES:  # always in pipeline order, whatever order was asked
-        if name in selected:
+    recorded: list[tuple[str, str, float, str]] = []
+    failed = True
+    try:
+        for name in STAGES:  # always in pipeline order, whatever order was asked
+            if name not in selected:
+                continue
+            if name == "quality":
+                record_stages(ctx, recorded)
             started = time.monotonic()
             try:
                 with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
                     ctx.results[name] = STAGES[name](ctx)
             except Exception as exc:
                 if name != "ingest":
-                    record_stage(ctx, name, "failed", time.monotonic() - started, describe_failure(exc))
+                    recorded.append((name, "failed", time.monotonic() - started, describe_failure(exc)))
                 raise
             took = time.monotonic() - started
             if name != "ingest":  # ingest records one row per source itself
-                record_stage(ctx, name, "succeeded", took, json.dumps(ctx.results[name], default=str))
+                recorded.append((name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
             log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
+        failed = False
+    finally:
+        try:
+            record_stages(ctx, recorded)
+        except Exception:
+            if not failed:
+                raise
+            log.exception("could not record the stages of the failed run in pipeline_runs")
     return ctx.results
 
 
-def record_stage(ctx: RunContext, stage: str, status: str, duration_s: float, message: str) -> None:
-    """Replace this stage's row for the run date in pipeline_runs."""
-    row = (ctx.ds, stage, None, status, None, None, None, None, None, round(duration_s, 3), message[:2000])
-    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=stage):
+def record_stages(ctx: RunContext, recorded: list[tuple[str, str, float, str]]) -> None:
+    """Replace the recorded stages' rows for the run date in pipeline_runs, in one commit; the
+    list is emptied."""
+    if not recorded:
+        return
+    rows = [
+        (ctx.ds, stage, None, status, None, None, None, None, None, round(seconds, 3), message[:2000])
+        for stage, status, seconds, message in recorded
+    ]
+    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=",".join(r[1] for r in rows)):
         ctx.lakehouse.write(
-            ctx.spark.createDataFrame([row], schema_of(PIPELINE_RUNS)),
+            ctx.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)).coalesce(1),
             PIPELINE_RUNS,
             partition_by=["run_ds"],
-            replace_where={"run_ds": ctx.ds, "stage": stage},
+            replace_where={"run_ds": ctx.ds, "stage": [r[1] for r in rows]},
         )
+    recorded.clear()
 
 
 def date_range(start: date, end: date) -> list[date]:

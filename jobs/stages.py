@@ -205,8 +205,12 @@ def stale_predictions(ctx: RunContext, cfg: ScoringConfig) -> bool:
 
 
 def predictions(ctx: RunContext) -> dict[str, Any]:
-    """The data-science team's dated delivery -> ml_predictions, quarantine and accounting."""
-    contract = PredictionContract.load(ctx.conf_path("ml_predictions.yaml"))
+    """The data-science team's dated delivery -> ml_predictions, quarantine and accounting.
+    An operator without conf/ml_predictions.yaml has no such delivery: nothing to load."""
+    path = ctx.conf_path("ml_predictions.yaml")
+    if not path.exists():
+        return {"status": "not_configured", "read": 0, "accepted": 0}
+    contract = PredictionContract.load(path)
     source, ds = contract.source, ctx.ds
     if not contract.active:
         result = SourceResult(source.name, "inactive", message="source is not active")

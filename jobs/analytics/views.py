@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _HEADER = re.compile(r"^\s*--\s?(.*)$")
+DS_PARAMETER = re.compile(r"(?<![:\w]):ds\b")  # the run date in a view or query
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,12 @@ def register_tables(lakehouse: Lakehouse) -> list[str]:
 
 
 def run_view(spark: SparkSession, view: View | str, ds: date) -> DataFrame:
-    """A view's query (or any query text) with :ds bound; tables must be registered."""
+    """A view's query (or any query text) with :ds bound; tables must be registered.
+
+    The date is bound as a literal, not a query parameter: a temporary view keeps its query
+    text, and Spark re-analyses it (without the parameter) when another view reads it."""
     text = view.text if isinstance(view, View) else view
-    return spark.sql(text, args={"ds": ds}) if ":ds" in text else spark.sql(text)
+    return spark.sql(DS_PARAMETER.sub(f"DATE'{date.fromisoformat(str(ds)).isoformat()}'", text))
 
 
 def register_views(spark: SparkSession, ds: date, sql_dir: Path = SQL_DIR) -> dict[str, str]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -18,9 +20,12 @@ MISSION_DAYS = 3
 class Pipeline:
     """A generated operator plus a lakehouse, run through the real stages."""
 
-    def __init__(self, spark, root: Path, subscribers: int = SUBSCRIBERS, days: int = DAYS) -> None:
-        self.raw = root / "raw"
-        self.manifest = generate(self.raw, subscribers=subscribers, days=days, start=START, seed=11)
+    def __init__(self, spark, root: Path, subscribers: int = SUBSCRIBERS, days: int = DAYS, raw: Path | None = None):
+        self.raw = raw or root / "raw"
+        if raw is None:
+            self.manifest = generate(self.raw, subscribers=subscribers, days=days, start=START, seed=11)
+        else:
+            self.manifest = json.loads((raw / "_manifest.json").read_text())
         self.config = load_config(
             env="test",
             overrides={
@@ -33,6 +38,11 @@ class Pipeline:
         self.spark = spark
         self.lakehouse = build_lakehouse(spark, self.config)
         self.days = [date.fromordinal(START.toordinal() + i) for i in range(days)]
+
+    def copy(self, root: Path) -> Pipeline:
+        """The same raw extracts over a copy of this lakehouse: for tests that change what they run on."""
+        shutil.copytree(self.lakehouse.root, root / "lakehouse")
+        return Pipeline(self.spark, root, days=len(self.days), raw=self.raw)
 
     @property
     def mission_days(self) -> list[date]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from jobs import ingest
 from jobs.config import load_config
 from jobs.ingest import ACCEPTED, IngestContext, classify, run_ingest
+from jobs.lakehouse import Lakehouse
 from jobs.pipeline import build_lakehouse
 from jobs.sources import Source, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS
@@ -155,6 +158,39 @@ def test_rerun_gives_the_same_tables(night):
     before = {t: table_content(lakehouse, t) for t in (EVENTS, EVENTS_REJECTED)}
     run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)
     assert {t: table_content(lakehouse, t) for t in (EVENTS, EVENTS_REJECTED)} == before
+
+
+def test_a_source_failing_at_write_time_fails_alone(night, tmp_path, monkeypatch):
+    """The sources of a run are written together; when that write fails, each is written alone,
+    so only the source whose rows broke it fails and the others' rows land."""
+    from tests.integration.helpers import table_content
+
+    lake = tmp_path / "lh"
+    shutil.copytree(night["lakehouse"].root, lake)
+    lakehouse = Lakehouse(night["lakehouse"].spark, str(lake))
+    wallet_before = [r for r in table_content(lakehouse, EVENTS) if '"source":"wallet"' in r]
+    calls_before = [r for r in table_content(lakehouse, EVENTS) if '"source":"calls"' in r]
+    real_to_events = ingest.to_events
+
+    def exploding_wallet(classified, source, ctx):
+        events = real_to_events(classified, source, ctx)
+        if source.name != "wallet":
+            return events
+        boom = F.when(F.lit(True), F.raise_error(F.lit("wallet mapping exploded"))).otherwise(F.col("event_type"))
+        return events.withColumn("event_type", boom)
+
+    monkeypatch.setattr(ingest, "to_events", exploding_wallet)
+    results = {r.source: r for r in run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)}
+
+    assert results["wallet"].status == "degraded" and "wallet mapping exploded" in results["wallet"].message
+    assert results["calls"].status == "succeeded"
+    calls = night["results"]["calls"]
+    assert (results["calls"].rows_read, results["calls"].events_written) == (calls.rows_read, calls.events_written)
+    events = table_content(lakehouse, EVENTS)
+    assert [r for r in events if '"source":"calls"' in r] == calls_before  # written again, the same
+    assert [r for r in events if '"source":"wallet"' in r] == wallet_before > []  # the earlier run's rows stay
+    runs = {r.source: r.status for r in lakehouse.read(PIPELINE_RUNS).filter(F.col("stage") == "ingest").collect()}
+    assert runs == {"calls": "succeeded", "wallet": "degraded", "mandatory_feed": "failed"}
 
 
 def test_corpus_files_are_what_they_claim(night):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pyarrow as pa
@@ -40,7 +39,9 @@ def test_accounting_balances_and_matches_the_tables(pipeline):
         (F.col("status") == "succeeded") & (F.col("stage") == "ingest")
     )
     runs = runs.collect()
-    assert len(runs) == 7 * len(pipeline.days) + 1  # 7 daily sources every day + the monthly DWH extract on day 1
+    delivered = {(source, day) for source, days in pipeline.manifest["rows"].items() for day in days}
+    delivered |= {("ml_predictions", day) for day in pipeline.manifest["ml_predictions"]}
+    assert sorted((r.source, str(r.run_ds)) for r in runs) == sorted(delivered)  # one row per extract delivered
     events = {
         (r.source, r.ingest_date): r["count"]
         for r in pipeline.lakehouse.read(EVENTS).groupBy("source", "ingest_date").count().collect()
@@ -69,6 +70,11 @@ def test_each_injected_defect_is_quarantined_with_its_reason(pipeline):
         .count()
         .collect()
     }
+    for day, delivery in pipeline.manifest["ml_predictions"].items():  # an unknown offer or a probability > 1
+        for reason in ("unknown_offer", "out_of_range"):
+            key = ("ml_predictions", day, reason)
+            expected[key] = got.get(key, 0)
+        assert sum(n for (s, d, _), n in got.items() if s == "ml_predictions" and d == day) == delivery["defects"]
     assert got == {k: v for k, v in expected.items() if v}
 
 
@@ -77,6 +83,7 @@ def test_rows_read_equal_the_raw_rows_in_the_extracts(pipeline):
         (r.source, str(r.run_ds)): r.rows_read for r in pipeline.lakehouse.read(PIPELINE_RUNS).collect() if r.rows_read
     }
     raw = {(source, day): n for source, days in pipeline.manifest["rows"].items() for day, n in days.items()}
+    raw |= {("ml_predictions", day): d["rows"] for day, d in pipeline.manifest["ml_predictions"].items()}
     assert read == raw
 
 
@@ -141,14 +148,17 @@ def test_subscriber_ids_match_the_truth_file(pipeline):
     assert profile <= truth and len(profile) >= 0.9 * len(truth)
 
 
-def test_a_missing_mandatory_extract_fails_with_the_expected_path(pipeline):
+def test_a_missing_mandatory_extract_fails_with_the_expected_path(pipeline, tmp_path):
+    night = pipeline.copy(tmp_path)  # a day the generator never delivered, on a copy of the lakehouse
     with pytest.raises(PipelineError) as error:
-        pipeline.run(date(2025, 3, 9), sources=["crm_subscribers", "app"])
-    assert f"{pipeline.raw}/crm_subscribers/2025-03-09/*.csv" in str(error.value)
+        night.run(date(2025, 3, 9), sources=["crm_subscribers", "app"])
+    assert f"{night.raw}/crm_subscribers/2025-03-09/*.csv" in str(error.value)
     runs = {
         r.source: (r.status, r.message)
-        for r in pipeline.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", date(2025, 3, 9))]).collect()
+        for r in night.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", date(2025, 3, 9))]).collect()
     }
+    assert set(runs) == {"crm_subscribers", "app"}
     assert runs["crm_subscribers"][0] == "failed"
+    assert runs["crm_subscribers"][1].startswith("source crm_subscribers: no extract for 2025-03-09")
     assert runs["app"][0] == "missing" and "app/2025-03-09" in runs["app"][1]
-    assert json.dumps(runs)  # messages are plain text
+    assert all("\n" not in message and "Traceback" not in message for _, message in runs.values())

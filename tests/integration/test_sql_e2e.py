@@ -50,7 +50,7 @@ def _plain(value: Any) -> Any:
 def test_every_table_has_the_layout_of_its_spec(lake):
     registry = MetricRegistry.load(lake.config.conf_dir / "metrics.yaml")
     written = lake.lakehouse.tables()
-    assert set(TABLES) - set(written) == {"ml_predictions"}
+    assert set(TABLES) == set(written)  # the nightly run writes every table of the data dictionary
     for table in written:
         spec = activity_spec(registry) if table == DAILY_ACTIVITY else TABLES[table]
         actual = [(f.name, f.dataType.simpleString()) for f in _read(lake, table).schema.fields]

@@ -183,6 +183,29 @@ def test_single_file_tables_write_one_file_per_commit(spark, lakehouse):
     assert len(parquet_files(lakehouse, "small")) == 1
 
 
+def test_a_single_file_table_keeps_one_file_per_partition_across_writers(spark, lakehouse):
+    def runs(stage: str, sources: list[str | None]):
+        rows = [(stage, s) for s in sources]
+        return spark.createDataFrame(rows, "stage string, source string").withColumn(
+            "run_ds", F.lit("2025-03-01").cast("date")
+        )
+
+    day = date(2025, 3, 1)
+    lakehouse.write(runs("ingest", ["cdr", "app"]), "small", partition_by=["run_ds"], replace_where={"run_ds": day})
+    lakehouse.write(
+        runs("scores", [None]), "small", partition_by=["run_ds"], replace_where={"run_ds": day, "stage": "scores"}
+    )
+    lakehouse.write(
+        runs("ingest", ["app"]),
+        "small",
+        partition_by=["run_ds"],
+        replace_where={"run_ds": day, "stage": "ingest", "source": ["app"]},
+    )
+    written = sorted((r.stage, r.source) for r in lakehouse.read("small").collect())
+    assert written == [("ingest", "app"), ("ingest", "cdr"), ("scores", None)]  # null sources stay too
+    assert len(referenced_files(lakehouse, "small")) == 1
+
+
 def test_maintenance_compacts_then_reruns_still_replace_exactly_their_rows(spark, lakehouse):
     for day in ("2025-03-01", "2025-03-02", "2025-03-03"):  # three runs, all with rows for 03-01
         write(lakehouse, day_rows(spark, day, [(int(day[-1]), "2025-03-01"), (10 + int(day[-1]), day)]), day)
