@@ -338,7 +338,10 @@ def run_size(
                     "stage": f"ingest:{source.source}",
                     "seconds": source.duration_s,
                     "rows_in": source.rows_read,
-                    "rows_out": source.events_written + source.rows_rejected + source.rows_duplicate,
+                    # events (or profile rows of a snapshot source) plus quarantined rows
+                    "rows_out": max(source.events_written, source.rows_accepted)
+                    + source.rows_rejected
+                    + source.rows_duplicate,
                     "rows_per_s": round(source.rows_read / source.duration_s) if source.duration_s else None,
                 }
                 rows.append(sub)
