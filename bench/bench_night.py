@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -204,48 +203,45 @@ def uniform(seed: int, *columns: Column) -> Column:
     return (F.abs(F.xxhash64(F.lit(seed), *columns)) % 1_000_000) / 1_000_000.0
 
 
-def synthetic_activity(subscribers: DataFrame, day: date, registry: MetricRegistry, seed: int) -> DataFrame:
-    """daily_activity of one day for `subscribers`: on about 85% of subscriber-days each summed
+def synthetic_activity(subscribers: DataFrame, days: Sequence[date], registry: MetricRegistry, seed: int) -> DataFrame:
+    """daily_activity of `days` for `subscribers`: on about 85% of subscriber-days each summed
     metric is a pseudo-random count 0-19 (else 0), the max metrics (DWH extract) are null, and
     the derived flags follow conf/metrics.yaml."""
-    ordinal = F.lit(day.toordinal())
-    active = uniform(seed, F.col("subscriber_id"), ordinal) < 0.85
+    calendar = subscribers.sparkSession.createDataFrame([(d,) for d in days], "activity_date date")
+    grid = subscribers.crossJoin(F.broadcast(calendar))
+    day = F.col("activity_date")
+    active = uniform(seed, F.col("subscriber_id"), day) < 0.85
     metrics: dict[str, Column] = {}
     for i, metric in enumerate(registry.daily):
         if metric.agg == "sum":
-            count = F.floor(uniform(seed + 1 + i, F.col("subscriber_id"), ordinal) * 20).cast("double")
+            count = F.floor(uniform(seed + 1 + i, F.col("subscriber_id"), day) * 20).cast("double")
             metrics[metric.name] = F.when(active, count).otherwise(F.lit(0.0))
         else:
             metrics[metric.name] = F.lit(None).cast("double")
-    daily = subscribers.select("subscriber_id", *[c.alias(n) for n, c in metrics.items()])
+    daily = grid.select("subscriber_id", "activity_date", *[c.alias(n) for n, c in metrics.items()])
     known = {m.name: F.coalesce(F.col(m.name), F.lit(0.0)) for m in registry.daily}
     for name, text in registry.derived.items():
         flag = expressions.compile_expression(text, known, source=f"{registry.file}#{name}")
         daily = daily.withColumn(name, F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
         known[name] = F.col(name)
-    return daily.select("subscriber_id", *registry.names, F.lit(day).alias("activity_date"))
+    return daily.select("subscriber_id", *registry.names, "activity_date")
 
 
 def write_synthetic_history(
     lakehouse: Lakehouse, config: Config, days: Sequence[date], snapshot: date, seed: int
 ) -> None:
-    """Synthetic daily_activity for `days`, for the subscribers of the CRM snapshot of `snapshot`."""
-    registry = metric_registry(config)
+    """Synthetic daily_activity for `days` (one commit), for the subscribers of the CRM snapshot of `snapshot`."""
     subscribers = (
         lakehouse.read(SUBSCRIBER_PROFILE, partitions=[("snapshot_date", "=", snapshot)])
         .select("subscriber_id")
         .distinct()
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        for day in days:
-            lakehouse.write(
-                synthetic_activity(subscribers, day, registry, seed),
-                DAILY_ACTIVITY,
-                partition_by=["activity_date"],
-                replace_where={"activity_date": day},
-            )
-    finally:
-        subscribers.unpersist()
+    )
+    lakehouse.write(
+        synthetic_activity(subscribers, days, metric_registry(config), seed),
+        DAILY_ACTIVITY,
+        partition_by=["activity_date"],
+        replace_where={"activity_date": list(days)},
+    )
 
 
 def bench_config(work: Path, env: str, spark_conf: dict[str, str]) -> Config:
@@ -273,6 +269,7 @@ def run_size(
     history_stages: Sequence[str],
     spark_conf: dict[str, str] | None = None,
     reference_threads: int | None = None,
+    reference_memory: str | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Generate, run the history and the new night, run the reference; every figure as a dict."""
@@ -349,7 +346,7 @@ def run_size(
     night_seconds = sum(r["seconds"] for r in rows if ":" not in r["stage"])
     out(f"   {'night':<24}{night_seconds:9.1f}")
 
-    checks = run_references(config, ds, {r["stage"] for r in rows}, reference_threads, out)
+    checks = run_references(config, ds, {r["stage"] for r in rows}, reference_threads, out, reference_memory)
     for entry in rows:
         check = checks.get(REFERENCED.get(entry["stage"], ""))
         if check is not None:
@@ -420,11 +417,17 @@ def _stage_line(entry: dict[str, Any], indent: int = 3) -> str:
 
 
 def run_references(
-    config: Config, ds: date, ran: set[str], threads: int | None, out: Callable[[str], None]
+    config: Config,
+    ds: date,
+    ran: set[str],
+    threads: int | None,
+    out: Callable[[str], None],
+    memory_limit: str | None = None,
 ) -> dict[str, Check]:
     """The DuckDB reference of every referenced stage that ran."""
     checks: dict[str, Check] = {}
-    ref = Reference(str(config.require("lakehouse.root")), threads)
+    root = Path(str(config.require("lakehouse.root")))
+    ref = Reference(root, threads, memory_limit, root.parent / "duckdb_spill")
     try:
         for stage, name, check in (
             ("ingest:cdr", "cdr_ingest", check_cdr_ingest),
@@ -505,6 +508,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--reference-threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    parser.add_argument("--reference-memory", default="6GB", help="DuckDB memory limit; it spills beyond (default 6GB)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data and lakehouses")
     args = parser.parse_args(argv)
 
@@ -538,6 +542,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
                 history_stages=history_stages,
                 spark_conf=spark_conf,
                 reference_threads=args.reference_threads,
+                reference_memory=args.reference_memory,
             )
             sizes.append(result)
             if not args.keep:

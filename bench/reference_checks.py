@@ -78,11 +78,20 @@ def sql(name: str) -> str:
 class Reference:
     """A DuckDB connection over one lakehouse, with the reference macros."""
 
-    def __init__(self, lakehouse_root: str | Path, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        lakehouse_root: str | Path,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        spill_directory: str | Path | None = None,
+    ) -> None:
         self.root = Path(lakehouse_root)
-        self.con = duckdb.connect()
-        if threads:
-            self.con.execute(f"set threads = {int(threads)}")
+        config = {"threads": int(threads)} if threads else {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit  # it shares the machine with the Spark driver
+        if spill_directory:
+            config["temp_directory"] = str(spill_directory)
+        self.con = duckdb.connect(config=config)
         self.con.execute(sql("functions.sql"))
 
     def register(self, table: str, empty_schema: pa.Schema | None = None) -> bool:
