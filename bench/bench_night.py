@@ -270,6 +270,7 @@ def run_size(
     spark_conf: dict[str, str] | None = None,
     reference_threads: int | None = None,
     reference_memory: str | None = None,
+    sources: Sequence[str] | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Generate, run the history and the new night, run the reference; every figure as a dict."""
@@ -294,7 +295,7 @@ def run_size(
     for offset in range(real_days):
         day = first_real + timedelta(days=offset)
         with stopwatch() as took:
-            run_stages(RunContext(spark, config, lakehouse, day), list(history_stages))
+            run_stages(RunContext(spark, config, lakehouse, day, only_sources=sources), list(history_stages))
         history_seconds += took()
         out(f"   history {day}: {took():7.1f} s ({', '.join(history_stages)})")
     synthetic_days = [start + timedelta(days=offset) for offset in range(history_days - real_days)]
@@ -309,7 +310,7 @@ def run_size(
     if synthetic_days and real_days:
         synthesize(first_real)
 
-    ctx = RunContext(spark, config, lakehouse, ds)
+    ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
     rows: list[dict[str, Any]] = []
     out(f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}")
     failure = None
@@ -505,6 +506,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         default=",".join(DEFAULT_HISTORY_STAGES),
         help="stages run for each history night (default %(default)s; 'all' for a steady-state night)",
     )
+    parser.add_argument("--sources", default=None, help="ingest only these sources, comma separated (default all)")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--reference-threads", type=int, default=None, help="DuckDB threads (default: all cores)")
@@ -543,6 +545,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
                 spark_conf=spark_conf,
                 reference_threads=args.reference_threads,
                 reference_memory=args.reference_memory,
+                sources=[s.strip() for s in args.sources.split(",")] if args.sources else None,
             )
             sizes.append(result)
             if not args.keep:
@@ -561,6 +564,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             "env": args.env,
             "stages": stages,
             "history_stages": history_stages,
+            "sources": args.sources or "all",
             "spark": settings,
         },
         "sizes": sizes,
