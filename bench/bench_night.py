@@ -1,0 +1,592 @@
+"""Benchmark: one nightly run measured stage by stage, checked against a DuckDB reference.
+
+    python -m bench.bench_night --subscribers 100000 300000 1000000 [--history-days 30]
+
+For each size, in one invocation on the same inputs:
+
+1. generates the sample operator (`python -m jobs.sample_data`, in a child process so that its
+   memory is not the driver's) for the new day and the last `--real-history-days` days before
+   it (default 2);
+2. runs those real history nights through the stages that give the new night its inputs
+   (`--history-stages`, default ingest, predictions and activity: events, CRM snapshots, ML
+   predictions, `daily_activity`), and fills the earlier days of the `--history-days` history
+   (default 30) with synthetic `daily_activity` rows for the same subscribers (every daily
+   metric a deterministic pseudo-random count, the derived flags computed as
+   conf/metrics.yaml says). A real night of ingest per history day would take hours and about
+   4 GB of events per day at 1M subscribers; the new night only reads the compact
+   `daily_activity` history (score windows, missions, badges) and a week of events (late
+   arrivals). Missions, badges and the rest run the new night as a first night (the lifetime
+   snapshot is folded from the whole history); `--history-stages all` runs every stage on the
+   real history nights;
+3. runs the new night stage by stage (`--stages`, default every stage of jobs.pipeline.STAGES)
+   and prints per stage the wall seconds, rows in (rows of the table partitions the stage read,
+   from the Delta log; raw rows read for ingest), rows out (rows the stage wrote), rows/s and
+   the peak RSS of the driver's Python process and of the JVM;
+4. runs the DuckDB reference (bench/reference/*.sql) of the CDR ingest normalisation,
+   `daily_activity` and the scores on the same inputs, checks that Spark's tables agree with
+   it and prints the ratio Spark seconds / DuckDB seconds per referenced stage.
+
+Writes every figure to bench/results/<timestamp>.json (`--results-dir`); with several sizes it
+also prints the scaling curve (time per size and time growth / size growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from deltalake import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bench.reference_checks import Check, Reference, check_cdr_ingest, check_daily_activity, check_scores
+from jobs import expressions
+from jobs.config import Config, load_config
+from jobs.lakehouse import Lakehouse
+from jobs.metrics import MetricRegistry
+from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
+from jobs.spark import build_session
+from jobs.stages import metric_registry
+from jobs.tables import DAILY_ACTIVITY, PIPELINE_RUNS, SUBSCRIBER_PROFILE
+
+DEFAULT_SIZES = (100_000, 300_000, 1_000_000)
+DEFAULT_HISTORY_STAGES = ("ingest", "predictions", "activity")
+REFERENCED = {"ingest:cdr": "cdr_ingest", "activity": "daily_activity", "scores": "scores"}
+
+
+def driver_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def jvm_pid(spark: SparkSession) -> int | None:
+    try:
+        return int(spark._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    except Exception:  # a remote (Connect) session has no local JVM
+        return None
+
+
+def jvm_peak_rss_mb(pid: int | None) -> float | None:
+    """High-water mark of the JVM's resident memory (VmHWM), None when it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class TableTraffic:
+    """Rows the stages read and wrote, recorded around Lakehouse.read / Lakehouse.write."""
+
+    reads: list[tuple[str, tuple[tuple[str, str, Any], ...]]] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    _writing: int = 0
+
+    def reset(self) -> None:
+        self.reads.clear()
+        self.written.clear()
+
+    def rows_in(self, root: str) -> int:
+        total = 0
+        for table, partitions in dict.fromkeys(self.reads):
+            total += partition_rows(f"{root}/{table}", partitions) or 0
+        return total
+
+    @property
+    def rows_out(self) -> int:
+        return sum(n for table, n in self.written.items() if table != PIPELINE_RUNS)
+
+
+def instrument(lakehouse: Lakehouse, traffic: TableTraffic) -> None:
+    """Record the partitions every stage reads and the rows it writes (the stages' own calls;
+    the schema reads a write makes are not counted)."""
+    read, write = lakehouse.read, lakehouse.write
+
+    def recording_read(table: str, **kwargs: Any) -> Any:
+        if not traffic._writing and table != PIPELINE_RUNS and kwargs.get("version") is None:
+            traffic.reads.append((table, tuple(tuple(p) for p in kwargs.get("partitions") or ())))
+        return read(table, **kwargs)
+
+    def recording_write(df: Any, table: str, **kwargs: Any) -> Any:
+        traffic._writing += 1
+        try:
+            result = write(df, table, **kwargs)
+        finally:
+            traffic._writing -= 1
+        traffic.written[table] = traffic.written.get(table, 0) + result.rows_added
+        return result
+
+    lakehouse.read = recording_read  # type: ignore[method-assign]
+    lakehouse.write = recording_write  # type: ignore[method-assign]
+
+
+_COMPARE = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def partition_rows(uri: str, partitions: Sequence[tuple[str, str, Any]]) -> int | None:
+    """Rows of a Delta table's files in the given partitions, from the log's file statistics."""
+    import pyarrow.compute as pc
+
+    try:
+        dataset = DeltaTable(uri).to_pyarrow_dataset()
+    except Exception:
+        return None
+    expression = None
+    for column, op, value in partitions:
+        field_ = pc.field(column)
+        values = [_typed(v) for v in value] if isinstance(value, list | tuple | set) else _typed(value)
+        if op in ("in", "not in"):
+            term = field_.isin(values) if op == "in" else ~field_.isin(values)
+        else:
+            term = _COMPARE[op](field_, values)
+        expression = term if expression is None else expression & term
+    try:
+        return dataset.count_rows(filter=expression)
+    except Exception:
+        return None
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+@contextmanager
+def stopwatch() -> Iterator[Callable[[], float]]:
+    started = time.perf_counter()
+    elapsed: list[float] = []
+    yield lambda: elapsed[0] if elapsed else time.perf_counter() - started
+    elapsed.append(time.perf_counter() - started)
+
+
+def generate(raw: Path, subscribers: int, days: int, start: date, seed: int) -> tuple[float, dict[str, Any]]:
+    """Sample operator in a child process; returns its seconds and manifest."""
+    command = [sys.executable, "-m", "jobs.sample_data", "--subscribers", str(subscribers), "--days", str(days)]
+    command += ["--start", start.isoformat(), "--seed", str(seed), "--out", str(raw)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started, json.loads((raw / "_manifest.json").read_text())
+
+
+def uniform(seed: int, *columns: Column) -> Column:
+    """Deterministic pseudo-random number in [0, 1) from the given columns."""
+    return (F.abs(F.xxhash64(F.lit(seed), *columns)) % 1_000_000) / 1_000_000.0
+
+
+def synthetic_activity(subscribers: DataFrame, days: Sequence[date], registry: MetricRegistry, seed: int) -> DataFrame:
+    """daily_activity of `days` for `subscribers`: on about 85% of subscriber-days each summed
+    metric is a pseudo-random count 0-19 (else 0), the max metrics (DWH extract) are null, and
+    the derived flags follow conf/metrics.yaml."""
+    calendar = subscribers.sparkSession.createDataFrame([(d,) for d in days], "activity_date date")
+    grid = subscribers.crossJoin(F.broadcast(calendar))
+    day = F.col("activity_date")
+    active = uniform(seed, F.col("subscriber_id"), day) < 0.85
+    metrics: dict[str, Column] = {}
+    for i, metric in enumerate(registry.daily):
+        if metric.agg == "sum":
+            count = F.floor(uniform(seed + 1 + i, F.col("subscriber_id"), day) * 20).cast("double")
+            metrics[metric.name] = F.when(active, count).otherwise(F.lit(0.0))
+        else:
+            metrics[metric.name] = F.lit(None).cast("double")
+    daily = grid.select("subscriber_id", "activity_date", *[c.alias(n) for n, c in metrics.items()])
+    known = {m.name: F.coalesce(F.col(m.name), F.lit(0.0)) for m in registry.daily}
+    for name, text in registry.derived.items():
+        flag = expressions.compile_expression(text, known, source=f"{registry.file}#{name}")
+        daily = daily.withColumn(name, F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
+        known[name] = F.col(name)
+    return daily.select("subscriber_id", *registry.names, "activity_date")
+
+
+def write_synthetic_history(
+    lakehouse: Lakehouse, config: Config, days: Sequence[date], snapshot: date, seed: int
+) -> None:
+    """Synthetic daily_activity for `days` (one commit), for the subscribers of the CRM snapshot of `snapshot`."""
+    subscribers = (
+        lakehouse.read(SUBSCRIBER_PROFILE, partitions=[("snapshot_date", "=", snapshot)])
+        .select("subscriber_id")
+        .distinct()
+    )
+    lakehouse.write(
+        synthetic_activity(subscribers, days, metric_registry(config), seed),
+        DAILY_ACTIVITY,
+        partition_by=["activity_date"],
+        replace_where={"activity_date": list(days)},
+    )
+
+
+def bench_config(work: Path, env: str, spark_conf: dict[str, str]) -> Config:
+    overrides: dict[str, Any] = {
+        "raw.root": str(work / "raw"),
+        "lakehouse.root": str(work / "lakehouse"),
+        "exports.root": str(work / "exports"),
+    }
+    if spark_conf:
+        overrides["spark.conf"] = spark_conf
+    return load_config(env=env, overrides=overrides, environ={})
+
+
+def run_size(
+    spark: SparkSession,
+    subscribers: int,
+    *,
+    history_days: int,
+    start: date,
+    seed: int,
+    workdir: Path,
+    real_history_days: int = 2,
+    env: str,
+    stages: Sequence[str],
+    history_stages: Sequence[str],
+    spark_conf: dict[str, str] | None = None,
+    reference_threads: int | None = None,
+    reference_memory: str | None = None,
+    sources: Sequence[str] | None = None,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Generate, run the history and the new night, run the reference; every figure as a dict."""
+    work = workdir / f"n{subscribers}"
+    shutil.rmtree(work, ignore_errors=True)
+    config = bench_config(work, env, spark_conf or {})
+    ds = start + timedelta(days=history_days)
+    real_days = max(0, min(real_history_days, history_days))
+    first_real = ds - timedelta(days=real_days)
+    gen_seconds, manifest = generate(work / "raw", subscribers, real_days + 1, first_real, seed)
+    new_day_rows = sum(per_day.get(ds.isoformat(), 0) for per_day in manifest["rows"].values())
+    out(
+        f"== {subscribers:,} subscribers: generated {real_days + 1} days in {gen_seconds:.1f} s "
+        f"({new_day_rows:,} raw rows on the new day {ds})"
+    )
+    lakehouse = build_lakehouse(spark, config)
+    traffic = TableTraffic()
+    instrument(lakehouse, traffic)
+    pid = jvm_pid(spark)
+
+    history_seconds = 0.0
+    for offset in range(real_days):
+        day = first_real + timedelta(days=offset)
+        with stopwatch() as took:
+            run_stages(RunContext(spark, config, lakehouse, day, only_sources=sources), list(history_stages))
+        history_seconds += took()
+        out(f"   history {day}: {took():7.1f} s ({', '.join(history_stages)})")
+    synthetic_days = [start + timedelta(days=offset) for offset in range(history_days - real_days)]
+
+    def synthesize(snapshot: date) -> None:
+        nonlocal history_seconds
+        with stopwatch() as took:
+            write_synthetic_history(lakehouse, config, synthetic_days, snapshot, seed)
+        history_seconds += took()
+        out(f"   history {synthetic_days[0]} .. {synthetic_days[-1]}: {took():7.1f} s (synthetic daily_activity)")
+
+    if synthetic_days and real_days:
+        synthesize(first_real)
+
+    ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
+    rows: list[dict[str, Any]] = []
+    out(f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}")
+    failure = None
+    for name in [s for s in STAGES if s in stages]:
+        traffic.reset()
+        try:
+            with stopwatch() as took:
+                run_stages(ctx, [name])
+        except Exception as exc:  # the stages after a failed one have no inputs: stop the night
+            failure = f"{name}: {type(exc).__name__}: {exc}"[:4000]
+            out("   " + "\n   ".join(f"{name} failed: {failure}".splitlines()[:12]))
+            break
+        entry = stage_entry(name, took(), traffic, lakehouse.root, ctx, pid)
+        if name == "ingest" and synthetic_days and not real_days:  # the subscribers come from this night's CRM snapshot
+            synthesize(ds)
+        rows.append(entry)
+        out(_stage_line(entry))
+        if name == "ingest":
+            for source in ctx.results["ingest"]:
+                if source.status != "succeeded":
+                    continue
+                sub = {
+                    "stage": f"ingest:{source.source}",
+                    "seconds": source.duration_s,
+                    "rows_in": source.rows_read,
+                    # events (or profile rows of a snapshot source) plus quarantined rows
+                    "rows_out": max(source.events_written, source.rows_accepted)
+                    + source.rows_rejected
+                    + source.rows_duplicate,
+                    "rows_per_s": round(source.rows_read / source.duration_s) if source.duration_s else None,
+                }
+                rows.append(sub)
+                out(_stage_line(sub, indent=5))
+    night_seconds = sum(r["seconds"] for r in rows if ":" not in r["stage"])
+    out(f"   {'night':<24}{night_seconds:9.1f}")
+
+    checks = run_references(config, ds, {r["stage"] for r in rows}, reference_threads, out, reference_memory)
+    for entry in rows:
+        check = checks.get(REFERENCED.get(entry["stage"], ""))
+        if check is not None:
+            entry["reference_seconds"] = round(check.reference_seconds, 3)
+            entry["ratio"] = round(entry["seconds"] / check.reference_seconds, 2) if check.reference_seconds else None
+            entry["agree"] = check.agree
+    for stage, name in REFERENCED.items():
+        entry = next((r for r in rows if r["stage"] == stage), None)
+        check = checks.get(name)
+        if entry is None or check is None:
+            continue
+        verdict = "agree" if check.agree else "DISAGREE"
+        out(
+            f"   reference {name:<15} spark {entry['seconds']:7.1f} s  duckdb {check.reference_seconds:7.2f} s  "
+            f"ratio {entry['ratio'] if entry['ratio'] is not None else '-':>6}  {verdict}"
+        )
+        for note in check.excluded:
+            out(f"      excluded: {note}")
+        if not check.agree:
+            out(f"      {json.dumps(_disagreement(check.details), default=str)[:2000]}")
+    return {
+        "subscribers": subscribers,
+        "history_days": history_days,
+        "real_history_days": real_days,
+        "synthetic_history_days": len(synthetic_days),
+        "history_stages": list(history_stages),
+        "ds": ds.isoformat(),
+        "raw_rows_new_day": new_day_rows,
+        "generate_seconds": round(gen_seconds, 3),
+        "history_seconds": round(history_seconds, 3),
+        "night_seconds": round(night_seconds, 3),
+        "failure": failure,
+        "stages": rows,
+        "references": {name: check.as_dict() for name, check in checks.items()},
+        "workdir": str(work),
+    }
+
+
+def stage_entry(
+    name: str, seconds: float, traffic: TableTraffic, root: str, ctx: RunContext, pid: int | None
+) -> dict[str, Any]:
+    if name == "ingest":
+        results = ctx.results["ingest"]
+        rows_in = sum(r.rows_read for r in results)
+    else:
+        rows_in = traffic.rows_in(root)
+    rows_out = traffic.rows_out
+    return {
+        "stage": name,
+        "seconds": round(seconds, 3),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_per_s": round(max(rows_in, rows_out) / seconds) if seconds else None,
+        "driver_peak_rss_mb": round(driver_peak_rss_mb(), 1),
+        "jvm_peak_rss_mb": round(jvm, 1) if (jvm := jvm_peak_rss_mb(pid)) is not None else None,
+    }
+
+
+def _stage_line(entry: dict[str, Any], indent: int = 3) -> str:
+    def number(value: Any, width: int, fmt: str = ",") -> str:
+        return f"{value:>{width}{fmt}}" if value is not None else f"{'-':>{width}}"
+
+    return (
+        f"{' ' * indent}{entry['stage']:<{27 - indent}}{entry['seconds']:9.1f}{number(entry['rows_in'], 13)}"
+        f"{number(entry['rows_out'], 13)}{number(entry.get('rows_per_s'), 11)}"
+        f"{number(entry.get('driver_peak_rss_mb'), 11, ',.0f')}{number(entry.get('jvm_peak_rss_mb'), 9, ',.0f')}"
+    )
+
+
+def run_references(
+    config: Config,
+    ds: date,
+    ran: set[str],
+    threads: int | None,
+    out: Callable[[str], None],
+    memory_limit: str | None = None,
+) -> dict[str, Check]:
+    """The DuckDB reference of every referenced stage that ran."""
+    checks: dict[str, Check] = {}
+    root = Path(str(config.require("lakehouse.root")))
+    ref = Reference(root, threads, memory_limit, root.parent / "duckdb_spill")
+    try:
+        for stage, name, check in (
+            ("ingest:cdr", "cdr_ingest", check_cdr_ingest),
+            ("activity", "daily_activity", check_daily_activity),
+            ("scores", "scores", check_scores),
+        ):
+            if stage in ran:
+                try:
+                    checks[name] = check(ref, config, ds)
+                except Exception as exc:  # a reference that cannot run is a failed check, not a crash
+                    checks[name] = Check(name, details={"error": f"{type(exc).__name__}: {exc}"[:2000]})
+                    out(f"   reference {name} could not run: {checks[name].details['error'][:300]}")
+    finally:
+        ref.close()
+    return checks
+
+
+def _disagreement(details: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a check's details that show a difference."""
+    shown: dict[str, Any] = {}
+    for key, value in details.items():
+        if key == "outcomes":
+            continue
+        if isinstance(value, dict) and "differing_columns" in value:
+            if value["differing_columns"] or value["only_spark"] or value["only_reference"]:
+                shown[key] = value
+        else:
+            shown[key] = value
+    return shown
+
+
+def scaling(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Night seconds per size, and time growth / size growth between consecutive sizes."""
+    ordered = sorted(sizes, key=lambda s: s["subscribers"])
+    curve = []
+    for previous, current in zip([None, *ordered], ordered, strict=False):
+        point = {"subscribers": current["subscribers"], "night_seconds": current["night_seconds"]}
+        if previous is not None and previous["night_seconds"]:
+            size_growth = current["subscribers"] / previous["subscribers"]
+            time_growth = current["night_seconds"] / previous["night_seconds"]
+            point.update(
+                size_growth=round(size_growth, 3),
+                time_growth=round(time_growth, 3),
+                growth_ratio=round(time_growth / size_growth, 3),
+            )
+            point["stages"] = {
+                s["stage"]: round(s["seconds"] / p["seconds"] / size_growth, 3)
+                for s in current["stages"]
+                for p in previous["stages"]
+                if s["stage"] == p["stage"] and p["seconds"]
+            }
+        curve.append(point)
+    return curve
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    """Run the benchmark; with `spark` given, that session is used (and left running)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--history-days", type=int, default=30, help="days of daily_activity before the new day")
+    parser.add_argument(
+        "--real-history-days",
+        type=int,
+        default=2,
+        help="of those, the last days generated and run through the real stages (the rest synthetic)",
+    )
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2025, 3, 1))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    parser.add_argument("--results-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--env", default="local", help="configuration environment (conf/env/<env>.yaml)")
+    parser.add_argument("--stages", default="all", help="stages of the new night, comma separated (default all)")
+    parser.add_argument(
+        "--history-stages",
+        default=",".join(DEFAULT_HISTORY_STAGES),
+        help="stages run for each history night (default %(default)s; 'all' for a steady-state night)",
+    )
+    parser.add_argument("--sources", default=None, help="ingest only these sources, comma separated (default all)")
+    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--reference-threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    parser.add_argument("--reference-memory", default="6GB", help="DuckDB memory limit; it spills beyond (default 6GB)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and lakehouses")
+    args = parser.parse_args(argv)
+
+    stages = list(STAGES) if args.stages == "all" else [s.strip() for s in args.stages.split(",") if s.strip()]
+    history_stages = (
+        list(STAGES) if args.history_stages == "all" else [s.strip() for s in args.history_stages.split(",") if s]
+    )
+    if args.real_history_days < args.history_days and args.real_history_days <= 0 and "ingest" not in stages:
+        parser.error("synthetic history without a real history day takes its subscribers from the new night's ingest")
+    unknown = sorted(set(stages + history_stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
+    spark_conf = {"spark.driver.memory": args.driver_memory}
+    spark_conf.update(dict(item.split("=", 1) for item in args.spark_conf))
+    settings = {**bench_config(args.workdir / "_session", args.env, spark_conf).get("spark", {}), "log_level": "ERROR"}
+    session = spark or build_session(settings)
+    started = datetime.now().astimezone()
+    sizes = []
+    try:
+        for n in args.subscribers:
+            result = run_size(
+                session,
+                n,
+                history_days=args.history_days,
+                real_history_days=args.real_history_days,
+                start=args.start,
+                seed=args.seed,
+                workdir=args.workdir,
+                env=args.env,
+                stages=stages,
+                history_stages=history_stages,
+                spark_conf=spark_conf,
+                reference_threads=args.reference_threads,
+                reference_memory=args.reference_memory,
+                sources=[s.strip() for s in args.sources.split(",")] if args.sources else None,
+            )
+            sizes.append(result)
+            if not args.keep:
+                shutil.rmtree(result["workdir"], ignore_errors=True)
+    finally:
+        if spark is None:
+            session.stop()
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "settings": {
+            "history_days": args.history_days,
+            "real_history_days": args.real_history_days,
+            "start": args.start.isoformat(),
+            "seed": args.seed,
+            "env": args.env,
+            "stages": stages,
+            "history_stages": history_stages,
+            "sources": args.sources or "all",
+            "spark": settings,
+        },
+        "sizes": sizes,
+        "scaling": scaling(sizes),
+    }
+    path = write_report(report, args.results_dir, started)
+    if len(sizes) > 1:
+        print("scaling (night seconds; time growth / size growth, 1.0 = linear):")
+        for point in report["scaling"]:
+            ratio = f"{point['growth_ratio']:.2f}" if "growth_ratio" in point else "-"
+            print(f"   {point['subscribers']:>11,} subscribers {point['night_seconds']:9.1f} s  {ratio}")
+    print(f"results: {path}")
+    ok = all(s["failure"] is None and all(e.get("agree", True) for e in s["stages"]) for s in sizes)
+    return 0 if ok else 1
+
+
+def write_report(report: dict[str, Any], directory: Path, started: datetime) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{started.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The nightly benchmark end to end at a tiny size: every stage timed, the DuckDB reference agrees.
+
+Timing is never asserted; the figures only have to be there.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.bench_night import main
+from jobs.pipeline import STAGES
+
+pytestmark = pytest.mark.integration
+
+NIGHT = ["ingest", "activity", "scores"]  # the referenced stages
+
+
+def test_bench_night_writes_every_figure_and_agrees_with_the_reference(spark, tmp_path):
+    results = tmp_path / "results"
+    argv = ["--subscribers", "300", "--history-days", "2", "--real-history-days", "0", "--env", "test"]
+    argv += ["--stages", ",".join(NIGHT), "--sources", "crm_subscribers,cdr"]
+    argv += ["--workdir", str(tmp_path / "work"), "--results-dir", str(results)]
+
+    assert main(argv, spark=spark) == 0
+
+    (path,) = results.glob("*.json")
+    report = json.loads(path.read_text())
+    (size,) = report["sizes"]
+    assert size["subscribers"] == 300 and size["failure"] is None
+    stages = {entry["stage"]: entry for entry in size["stages"]}
+    assert [s for s in stages if ":" not in s] == [s for s in STAGES if s in NIGHT]
+    assert "ingest:cdr" in stages
+    for entry in stages.values():
+        assert entry["seconds"] > 0, entry
+        assert entry["rows_in"] > 0 and entry["rows_out"] > 0, entry
+    for name in ("ingest:cdr", "activity", "scores"):
+        entry = stages[name]
+        assert entry["agree"] is True, size["references"]
+        assert entry["reference_seconds"] > 0 and entry["ratio"] > 0
+    assert stages["ingest"]["driver_peak_rss_mb"] > 0 and stages["ingest"]["jvm_peak_rss_mb"] > 0
+    assert size["references"]["cdr_ingest"]["details"]["events_only_in_spark"] == 0
+    assert report["scaling"] == [{"subscribers": 300, "night_seconds": size["night_seconds"]}]
