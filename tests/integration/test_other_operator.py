@@ -26,7 +26,7 @@ DAYS = [date(2025, 3, 1), date(2025, 3, 2)]
 SUBSCRIBERS = 30
 KEY = "other-operator-demo-key-not-secret"
 SHARED = ("metrics.yaml", "scoring.yaml", "segments.yaml", "missions.yaml", "loyalty.yaml", "campaigns.yaml")
-SHARED += ("quality.yaml", "airflow.yaml")
+SHARED += ("quality.yaml", "airflow.yaml", "offers.yaml", "exports.yaml")  # no ml_predictions.yaml: no ML delivery
 
 
 def number(i: int) -> str:
@@ -103,7 +103,14 @@ def night(spark, tmp_path_factory):
     conf = operator_conf(root)
     expected = {ds: write_day(root / "raw", ds) for ds in DAYS}
     config = load_config(
-        conf, env="test", overrides={"raw.root": str(root / "raw"), "lakehouse.root": str(root / "lh")}, environ={}
+        conf,
+        env="test",
+        overrides={
+            "raw.root": str(root / "raw"),
+            "lakehouse.root": str(root / "lh"),
+            "exports.root": str(root / "out"),
+        },
+        environ={},
     )
     lakehouse = build_lakehouse(spark, config)
     for ds in DAYS:
@@ -140,8 +147,8 @@ def test_missing_kinds_are_degraded_and_unknown_tenure_is_not_new(night):
     scores = night["lakehouse"].read("behavior_scores").filter(F.col("score_date") == DAYS[-1])
     rows = scores.select("subscriber_id", "degraded_sources").collect()
     assert len(rows) == SUBSCRIBERS
-    assert {tuple(r.degraded_sources) for r in rows} == {
-        ("app", "crm_interactions", "dwh_monthly_kpis", "network", "xiva")
+    assert {tuple(r.degraded_sources) for r in rows} == {  # the kinds it lacks, and no ML delivery
+        ("app", "crm_interactions", "dwh_monthly_kpis", "ml_predictions", "network", "xiva")
     }
     segments = night["lakehouse"].read("subscriber_segments").filter(F.col("segment_date") == DAYS[-1])
     assert segments.count() == SUBSCRIBERS
