@@ -826,9 +826,28 @@ def _union(frames: Sequence[DataFrame]) -> DataFrame:
 def describe_failure(exc: BaseException) -> str:
     """A stored/logged description of why a source or stage failed: the first lines of the
     error with phone-number-like digit runs masked, never a raw record."""
-    text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+    root = _java_root_cause(exc)
+    if isinstance(exc, SourceError):
+        text = str(exc)
+    elif root is not None:  # a JVM error: its root cause says what went wrong, not the Py4J call
+        text = root
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     first = "\n".join(text.strip().splitlines()[:3])
     return mask_text(first)[:1000]
+
+
+def _java_root_cause(exc: BaseException) -> str | None:
+    """`Class: message` of the innermost cause of a Py4J Java error, None for other errors."""
+    cause = getattr(exc, "java_exception", None)
+    if cause is None:
+        return None
+    try:
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.toString())
+    except Exception:  # the gateway is gone: fall back to the Python text
+        return None
 
 
 def run_ingest(
