@@ -54,10 +54,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bench.reference_checks import Check, Reference, check_cdr_ingest, check_daily_activity, check_scores
-from jobs import expressions
 from jobs.config import Config, load_config
 from jobs.lakehouse import Lakehouse
-from jobs.metrics import MetricRegistry
+from jobs.metrics import MetricRegistry, with_derived_flags
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
 from jobs.spark import build_session
 from jobs.stages import metric_registry
@@ -219,12 +218,7 @@ def synthetic_activity(subscribers: DataFrame, days: Sequence[date], registry: M
         else:
             metrics[metric.name] = F.lit(None).cast("double")
     daily = grid.select("subscriber_id", "activity_date", *[c.alias(n) for n, c in metrics.items()])
-    known = {m.name: F.coalesce(F.col(m.name), F.lit(0.0)) for m in registry.daily}
-    for name, text in registry.derived.items():
-        flag = expressions.compile_expression(text, known, source=f"{registry.file}#{name}")
-        daily = daily.withColumn(name, F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
-        known[name] = F.col(name)
-    return daily.select("subscriber_id", *registry.names, "activity_date")
+    return with_derived_flags(daily, registry)
 
 
 def write_synthetic_history(

@@ -122,6 +122,11 @@ def daily_activity(events: DataFrame, registry: MetricRegistry) -> DataFrame:
             aggregate = F.coalesce(aggregate, F.lit(0.0))
         aggregates.append(aggregate.alias(metric.name))
     daily = events.groupBy("subscriber_id", F.col("event_date").alias("activity_date")).agg(*aggregates)
+    return with_derived_flags(daily, registry)
+
+
+def with_derived_flags(daily: DataFrame, registry: MetricRegistry) -> DataFrame:
+    """Daily metric rows -> the same rows with the registry's derived 0/1 flags, in registry order."""
     metric_columns = {m.name: F.coalesce(F.col(m.name), F.lit(0.0)) for m in registry.daily}
     for name, text in registry.derived.items():
         flag = expressions.compile_expression(text, metric_columns, source=f"{registry.file}#{name}")
