@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--stages", type=_csv, help="comma-separated stages (default: all, in order)")
     run.add_argument("--sources", type=_csv, help="comma-separated sources to ingest (default: all due)")
+    run.add_argument(
+        "--html-report",
+        action="store_true",
+        help="after a successful run, write the run date's nightly HTML report with the same Spark session",
+    )
     run.add_argument("--raw-root", help="override raw.root (where extracts are)")
     run.add_argument("--lakehouse-root", help="override lakehouse.root")
 
@@ -414,6 +419,11 @@ def _run_command(args: argparse.Namespace) -> int:
             break
         print(format_summary(results), flush=True)
         print(f"[{i}/{len(dates)}] {ds}: done in {time.monotonic() - started:.1f}s", flush=True)
+    if args.html_report and exit_code == 0:
+        from jobs.analytics.report import write_report
+
+        for ds in dates:
+            print(write_report(config, ds, spark=spark), flush=True)  # the last line: the page's path
     return exit_code
 
 

@@ -42,6 +42,7 @@ def config_problems(config: Config) -> list[str]:
     from jobs.ingest import source_problems
     from jobs.missions import eligibility_names
     from jobs.orchestration.settings import AirflowSettings
+    from jobs.pipeline import STAGES
     from jobs.quality import load_spec
     from jobs.segments import SegmentRules
     from jobs.sources import Source
@@ -77,5 +78,5 @@ def config_problems(config: Config) -> list[str]:
         names = [*eligibility_names(list(cfg.scores), cfg.feature_names), "tier", "points_balance"]
         attempt("campaigns.yaml", lambda: CampaignSettings.load(conf_dir / "campaigns.yaml", list(cfg.scores), names))
     attempt("quality.yaml", lambda: load_spec(conf_dir / "quality.yaml", config.get("quality") or {}))
-    attempt("airflow.yaml", lambda: AirflowSettings.load(conf_dir))
+    attempt("airflow.yaml", lambda: AirflowSettings.load(conf_dir).stage_groups(list(STAGES)))
     return list(dict.fromkeys(problems))  # a file read by two loaders is reported once

@@ -1,16 +1,20 @@
 """Builds the nightly DAG from conf/airflow.yaml, the configured sources and `STAGES`.
 
-    ingest.wait_<source> >> ingest.<source>       one sensor (extract files, or database readiness
-                                                  for JDBC sources) and one Spark job per active source,
-    ingest.<a> >> ingest.<b> >> ...               ingested one after the other, CRM snapshot first
-    >> <stage> >> <stage> >> ...                  one Spark job per stage after ingest, STAGES order
-    >> recompute_later_days >> report [>> maintain]   (maintain: lakehouse.maintenance.after_nightly)
+    check_config                                   every configuration file compiled (plain Python)
+    >> extracts.<source>                           one sensor per active source (extract files, or
+                                                   database readiness for JDBC sources)
+    >> <group> >> <group> >> ...                   one Spark job per group of stages (`groups`:
+                                                   ingest / stages / publish), STAGES order
+    >> recompute_later_days >> report [>> maintain]  (maintain: lakehouse.maintenance.after_nightly)
 
-`build_maintenance_dag` is the weekly table maintenance (`gamify maintain`) on its own schedule.
+A day thus starts a handful of Spark applications; `recompute_later_days` starts one only after a
+rerun of a past day, and the report is read in plain Python. `build_maintenance_dag` is the
+weekly table maintenance (`gamify maintain`) on its own schedule.
 
-Stages added to `jobs.pipeline.STAGES` appear without a change here. Stateful stages run with
-`depends_on_past`; the first stage after ingest also waits for the previous run's `report`
-(`wait_for_downstream`), so a day's stages never read history that a later day is rewriting.
+Stages added to `jobs.pipeline.STAGES` join the group of the stage before them. Groups holding a
+stateful stage run with `depends_on_past`; the first group after ingest also waits for the
+previous run's `report` (`wait_for_downstream`), so a day's stages never read history that a
+later day is rewriting. Asset events are emitted once the quality gate has passed.
 """
 
 from __future__ import annotations
@@ -20,22 +24,33 @@ from typing import Any
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, chain
+from airflow.sdk import DAG, Asset, BaseSensorOperator, CronDataIntervalTimetable, TaskGroup, TriggerRule, chain
 
 from jobs.config import Config
 from jobs.maintenance import MaintenanceSettings
 from jobs.orchestration.operators import (
+    ConfigCheckOperator,
     ExtractSensor,
     JdbcReadySensor,
     LaterDaysSubmitOperator,
-    StageSubmitOperator,
+    RunReportOperator,
+    StageGroupSubmitOperator,
 )
 from jobs.orchestration.params import run_params
-from jobs.orchestration.settings import AirflowSettings, SourceShape, pipeline_config, source_shapes
+from jobs.orchestration.selection import GATE, INGEST, group_outlets
+from jobs.orchestration.settings import (
+    AirflowSettings,
+    SourceShape,
+    StageGroup,
+    pipeline_config,
+    source_shapes,
+)
 from jobs.spark import submit_conf
 
 DS = "{{ ds }}"
 DAY_AFTER = "{{ macros.ds_add(ds, 1) }}"
+CHECK = "check_config"
+EXTRACTS = "extracts"
 REPORT = "report"
 RECOMPUTE = "recompute_later_days"
 MAINTAIN = "maintain"
@@ -73,11 +88,15 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
     )
     with dag:
         jobs = _SparkJobs(settings, stateful, config)
-        with TaskGroup("ingest", tooltip="One sensor and one Spark job per source, CRM snapshot first"):
-            ingests = [_ingest_source(jobs, settings, source) for source in sources]
-        chain(*ingests)
-        after_ingest = [
-            jobs.stage(stage, task_id=stage, doc_md=STAGES[stage].__doc__) for stage in stages if stage != "ingest"
+        check = ConfigCheckOperator(task_id=CHECK, doc_md=ConfigCheckOperator.__doc__)
+        with TaskGroup(EXTRACTS, tooltip="One sensor per source: its extract files, or its database"):
+            sensors = [_sensor(settings, source) for source in sources]
+        check >> sensors
+        groups = settings.stage_groups(stages)
+        outlets = group_outlets([(g.name, g.stages) for g in groups], GATE)
+        group_tasks = [
+            jobs.group(group, [s for later in groups[i + 1 :] for s in later.stages], outlets[group.name])
+            for i, group in enumerate(groups)
         ]
         recompute = LaterDaysSubmitOperator(
             task_id=RECOMPUTE,
@@ -86,43 +105,33 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
             doc_md=LaterDaysSubmitOperator.__doc__,
             **jobs.common(RECOMPUTE, ["run", "--from", DAY_AFTER, "--to", "latest"]),
         )
-        report = SparkSubmitOperator(
-            task_id=REPORT,
-            doc_md="What the pipeline recorded for the run date (`gamify report --ds --html`): rows per stage and "
-            "source in the log, then the nightly HTML report with charts, written after the quality gate; "
-            "the log's last line is the page's path (`<lakehouse root>/_reports/<ds>.html`).",
-            **jobs.common(REPORT, ["report", "--ds", DS, "--html"]),
+        report = RunReportOperator(
+            task_id=REPORT, trigger_rule=TriggerRule.NONE_FAILED, doc_md=RunReportOperator.__doc__
         )
-        chain(*ingests[-1:], *after_ingest, recompute, report)
+        (sensors if group_tasks and INGEST in groups[0].stages else check) >> group_tasks[0]
+        chain(*group_tasks, recompute, report)
         if MaintenanceSettings.from_config(config).after_nightly:
             report >> SparkSubmitOperator(task_id=MAINTAIN, doc_md=MAINTAIN_DOC, **jobs.common(MAINTAIN, [MAINTAIN]))
-        if after_ingest:  # the day gate: see the module docstring
-            first = after_ingest[0]
-            first.depends_on_past = first.ignore_first_depends_on_past = first.wait_for_downstream = True
-            first >> report
+        gate = next((t for t, g in zip(group_tasks, groups, strict=True) if set(g.stages) - {INGEST}), None)
+        if gate is not None:  # the day gate: see the module docstring
+            gate.depends_on_past = gate.ignore_first_depends_on_past = gate.wait_for_downstream = True
+            gate >> report
     return dag
 
 
-def _ingest_source(jobs: _SparkJobs, settings: AirflowSettings, source: SourceShape) -> StageSubmitOperator:
-    ingest = jobs.stage(
-        "ingest",
-        task_id=source.name,
-        source=source.name,
-        doc_md=f"Ingest `{source.name}` ({source.sync_frequency}, {'mandatory' if source.mandatory else 'optional'}).",
-    )
+def _sensor(settings: AirflowSettings, source: SourceShape) -> BaseSensorOperator:
     sensor_type = ExtractSensor if source.has_extract else JdbcReadySensor
     policy = settings.sensors[source.sync_frequency]
-    sensor = sensor_type(
-        task_id=f"wait_{source.name}",
+    return sensor_type(
+        task_id=source.name,
         source=source.name,
         mandatory=source.mandatory,
         mode=settings.sensor_mode,
         poke_interval=policy.poke_interval,
         timeout=policy.timeout,
-        doc_md=sensor_type.__doc__,
+        doc_md=f"{source.name} ({source.sync_frequency}, {'mandatory' if source.mandatory else 'optional'}): "
+        + (sensor_type.__doc__ or ""),
     )
-    sensor >> ingest
-    return ingest
 
 
 def build_maintenance_dag(doc_md: str | None = None, conf_dir: str | None = None) -> DAG | None:
@@ -167,31 +176,42 @@ class _SparkJobs:
         # the Delta (and JDBC driver) jars, shipped with every job: cached files, or Maven coordinates
         self.jar_conf = submit_conf(config.get("spark", {}))
 
-    def common(self, name: str, args: list[str], stage: str | None = None) -> dict[str, Any]:
+    def common(self, name: str, args: list[str], conf_names: tuple[str, ...] = ()) -> dict[str, Any]:
+        """`conf_names`: the `stage_conf` entries applied, in order (default: `name`'s)."""
         s = self.settings
+        own = {k: v for key in conf_names or (name,) for k, v in s.stage_conf.get(key, {}).items()}
         return {
             "conn_id": s.conn_id,
             "application": s.application,
             "py_files": s.py_files,
             "application_args": args,
-            "conf": {**self.jar_conf, **s.spark_conf, **s.stage_conf.get(stage or name, {})},
+            "conf": {**self.jar_conf, **s.spark_conf, **own},
             "env_vars": dict(s.env_vars) or None,
             "name": f"gamify-{name}-{DS}",
             "trigger_rule": TriggerRule.NONE_FAILED,
             **s.submit_options,
         }
 
-    def stage(self, stage: str, *, task_id: str, source: str | None = None, doc_md: str | None = None):
-        args = ["run", "--ds", DS, "--stages", stage, *(["--sources", source] if source else [])]
-        tables = self.settings.stage_tables.get(stage, ())
-        stateful = stage in self.stateful
-        return StageSubmitOperator(
-            task_id=task_id,
-            stage=stage,
-            source=source,
-            doc_md=doc_md,
+    def group(self, group: StageGroup, later_stages: list[str], announced: list[str]) -> StageGroupSubmitOperator:
+        stateful = any(stage in self.stateful for stage in group.stages)
+        conf_names = (*group.stages, group.name)
+        tables = dict.fromkeys(t for stage in announced for t in self.settings.stage_tables.get(stage, ()))
+        return StageGroupSubmitOperator(
+            task_id=group.name,
+            group=group.name,
+            stages=group.stages,
+            later_stages=later_stages,
+            doc_md=_group_doc(group),
             outlets=[Asset(f"{self.settings.asset_prefix}{table}") for table in tables],
             depends_on_past=stateful,
             ignore_first_depends_on_past=stateful,
-            **self.common(f"{stage}-{source}" if source else stage, args, stage),
+            **self.common(group.name, ["run", "--ds", DS, "--stages", ",".join(group.stages)], conf_names),
         )
+
+
+def _group_doc(group: StageGroup) -> str:
+    from jobs.pipeline import STAGES
+
+    lines = [f"Stages {', '.join(group.stages)} in one Spark application, in this order:", ""]
+    lines += [f"* **{stage}**: {(STAGES[stage].__doc__ or '').strip().splitlines()[0]}" for stage in group.stages]
+    return "\n".join(lines)

@@ -1,20 +1,23 @@
-"""The DAG's operators: a Spark job per stage (and per source for ingest), the later-days
-recomputation, and a sensor per source extract. Each decides at run time, from the run's params
-and the run date, whether it has anything to do, and is skipped (never failed) when not."""
+"""The DAG's operators: the up-front configuration check, a sensor per source extract, a Spark
+job per group of stages, the later-days recomputation and the run report (plain Python, no
+Spark). Each decides at run time, from the run's params and the run date, whether it has
+anything to do, and is skipped (never failed) when not."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from jobs.config import ConfigError
-from jobs.orchestration.selection import later_days_stages, source_skip_reason, stage_skip_reason
-from jobs.orchestration.settings import pipeline_config, unresolved
+from jobs.config import Config, ConfigError, load_config
+from jobs.orchestration.selection import INGEST, group_stages, later_days_stages, source_skip_reason
+from jobs.orchestration.settings import AirflowSettings, pipeline_config, unresolved
 
 PENDING_RUN_STATES = ["queued", "running"]
 
@@ -29,6 +32,13 @@ def next_logical_date(dag_run: Any) -> datetime:
     return dag_run.logical_date + (interval or timedelta(days=1))
 
 
+def worker_config() -> Config:
+    """The jobs' configuration as the Spark jobs see it: the worker's environment plus the
+    `spark.env_vars` the jobs get (GAMIFY_ENV, roots)."""
+    env_vars = AirflowSettings.load().env_vars
+    return load_config(environ={**os.environ, **env_vars}, env=env_vars.get("GAMIFY_ENV"))
+
+
 def due_source(name: str, ds: date):
     """The source as configured where the task runs, or a skip when it is not due on `ds`."""
     from jobs.sources import Source  # pyspark import: at run time only
@@ -40,30 +50,58 @@ def due_source(name: str, ds: date):
     return config, source
 
 
-class StageSubmitOperator(SparkSubmitOperator):
-    """`gamify run --ds {{ ds }} --stages <stage> [--sources <source>]` as a Spark job."""
+class ConfigCheckOperator(BaseOperator):
+    """Loads and compiles every configuration and template file on the worker (`gamify config
+    validate`), before any sensor waits or any Spark job starts. A problem fails the run at once,
+    without retries, listing every problem with its file, line and column."""
 
-    def __init__(self, *, stage: str, source: str | None = None, **kwargs: Any) -> None:
+    ui_color = "#f4f4f4"
+
+    def execute(self, context: Any) -> None:
+        from jobs.validation import config_problems
+
+        problems = config_problems(worker_config())
+        if problems:
+            raise AirflowFailException(
+                f"{len(problems)} configuration problem(s), nothing was run:\n" + "\n".join(f"  {p}" for p in problems)
+            )
+        self.log.info("configuration and templates compiled: no problem")
+
+
+class StageGroupSubmitOperator(SparkSubmitOperator):
+    """`gamify run --ds {{ ds }} --stages <the group's selected stages>`: one Spark application
+    for a group of stages (`groups` in conf/airflow.yaml), skipped when the run selects none of
+    them. The last group that runs also writes the nightly HTML report (`--html-report`), in the
+    same application. On success, each outlet's Asset event carries the run date and the stages."""
+
+    def __init__(self, *, group: str, stages: Sequence[str], later_stages: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.stage = stage
-        self.source = source
+        self.group = group
+        self.stages = list(stages)
+        self.later_stages = list(later_stages)
 
     def execute(self, context: Any) -> None:
         params = context["params"]
-        reason = source_skip_reason(params, self.source) if self.source else stage_skip_reason(params, self.stage)
-        if reason:
-            raise AirflowSkipException(reason)
-        if self.source:
-            due_source(self.source, run_date(context))
-        return super().execute(context)
+        chosen = group_stages(params, self.stages)
+        if not chosen:
+            raise AirflowSkipException(f"no stage of group {self.group} {self.stages} is selected for this run")
+        args = ["run", "--ds", context["ds"], "--stages", ",".join(chosen)]
+        if INGEST in chosen and params.get("sources") is not None:
+            args += ["--sources", ",".join(params["sources"])]
+        if not group_stages(params, self.later_stages):
+            args.append("--html-report")
+        self.application_args = args
+        super().execute(context)
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {"ds": context["ds"], "stages": chosen}
 
 
 class LaterDaysSubmitOperator(SparkSubmitOperator):
     """`gamify run --from <ds + 1> --to latest --stages ...`: after a rerun of a past day, bring the
-    days after it up to date. A no-op (the job finds nothing to run) when ds is the latest
-    processed date; skipped when the run changed nothing later days build on, or when the next
-    day's run is itself queued or running (a backfill, a clear with future runs): that run
-    recomputes its own day and, if it is the last one, the days after it."""
+    days after it up to date. Skipped without a Spark job when the run changed nothing later days
+    build on, when ds is the latest processed date (every night: read from the Delta log in plain
+    Python), or when the next day's run is itself queued or running (a backfill, a clear with
+    future runs): that run recomputes its own day and, if it is the last one, the days after it."""
 
     def __init__(self, *, stages: list[str], stateful: list[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -76,6 +114,11 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         recompute = later_days_stages(self.stages, selected, self.stateful, bool(params.get("full_refresh")))
         if not recompute:
             raise AirflowSkipException(f"nothing later days build on was rerun (stages {list(selected)})")
+        from jobs.orchestration.state import latest_processed_date
+
+        latest = latest_processed_date(worker_config())  # the Delta log, read without Spark
+        if latest is None or latest <= run_date(context):
+            raise AirflowSkipException(f"no processed day after {context['ds']} (latest processed date: {latest})")
         next_run = next_logical_date(context["dag_run"])
         pending = context["ti"].get_dr_count(
             dag_id=context["dag"].dag_id, logical_dates=[next_run], states=PENDING_RUN_STATES
@@ -88,6 +131,29 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         self.application_args = args
         self.log.info("recomputing %s from the day after %s to the latest processed date", recompute, context["ds"])
         return super().execute(context)
+
+
+class RunReportOperator(BaseOperator):
+    """What `pipeline_runs` recorded for the run date (`gamify report --ds`), read from the Delta
+    log in plain Python: rows read, accepted, rejected and duplicate per source, a row per stage,
+    the unavailable sources; then the nightly HTML page's path (written by the day's last Spark
+    application), which is also the task's return value."""
+
+    ui_color = "#f4f4f4"
+
+    def execute(self, context: Any) -> str | None:
+        from jobs.analytics.report import default_path
+        from jobs.orchestration.state import format_report, latest_processed_date, run_report
+
+        config = worker_config()
+        ds = run_date(context)
+        self.log.info("\n%s", format_report(ds, run_report(config, ds), latest_processed_date(config)))
+        page = default_path(config, ds)
+        if not page.exists():
+            self.log.info("no HTML report for %s at %s: no Spark group ran for it", ds, page)
+            return None
+        self.log.info("nightly report: %s", page.resolve())
+        return str(page.resolve())
 
 
 class ExtractSensor(BaseSensorOperator):

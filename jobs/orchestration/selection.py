@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 INGEST = "ingest"
+GATE = "quality"  # the stage whose success lets a day's tables be announced
 
 
 def stage_skip_reason(params: Mapping[str, Any], stage: str) -> str | None:
@@ -30,6 +31,32 @@ def source_skip_reason(params: Mapping[str, Any], source: str) -> str | None:
     if sources is not None and source not in sources:
         return f"source {source} is not selected for this run (params.sources = {list(sources)})"
     return None
+
+
+def group_stages(params: Mapping[str, Any], stages: Sequence[str]) -> list[str]:
+    """The stages of a group this run selects, in pipeline order. Ingest counts only with a
+    source to ingest: an empty `params.sources` leaves it out."""
+    selected = params.get("stages")
+    chosen = [s for s in stages if selected is None or s in selected]
+    if INGEST in chosen and params.get("sources") == []:
+        chosen.remove(INGEST)
+    return chosen
+
+
+def group_outlets(groups: Sequence[tuple[str, Sequence[str]]], gate: str) -> dict[str, list[str]]:
+    """Group name -> the stages whose tables its Asset events announce. Events wait for the
+    quality gate: the group holding `gate` announces every stage up to it, the groups after it
+    their own, the groups before it none. Without a gate, each group announces its own."""
+    at = next((i for i, (_, stages) in enumerate(groups) if gate in stages), None)
+    announced: dict[str, list[str]] = {}
+    for i, (name, stages) in enumerate(groups):
+        if at is None or i > at:
+            announced[name] = list(stages)
+        elif i == at:
+            announced[name] = [s for _, earlier in groups[: i + 1] for s in earlier]
+        else:
+            announced[name] = []
+    return announced
 
 
 def later_days_stages(

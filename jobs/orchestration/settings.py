@@ -9,7 +9,7 @@ again when they run, in their own environment.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -64,6 +64,14 @@ class SourceShape:
 
 
 @dataclass(frozen=True)
+class StageGroup:
+    """Stages run as one task and one Spark application."""
+
+    name: str
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AirflowSettings:
     file: Path
     dag_id: str
@@ -93,6 +101,7 @@ class AirflowSettings:
     sensors: Mapping[str, SensorPolicy]
     asset_prefix: str
     stage_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, conf_dir: str | Path | None = None) -> AirflowSettings:
@@ -145,7 +154,38 @@ class AirflowSettings:
             },
             asset_prefix=assets.get("uri_prefix", "lakehouse://gamification/"),
             stage_tables={k: tuple(v or ()) for k, v in (assets.get("tables") or {}).items()},
+            groups={str(k): tuple(v or ()) for k, v in (data.get("groups") or {}).items()},
         )
+
+    def stage_groups(self, stages: Sequence[str]) -> list[StageGroup]:
+        """The configured groups over `stages` (pipeline order): a stage no group names joins the
+        group of the stage before it, so a stage added to the pipeline needs no change here. Groups
+        must be contiguous runs of the pipeline, in its order; no groups: one group per stage."""
+        if not self.groups:
+            return [StageGroup(stage, (stage,)) for stage in stages]
+        listed = [stage for members in self.groups.values() for stage in members]
+        unknown = sorted(set(listed) - set(stages))
+        twice = sorted({s for s in listed if listed.count(s) > 1})
+        if unknown or twice or not all(self.groups.values()):
+            raise ConfigError(
+                self.file, "groups", f"unknown stages {unknown}, stages in two groups {twice}, or an empty group"
+            )
+        owner = {stage: name for name, members in self.groups.items() for stage in members}
+        if stages and stages[0] not in owner:
+            raise ConfigError(self.file, "groups", f"the first stage, {stages[0]}, must be in a group")
+        members: dict[str, list[str]] = {name: [] for name in self.groups}
+        order: list[str] = []
+        for stage in stages:
+            if stage not in owner:
+                owner[stage] = order[-1]
+            if not order or order[-1] != owner[stage]:
+                if owner[stage] in order:
+                    raise ConfigError(
+                        self.file, "groups", f"{owner[stage]} is not a contiguous run of the stages {list(stages)}"
+                    )
+                order.append(owner[stage])
+            members[owner[stage]].append(stage)
+        return [StageGroup(name, tuple(members[name])) for name in order]
 
 
 def _as_date(value: Any) -> date:

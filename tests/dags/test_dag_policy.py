@@ -71,35 +71,55 @@ def test_every_spark_task_runs_for_the_run_date(dag):
         assert task._conn_id == "spark_default"
 
 
-def test_one_task_per_stage_and_per_source_in_pipeline_order(dag):
+def group_tasks(dag):
+    return [t for t in spark_tasks(dag) if hasattr(t, "group")]
+
+
+def test_groups_run_every_stage_once_in_pipeline_order(dag, settings):
+    groups = group_tasks(dag)
+    assert [t.task_id for t in groups] == list(settings.groups)  # a handful of Spark applications a day
+    assert [s for t in groups for s in t.stages] == list(STAGES)
+    for task in groups:
+        assert task.application_args == ["run", "--ds", DS, "--stages", ",".join(task.stages)]
     sources = source_shapes(pipeline_config())
-    ingest_ids = [f"ingest.{s.name}" for s in sources]
-    stage_ids = [s for s in STAGES if s != "ingest"]
-    expected = [*ingest_ids, *stage_ids, "recompute_later_days", "report"]
-    assert set(expected) <= set(dag.task_ids)
+    assert sources[0].feeds_profile  # the CRM snapshot first: it defines the day's known subscribers
+    expected = ["check_config", f"extracts.{sources[0].name}", *settings.groups, "recompute_later_days", "report"]
     for upstream, downstream in itertools.pairwise(expected):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert sources[0].feeds_profile  # the CRM snapshot first: it defines the day's known subscribers
-    for stage in stage_ids:
-        assert dag.get_task(stage).application_args[-2:] == ["--stages", stage]
 
 
-def test_stateful_stages_depend_on_past_and_the_day_gate_waits_for_the_previous_report(dag, settings):
+def test_check_config_and_report_start_no_spark_application(dag):
+    from jobs.orchestration.operators import ConfigCheckOperator, RunReportOperator
+
+    assert isinstance(dag.get_task("check_config"), ConfigCheckOperator)
+    assert isinstance(dag.get_task("report"), RunReportOperator)
+    assert {t.task_id for t in dag.tasks if not hasattr(t, "application_args")} == {
+        "check_config",
+        "report",
+        *(t.task_id for t in dag.tasks if t.task_id.startswith("extracts.")),
+    }
+    assert set(dag.get_task("check_config").downstream_task_ids) == {
+        t.task_id for t in dag.tasks if t.task_id.startswith("extracts.")
+    }
+
+
+def test_stateful_groups_depend_on_past_and_the_day_gate_waits_for_the_previous_report(dag, settings):
     stateful = set(settings.stateful_stages)
-    for task in spark_tasks(dag):
-        stage = getattr(task, "stage", None)
-        if stage in STAGES:
-            assert task.depends_on_past is (stage in stateful), task.task_id
-            assert task.ignore_first_depends_on_past is (stage in stateful), task.task_id
-    first = dag.get_task(next(s for s in STAGES if s != "ingest"))
+    for task in group_tasks(dag):
+        holds_stateful = bool(stateful & set(task.stages))
+        assert task.depends_on_past is holds_stateful, task.task_id
+        assert task.ignore_first_depends_on_past is holds_stateful, task.task_id
+    first = next(t for t in group_tasks(dag) if set(t.stages) - {"ingest"})
     assert first.depends_on_past and first.wait_for_downstream
     assert "report" in first.downstream_task_ids
+    assert [t.task_id for t in group_tasks(dag) if t.wait_for_downstream] == [first.task_id]
 
 
 def test_sensors_have_timeouts_by_frequency_and_fail_only_for_mandatory_sources(dag, settings):
     shapes = {s.name: s for s in source_shapes(pipeline_config())}
-    sensors = [t for t in dag.tasks if t.task_id.startswith("ingest.wait_")]
-    assert {t.source for t in sensors} == {n for n, s in shapes.items() if s.has_extract}
+    sensors = [t for t in dag.tasks if t.task_id.startswith("extracts.")]
+    assert {t.source for t in sensors} == set(shapes)
+    ingest = next(t for t in group_tasks(dag) if "ingest" in t.stages)
     for sensor in sensors:
         shape = shapes[sensor.source]
         policy = settings.sensors[shape.sync_frequency]
@@ -107,16 +127,23 @@ def test_sensors_have_timeouts_by_frequency_and_fail_only_for_mandatory_sources(
         assert sensor.poke_interval == policy.poke_interval.total_seconds()
         assert sensor.mode == "reschedule"
         assert sensor.soft_fail is not shape.mandatory
-        assert f"ingest.{sensor.source}" in sensor.downstream_task_ids
+        assert sensor.downstream_task_ids == {ingest.task_id}
 
 
-def test_stage_tasks_declare_their_tables_as_assets(dag, settings):
-    for stage in STAGES:
-        tasks = [t for t in spark_tasks(dag) if getattr(t, "stage", None) == stage]
-        assert tasks, stage
-        for task in tasks:
-            uris = {a.uri for a in task.outlets}
-            assert uris == {f"{settings.asset_prefix}{t}" for t in settings.stage_tables.get(stage, ())}
+def test_asset_events_wait_for_the_quality_gate(dag, settings):
+    def uris(stages):
+        return {f"{settings.asset_prefix}{t}" for s in stages for t in settings.stage_tables.get(s, ())}
+
+    groups = group_tasks(dag)
+    gate = next(i for i, t in enumerate(groups) if "quality" in t.stages)
+    up_to_gate = [s for t in groups[: gate + 1] for s in t.stages]
+    assert {a.uri for a in groups[gate].outlets} == uris(up_to_gate)
+    for task in groups[:gate]:
+        assert task.outlets == [], task.task_id
+    for task in groups[gate + 1 :]:
+        assert {a.uri for a in task.outlets} == uris(task.stages), task.task_id
+    announced = {a.uri.removeprefix(settings.asset_prefix) for a in groups[gate].outlets}
+    assert {"events", "behavior_scores", "mission_assignments", "quality_results"} <= announced
 
 
 def test_params_select_stages_and_sources_and_reject_unknown_names(dag):
@@ -132,7 +159,7 @@ def test_params_select_stages_and_sources_and_reject_unknown_names(dag):
         unknown.validate()
 
 
-def test_report_writes_the_html_page_after_the_quality_gate(dag):
-    report = dag.get_task("report")
-    assert report.application_args == ["report", "--ds", DS, "--html"]
-    assert "quality" in report.get_flat_relative_ids(upstream=True)
+def test_report_comes_after_the_quality_gate_and_the_later_days(dag):
+    upstream = dag.get_task("report").get_flat_relative_ids(upstream=True)
+    gate = next(t.task_id for t in group_tasks(dag) if "quality" in t.stages)
+    assert {gate, "recompute_later_days"} <= upstream

@@ -1,5 +1,6 @@
-"""One run of the real DAG with `dag.test()`: sensors, spark-submit of each selected task on
-local Spark, skips for what the params leave out, and the tables the run date got."""
+"""One run of the real DAG with `dag.test()`: the configuration check, the sensors, one
+spark-submit for the selected group on local Spark (which also writes the HTML report), skips
+for what the params leave out, the report read without Spark, and the tables the run date got."""
 
 from __future__ import annotations
 
@@ -18,17 +19,10 @@ from jobs.sample_data import generate
 pytestmark = pytest.mark.integration
 
 DS = date(2025, 3, 2)  # not a 1st: the monthly DWH source is not due and its tasks are skipped
-# Every task is a spark-submit starting its own JVM (15-30 s on a busy 2-core machine): ingest of
-# two sources, then the later-days job (a no-op) and the report; every other stage is skipped.
+# One Spark application: the ingest group, for two sources (the DWH source is not due); every
+# other group is skipped, and so is the later-days job (ds is the latest processed date).
 RUN_CONF = {"stages": ["ingest"], "sources": ["crm_subscribers", "cdr", "dwh_monthly_kpis"]}
-RAN = {
-    "ingest.wait_crm_subscribers",
-    "ingest.crm_subscribers",
-    "ingest.wait_cdr",
-    "ingest.cdr",
-    "recompute_later_days",  # a no-op job: ds is the latest processed date
-    "report",
-}
+RAN = {"check_config", "extracts.crm_subscribers", "extracts.cdr", "ingest", "report"}
 
 
 @pytest.fixture
@@ -69,4 +63,7 @@ def test_dag_run_ingests_the_selected_sources_for_the_run_date_and_skips_the_res
     assert not (lakehouse / "daily_activity").exists()
     runs = DeltaTable(str(lakehouse / "pipeline_runs")).to_pyarrow_table(filters=[("run_ds", "=", DS)]).to_pylist()
     ingested = {r["source"]: r["status"] for r in runs if r["stage"] == "ingest"}
-    assert ingested == {"crm_subscribers": "succeeded", "cdr": "succeeded"}
+    assert ingested == {"crm_subscribers": "succeeded", "cdr": "succeeded", "dwh_monthly_kpis": "not_due"}
+    page = lakehouse / "_reports" / f"{DS}.html"
+    assert run.get_task_instance("report").xcom_pull(task_ids="report") == str(page)
+    assert f"{DS}" in page.read_text(encoding="utf-8")

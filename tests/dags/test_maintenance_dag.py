@@ -57,6 +57,6 @@ def test_every_spark_job_ships_the_delta_jars(dag):
 def test_jdbc_sources_wait_for_their_database_and_file_sources_for_their_extract(monkeypatch):
     monkeypatch.setenv("GAMIFY_ENV", "prod")
     dag = build_nightly_dag()
-    assert isinstance(dag.get_task("ingest.wait_dwh_monthly_kpis"), JdbcReadySensor)
-    assert isinstance(dag.get_task("ingest.wait_cdr"), ExtractSensor)
-    assert dag.get_task("ingest.wait_dwh_monthly_kpis").mandatory is False
+    assert isinstance(dag.get_task("extracts.dwh_monthly_kpis"), JdbcReadySensor)
+    assert isinstance(dag.get_task("extracts.cdr"), ExtractSensor)
+    assert dag.get_task("extracts.dwh_monthly_kpis").mandatory is False

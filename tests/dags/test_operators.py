@@ -4,15 +4,24 @@ missing extract, the later-days job built from the params, and the Spark connect
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import shutil
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from jobs.orchestration.operators import ExtractSensor, LaterDaysSubmitOperator, StageSubmitOperator
+from jobs.config import DEFAULT_CONF_DIR
+from jobs.orchestration import operators
+from jobs.orchestration.operators import (
+    ConfigCheckOperator,
+    ExtractSensor,
+    LaterDaysSubmitOperator,
+    StageGroupSubmitOperator,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -61,18 +70,65 @@ def test_sensor_skips_a_missing_optional_source(raw):
         ("cdr", {**ALL, "stages": ["scores"]}, "stage ingest is not selected"),
     ],
 )
-def test_sensor_and_ingest_skip_what_the_run_does_not_ingest(raw, source, params, reason):
+def test_sensor_skips_what_the_run_does_not_ingest(raw, source, params, reason):
     with pytest.raises(AirflowSkipException, match=reason):
         sensor(source, False).execute({"ds": DS, "params": params})
-    ingest = StageSubmitOperator(task_id=source, stage="ingest", source=source, application="app.py")
-    with pytest.raises(AirflowSkipException, match=reason):
-        ingest.execute({"ds": DS, "params": params})
 
 
-def test_unselected_stage_is_skipped_not_failed():
-    task = StageSubmitOperator(task_id="activity", stage="activity", application="app.py")
-    with pytest.raises(AirflowSkipException, match="stage activity is not selected"):
-        task.execute({"ds": DS, "params": {"stages": ["scores"]}})
+def group(stages, later=()) -> StageGroupSubmitOperator:
+    return StageGroupSubmitOperator(
+        task_id="g", group="g", stages=stages, later_stages=list(later), application="app.py", outlets=[ASSET]
+    )
+
+
+ASSET = Asset("lakehouse://gamification/behavior_scores")
+
+
+class OutletEvents(dict):
+    def __missing__(self, asset):
+        self[asset] = SimpleNamespace(extra=None)
+        return self[asset]
+
+
+def group_context(params):
+    return {"ds": DS, "params": params, "outlet_events": OutletEvents()}
+
+
+@pytest.mark.parametrize(
+    ("stages", "later", "params", "args"),
+    [
+        (["ingest"], ["activity"], ALL, ["--stages", "ingest", "--sources", "cdr,app,dwh_monthly_kpis"]),
+        (["ingest"], ["activity"], {"stages": ["ingest"]}, ["--stages", "ingest", "--html-report"]),
+        (["activity", "scores", "segments"], [], ALL, ["--stages", "activity,scores", "--html-report"]),
+        (["activity", "scores"], ["quality"], {}, ["--stages", "activity,scores"]),  # no params: everything
+    ],
+)
+def test_a_group_runs_its_selected_stages_in_one_job(submitted, stages, later, params, args):
+    context = group_context(params)
+    group(stages, later).execute(context)
+    assert submitted == [["run", "--ds", DS, *args]]
+    assert context["outlet_events"][ASSET].extra == {"ds": DS, "stages": args[1].split(",")}
+
+
+def test_a_group_with_nothing_selected_is_skipped_and_announces_nothing(submitted):
+    context = group_context({"stages": ["scores"]})
+    with pytest.raises(AirflowSkipException, match=r"no stage of group g \['activity'\] is selected"):
+        group(["activity"]).execute(context)
+    with pytest.raises(AirflowSkipException, match=r"no stage of group g \['ingest'\]"):
+        group(["ingest"]).execute(group_context({"stages": ["ingest"], "sources": []}))
+    assert submitted == [] and context["outlet_events"] == {}
+
+
+def test_a_broken_configuration_fails_the_run_before_any_sensor_without_retries(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    scoring = conf / "scoring.yaml"
+    scoring.write_text(scoring.read_text().replace("feature: active_days_30,", "feature: active_dayz_30,", 1))
+    monkeypatch.setenv("GAMIFY_CONF_DIR", str(conf))
+    with pytest.raises(AirflowFailException, match=r"configuration problem\(s\), nothing was run:\n  .*scoring.yaml"):
+        ConfigCheckOperator(task_id="check_config").execute({"ds": DS})
+    monkeypatch.setenv("GAMIFY_CONF_DIR", str(DEFAULT_CONF_DIR))
+    ConfigCheckOperator(task_id="check_config").execute({"ds": DS})  # the repository's: no problem
 
 
 class Recorder:
@@ -92,10 +148,17 @@ def later_days_context(params, pending: int = 0):
 
 @pytest.fixture
 def submitted(monkeypatch):
-    """The application args SparkSubmitOperator would submit (instead of submitting)."""
+    """The application args SparkSubmitOperator would submit (instead of submitting), with
+    2025-03-05 as the latest processed date."""
     calls = []
     monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: calls.append(self.application_args))
+    monkeypatch.setattr(operators, "worker_config", lambda: None)
+    monkeypatch.setattr("jobs.orchestration.state.latest_processed_date", lambda config: LATEST[0])
+    LATEST[:] = [date(2025, 3, 5)]
     return calls
+
+
+LATEST = [date(2025, 3, 5)]
 
 
 def later_days() -> LaterDaysSubmitOperator:
@@ -120,6 +183,16 @@ def test_full_refresh_ingests_later_days_again_for_the_selected_sources(submitte
     assert submitted[0][-2:] == ["--stages", "segments"]  # no ingest, no sources
     later_days().execute(later_days_context({"stages": ["ingest"], "sources": ["cdr"], "full_refresh": True}))
     assert submitted[1][-4:] == ["--stages", "ingest,activity,scores,segments", "--sources", "cdr"]
+
+
+def test_later_days_start_no_job_when_the_run_date_is_the_latest(submitted):
+    for latest in (date(2025, 3, 2), None):
+        LATEST[:] = [latest]
+        with pytest.raises(
+            AirflowSkipException, match=f"no processed day after 2025-03-02 .latest processed date: {latest}"
+        ):
+            later_days().execute(later_days_context({"stages": ["activity"]}))
+    assert submitted == []
 
 
 def test_later_days_are_left_to_the_next_run_when_it_is_pending(submitted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -32,3 +33,38 @@ def test_a_missing_sensor_policy_is_named(tmp_path):
     (conf / "airflow.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"airflow.yaml: sensors: .*missing \['monthly'\]"):
         AirflowSettings.load(conf)
+
+
+STAGES = ["ingest", "predictions", "activity", "scores", "quality", "exports"]
+
+
+def settings_with(groups) -> AirflowSettings:
+    return dataclasses.replace(AirflowSettings.load(), groups={k: tuple(v) for k, v in groups.items()})
+
+
+def shape(groups) -> list[tuple[str, tuple[str, ...]]]:
+    return [(g.name, g.stages) for g in settings_with(groups).stage_groups(STAGES)]
+
+
+def test_stages_no_group_names_join_the_group_before_them():
+    assert shape({"ingest": ["ingest"], "daily": ["activity"], "publish": ["quality"]}) == [
+        ("ingest", ("ingest", "predictions")),
+        ("daily", ("activity", "scores")),
+        ("publish", ("quality", "exports")),
+    ]
+    assert shape({}) == [(s, (s,)) for s in STAGES]  # no groups: a task per stage
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ({"a": ["ingest"], "b": ["scorez"]}, r"unknown stages \['scorez'\]"),
+        ({"a": ["ingest", "scores"], "b": ["scores"]}, r"stages in two groups \['scores'\]"),
+        ({"a": ["ingest"], "b": []}, "an empty group"),
+        ({"a": ["activity"]}, "the first stage, ingest, must be in a group"),
+        ({"a": ["ingest", "quality"], "b": ["activity"]}, "a is not a contiguous run"),
+    ],
+)
+def test_groups_that_do_not_cut_the_pipeline_into_runs_are_refused(groups, message):
+    with pytest.raises(ConfigError, match=rf"airflow.yaml: groups: .*{message}"):
+        settings_with(groups).stage_groups(STAGES)

@@ -1,12 +1,13 @@
 """A backfill gives the tables nightly runs give, and a rerun of a past day changes nothing.
 
-The DAG runs a day as tasks: one ingest per due source (CRM snapshot first), then one task per
-stage after ingest. Nightly runs execute them day after day. What orders can an Airflow 3
-backfill produce? Backfill runs honour the backfill's own max_active_runs (not the DAG's), so
-several days may be in flight; what holds them is the DAG's dependencies:
+The DAG runs a day as a few tasks, each a group of stages (conf/airflow.yaml `groups`): ingest
+(every due source, CRM snapshot first), then the stages after it. Nightly runs execute them day
+after day. What orders can an Airflow 3 backfill produce? Backfill runs honour the backfill's
+own max_active_runs (not the DAG's), so several days may be in flight; what holds them is the
+DAG's dependencies:
 
-* each source's ingest and each stateful stage has depends_on_past: day N+1 waits for day N;
-* the first stage after ingest also waits for the previous day's `report` (wait_for_downstream),
+* each group holding a stateful stage has depends_on_past: day N+1 waits for day N;
+* the first group after ingest also waits for the previous day's `report` (wait_for_downstream),
   so the stages after ingest run day after day, each day complete before the next one starts.
 
 Ingest is the only thing that can run ahead: a later day's ingest may finish before an earlier
