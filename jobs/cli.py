@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for chatty in ("py4j", "great_expectations"):  # their INFO lines drown the run's own
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.command == "config":
             return _config_command(args)

@@ -59,6 +59,7 @@ class TableSpec:
     description: str
     columns: tuple[Column, ...]
     append_only: bool = False  # rows of a partition are added, never replaced by a later run
+    also_written_by: tuple[str, ...] = ()  # other stages adding rows (e.g. their quarantined records)
 
     @property
     def schema(self) -> T.StructType:
@@ -141,6 +142,7 @@ _SPECS = (
         grain="one quarantined raw record (rejected or duplicate)",
         partition_by=("ingest_date",),
         written_by="ingest",
+        also_written_by=("predictions",),
         description="Raw records that did not become events, with the first check they failed. Rows read = "
         "accepted + rejected + duplicates for every source and run; nothing is dropped silently.",
         columns=_columns(
@@ -660,3 +662,9 @@ def spec_of(table: str) -> TableSpec:
 
 def schema_of(table: str) -> T.StructType:
     return spec_of(table).schema
+
+
+def tables_written_by(stage: str) -> list[str]:
+    """The tables a stage writes, in dictionary order; `pipeline_runs` for every stage (each
+    records its run there)."""
+    return [t.name for t in _SPECS if stage in (t.written_by, *t.also_written_by) or t.name == PIPELINE_RUNS]

@@ -46,6 +46,7 @@ from jobs.orchestration.settings import (
     source_shapes,
 )
 from jobs.spark import submit_conf
+from jobs.tables import tables_written_by
 
 DS = "{{ ds }}"
 DAY_AFTER = "{{ macros.ds_add(ds, 1) }}"
@@ -195,7 +196,7 @@ class _SparkJobs:
     def group(self, group: StageGroup, later_stages: list[str], announced: list[str]) -> StageGroupSubmitOperator:
         stateful = any(stage in self.stateful for stage in group.stages)
         conf_names = (*group.stages, group.name)
-        tables = dict.fromkeys(t for stage in announced for t in self.settings.stage_tables.get(stage, ()))
+        tables = dict.fromkeys(t for stage in announced for t in tables_written_by(stage))
         return StageGroupSubmitOperator(
             task_id=group.name,
             group=group.name,

@@ -100,7 +100,6 @@ class AirflowSettings:
     sensor_mode: str
     sensors: Mapping[str, SensorPolicy]
     asset_prefix: str
-    stage_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
@@ -153,7 +152,6 @@ class AirflowSettings:
                 for f in FREQUENCIES
             },
             asset_prefix=assets.get("uri_prefix", "lakehouse://gamification/"),
-            stage_tables={k: tuple(v or ()) for k, v in (assets.get("tables") or {}).items()},
             groups={str(k): tuple(v or ()) for k, v in (data.get("groups") or {}).items()},
         )
 

@@ -10,6 +10,7 @@ import pytest
 
 from jobs.orchestration.settings import AirflowSettings, pipeline_config, source_shapes
 from jobs.pipeline import STAGES
+from jobs.tables import TABLES, tables_written_by
 from tests.dags.conftest import DAGS
 
 pytestmark = pytest.mark.unit
@@ -132,7 +133,7 @@ def test_sensors_have_timeouts_by_frequency_and_fail_only_for_mandatory_sources(
 
 def test_asset_events_wait_for_the_quality_gate(dag, settings):
     def uris(stages):
-        return {f"{settings.asset_prefix}{t}" for s in stages for t in settings.stage_tables.get(s, ())}
+        return {f"{settings.asset_prefix}{t}" for s in stages for t in tables_written_by(s)}
 
     groups = group_tasks(dag)
     gate = next(i for i, t in enumerate(groups) if "quality" in t.stages)
@@ -142,8 +143,10 @@ def test_asset_events_wait_for_the_quality_gate(dag, settings):
         assert task.outlets == [], task.task_id
     for task in groups[gate + 1 :]:
         assert {a.uri for a in task.outlets} == uris(task.stages), task.task_id
-    announced = {a.uri.removeprefix(settings.asset_prefix) for a in groups[gate].outlets}
-    assert {"events", "behavior_scores", "mission_assignments", "quality_results"} <= announced
+    announced = {a.uri.removeprefix(settings.asset_prefix) for a in groups[-1].outlets} | {
+        a.uri.removeprefix(settings.asset_prefix) for t in groups[gate:] for a in t.outlets
+    }
+    assert announced == set(TABLES)  # every table of the data dictionary, once the gate has passed
 
 
 def test_params_select_stages_and_sources_and_reject_unknown_names(dag):
