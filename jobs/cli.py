@@ -287,7 +287,7 @@ def _sql_command(args: argparse.Namespace) -> int:
     from jobs.analytics.output import format_table, to_csv, to_json_lines, write_parquet
     from jobs.analytics.views import register_tables, register_views, run_view, views
     from jobs.context import build_lakehouse
-    from jobs.orchestration.state import latest_processed_date
+    from jobs.run_log import latest_processed_date
     from jobs.spark import build_session
 
     if args.format == "parquet" and not args.out:
@@ -344,7 +344,7 @@ def _sql_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from jobs.orchestration.state import format_report, latest_processed_date, run_report
+    from jobs.run_log import format_report, latest_processed_date, run_report
 
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
@@ -394,7 +394,7 @@ def _run_command(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     if args.start and args.end == LATEST:
-        from jobs.orchestration.state import latest_processed_date
+        from jobs.run_log import latest_processed_date
 
         latest = latest_processed_date(config)  # from the Delta log: a no-op starts no Spark session
         if latest is None or latest < args.start:

@@ -56,7 +56,7 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
     specs = {spec.name: spec for spec in configured_specs(config.conf_dir)}
     return Lakehouse(
         spark,
-        root=_absolute(str(config.require("lakehouse.root"))),
+        root=lakehouse_root(config),
         storage_options=settings.get("storage_options") or {},
         target_file_size_mb=int(settings.get("target_file_size_mb", 256)),
         single_file_tables=tuple(settings.get("single_file_tables") or ()),
@@ -65,5 +65,7 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
     )
 
 
-def _absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).resolve())
+def lakehouse_root(config: Config) -> str:
+    """`lakehouse.root` as the jobs use it: a URI as it is, a local path made absolute."""
+    root = str(config.require("lakehouse.root"))
+    return root if "://" in root else str(Path(root).resolve())

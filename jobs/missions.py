@@ -67,10 +67,10 @@ class MissionSettings:
             file=str(path),
         )
 
-    @property
-    def lookback_days(self) -> int:
-        """How far back earlier assignments can still matter (active or cooling down)."""
-        return max(self.period_days.values()) + 31
+    def lookback_days(self, templates: Sequence[MissionTemplate]) -> int:
+        """How far back an assignment can still matter: it is active until its period ends, then
+        its template cools down for `cooldown_days` (see `assign`)."""
+        return max(self.period_days.values()) + max((t.cooldown_days for t in templates), default=0)
 
 
 def with_holdout(df: DataFrame, settings: MissionSettings) -> DataFrame:

@@ -29,6 +29,7 @@ PROFILE_FEATURES = {
     "is_postpaid": "crm_subscribers",
     "plan_changed_90d": "crm_subscribers",
 }
+PLAN_CHANGE_DAYS = 90  # plan_changed_90d: today's plan against the plan of the snapshot this many days earlier
 ML_FEATURES = ("churn_probability", "risk_score", "nbo_score")
 ML_SOURCE = "ml_predictions"  # degrades the ML features when missing, failed or stale
 TRANSFORMS = ("identity", "log1p", "sqrt")

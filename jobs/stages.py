@@ -51,6 +51,7 @@ from jobs.profiles import profile_as_of
 from jobs.progress import prior_completions, track
 from jobs.scoring import (
     ML_SOURCE,
+    PLAN_CHANGE_DAYS,
     ScoringConfig,
     compute_features,
     compute_scores,
@@ -173,13 +174,13 @@ def unavailable_sources(ctx: RunContext) -> set[str]:
 
 
 def scoring_base(ctx: RunContext) -> DataFrame:
-    """Known subscribers with their profile and the plan they had 90 days earlier."""
+    """Known subscribers with their profile and the plan they had PLAN_CHANGE_DAYS earlier."""
     lookback = ctx.config.get("ingest.subscriber_lookback_days", 7)
     profile = profile_as_of(ctx.lakehouse, ctx.ds, lookback)
     if profile is None:
         raise PipelineError(f"no subscriber_profile snapshot within {lookback} days before {ctx.ds}: run ingest first")
     base = profile.drop("snapshot_date")
-    earlier = profile_as_of(ctx.lakehouse, ctx.ds - timedelta(days=90), lookback)
+    earlier = profile_as_of(ctx.lakehouse, ctx.ds - timedelta(days=PLAN_CHANGE_DAYS), lookback)
     if earlier is None:
         return base.withColumn("plan_code_90d_ago", F.lit(None).cast("string"))
     return base.join(
@@ -412,7 +413,10 @@ def missions(ctx: RunContext) -> dict[str, Any]:
         replace_where={"catalog_date": ds},
     )
     subjects = mission_subjects(ctx, templates, settings)
-    window = [("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days)), ("assigned_ds", "<", ds)]
+    window = [
+        ("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days(templates.templates))),
+        ("assigned_ds", "<", ds),
+    ]
     if lakehouse.exists(MISSION_ASSIGNMENTS):
         previous = lakehouse.read(MISSION_ASSIGNMENTS, partitions=window)
         previous = previous.join(completed_by(ctx, ds - timedelta(days=1)), "assignment_id", "left")

@@ -114,7 +114,7 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         recompute = later_days_stages(self.stages, selected, self.stateful, bool(params.get("full_refresh")))
         if not recompute:
             raise AirflowSkipException(f"nothing later days build on was rerun (stages {list(selected)})")
-        from jobs.orchestration.state import latest_processed_date
+        from jobs.run_log import latest_processed_date
 
         latest = latest_processed_date(worker_config())  # the Delta log, read without Spark
         if latest is None or latest <= run_date(context):
@@ -143,7 +143,7 @@ class RunReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> str | None:
         from jobs.analytics.report import default_path
-        from jobs.orchestration.state import format_report, latest_processed_date, run_report
+        from jobs.run_log import format_report, latest_processed_date, run_report
 
         config = worker_config()
         ds = run_date(context)

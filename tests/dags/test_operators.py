@@ -153,7 +153,7 @@ def submitted(monkeypatch):
     calls = []
     monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: calls.append(self.application_args))
     monkeypatch.setattr(operators, "worker_config", lambda: None)
-    monkeypatch.setattr("jobs.orchestration.state.latest_processed_date", lambda config: LATEST[0])
+    monkeypatch.setattr("jobs.run_log.latest_processed_date", lambda config: LATEST[0])
     LATEST[:] = [date(2025, 3, 5)]
     return calls
 

@@ -11,7 +11,7 @@ from deltalake import write_deltalake
 
 from jobs.cli import main
 from jobs.config import load_config
-from jobs.orchestration.state import latest_processed_date
+from jobs.run_log import latest_processed_date
 
 pytestmark = pytest.mark.unit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import textwrap
@@ -359,3 +360,13 @@ def test_cli_expand_prints_the_product_per_template(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "streak                           6 segments x 3 thresholds x 2 periods = 36" in out
     assert "total: 42 catalog missions from 2 templates" in out
+
+
+def test_earlier_assignments_are_read_back_as_far_as_the_longest_period_and_cooldown():
+    templates = template_set(load_config(env="test", environ={})).templates
+    longest_period = max(SETTINGS.period_days.values())
+    assert SETTINGS.lookback_days(templates) == longest_period + max(t.cooldown_days for t in templates)
+    long_cooldown = [dataclasses.replace(templates[0], cooldown_days=90)]
+    # a monthly mission assigned 100 days ago still blocks its template until day 30 + 90 after it
+    assert SETTINGS.lookback_days(long_cooldown) == longest_period + 90 >= 100
+    assert SETTINGS.lookback_days([]) == longest_period

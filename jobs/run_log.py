@@ -1,11 +1,13 @@
-"""What the lakehouse says was processed, read from `pipeline_runs` through the Delta log (and
-one day's small files for a report): no Spark session, so a no-op costs nothing on a cluster."""
+"""`pipeline_runs` read without Spark: the latest processed date from the Delta log's file
+statistics, and one run date's rows (a few small files) with their report. The CLI's `report`
+and `run --to latest`, and the DAG's plain-Python tasks use it, so a no-op costs nothing on a
+cluster. The rows are written by the pipeline (`jobs.pipeline.record_stages`, and ingest's one
+row per source)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,8 +17,9 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from jobs.config import Config
+from jobs.context import lakehouse_root
+from jobs.tables import PIPELINE_RUNS
 
-PIPELINE_RUNS = "pipeline_runs"
 INGEST = "ingest"
 REPORT_COLUMNS = (
     "stage",
@@ -52,10 +55,9 @@ class TableLocation:
 
 
 def table_location(config: Config, table: str) -> TableLocation:
-    root = str(config.require("lakehouse.root")).rstrip("/")
-    if "://" not in root:
-        root = str(Path(root).resolve())
-    return TableLocation(f"{root}/{table}", dict(config.get("lakehouse.storage_options") or {}))
+    return TableLocation(
+        f"{lakehouse_root(config).rstrip('/')}/{table}", dict(config.get("lakehouse.storage_options") or {})
+    )
 
 
 def latest_processed_date(config: Config) -> date | None:
