@@ -1,7 +1,8 @@
 """Mission assignment: templates x eligible subscribers -> mission_assignments.
 
 For each run date every subscriber's candidate missions are built in one pass (an array of
-candidate structs, one per template, exploded), then filtered by active missions, cooldowns and
+candidate structs, one per template, exploded; each value a candidate uses several times is
+computed once in a projection before it), then filtered by active missions, cooldowns and
 the per-subscriber cap in priority order. Catalog missions take absolute targets; personalised
 ones (`is_dynamic`) take a target from the subscriber's own baseline. A deterministic hash puts
 a configured share of subscribers in a universal holdout: their missions are recorded with
@@ -151,98 +152,128 @@ def _pick(options: Sequence[tuple[Column, Column]], default: Column) -> Column:
     return picked.otherwise(default)
 
 
-def candidate(
-    template: MissionTemplate,
-    metric: MissionMetric,
-    settings: MissionSettings,
-    names: Mapping[str, Column],
-    ds: date,
-    numeric: frozenset[str] = frozenset(),
-) -> Column:
-    """One template's candidate mission for the row's subscriber, or null when not eligible."""
-    where = f"{template.file}#eligibility"
-    line, column = template.eligibility_position
-    node = expressions.parse(template.eligibility, source=where, line=line, column=column)
-    eligible = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False)) & F.col("segment").isin(
-        list(template.segments)
-    )
-    periods = list(template.periods)
-    period_index = F.pmod(F.xxhash64(F.col("subscriber_id"), F.lit(template.id), F.lit(ds)), F.lit(len(periods)))
-    period = _pick([(period_index == i, F.lit(p)) for i, p in enumerate(periods)], F.lit(periods[0]))
-    period_days = _pick([(period == p, F.lit(settings.period_days[p])) for p in periods], F.lit(1))
+@dataclass(frozen=True)
+class _Candidate:
+    """One template's candidate mission, built over staged columns (`_m<i>_period`, ...): each
+    value is computed once in its own projection and referenced by name afterwards, so no
+    expression tree is copied into the ones that use it (the plans stay small to analyse)."""
 
-    level_by_period, target_by_period, basis_by_period = [], [], []
-    for p in periods:
-        expected = expected_level(metric, settings.period_days[p])
-        levels = template.thresholds[p]
+    index: int
+    template: MissionTemplate
+    metric: MissionMetric
+    settings: MissionSettings
+    names: Mapping[str, Column]
+    ds: date
+    numeric: frozenset[str]
+
+    def col(self, name: str) -> Column:
+        return F.col(f"_m{self.index}_{name}")
+
+    def named(self, name: str, value: Column) -> Column:
+        return value.alias(f"_m{self.index}_{name}")
+
+    @property
+    def node(self) -> Any:
+        line, column = self.template.eligibility_position
+        where = f"{self.template.file}#eligibility"
+        return expressions.parse(self.template.eligibility, source=where, line=line, column=column)
+
+    @property
+    def periods(self) -> list[str]:
+        return list(self.template.periods)
+
+    def stage(self, step: int) -> list[Column]:
+        """The columns of projection `step` (1 to 4), each using only the earlier steps' columns."""
+        t, periods, days = self.template, self.periods, self.settings.period_days
+        period = self.col("period")
+        if step == 1:
+            eligible = F.coalesce(expressions.compile_node(self.node, self.names.__getitem__), F.lit(False))
+            index = F.pmod(F.xxhash64(F.col("subscriber_id"), F.lit(t.id), F.lit(self.ds)), F.lit(len(periods)))
+            return [
+                self.named("eligible", eligible & F.col("segment").isin(list(t.segments))),
+                self.named("period", _pick([(index == i, F.lit(p)) for i, p in enumerate(periods)], F.lit(periods[0]))),
+            ]
+        if step == 2:
+            expected = _pick([(period == p, expected_level(self.metric, days[p])) for p in periods], F.lit(0.0))
+            return [self.named("expected", expected)]
+        if step == 3:
+            return [self.named("level", _pick([(period == p, self._level(p)) for p in periods], F.lit("medium")))]
+        target = _pick([(period == p, self._target(p)) for p in periods], F.lit(None).cast("double"))
+        points = _pick([(self.col("level") == lvl, F.lit(pts)) for lvl, pts in t.points.items()], F.lit(0))
+        return [self.named("target", target), self.named("points", points)]
+
+    def _level(self, period: str) -> Column:
+        levels = self.template.thresholds[period]
         if levels[0].is_relative:
-            level = _pick(
+            rules = self.settings.dynamic_levels
+            return _pick(
                 [
-                    (F.coalesce(expressions.compile_expression(rule, names), F.lit(False)), F.lit(lvl))
-                    for lvl, rule in settings.dynamic_levels
+                    (F.coalesce(expressions.compile_expression(rule, self.names), F.lit(False)), F.lit(lvl))
+                    for lvl, rule in rules
                 ],
                 F.lit("medium"),
             )
-            raw = _pick(
-                [(level == t.level, F.greatest(expected * t.relative, F.lit(t.minimum))) for t in levels], expected
+        # the easiest level that is still a stretch over the usual pace
+        expected = self.col("expected")
+        return _pick([(F.lit(t.target) > expected, F.lit(t.level)) for t in levels], F.lit(levels[-1].level))
+
+    def _target(self, period: str) -> Column:
+        levels, level, expected = self.template.thresholds[period], self.col("level"), self.col("expected")
+        if not levels[0].is_relative:
+            return _pick([(level == t.level, F.lit(t.target)) for t in levels], F.lit(levels[-1].target))
+        raw = _pick([(level == t.level, F.greatest(expected * t.relative, F.lit(t.minimum))) for t in levels], expected)
+        target = friendly(raw)
+        if self.metric.aggregation in ("days", "streak"):
+            target = F.least(target, F.lit(float(self.settings.period_days[period])))
+        return target
+
+    def mission(self) -> Column:
+        """The candidate struct, or null when not eligible (or without a positive target)."""
+        t, metric, node = self.template, self.metric, self.node
+        level, target, period, points = self.col("level"), self.col("target"), self.col("period"), self.col("points")
+        period_days = _pick([(period == p, F.lit(self.settings.period_days[p])) for p in self.periods], F.lit(1))
+        offer = F.col("nbo_offer_id") if t.offer_id == "nbo" else F.lit(t.offer_id).cast("string")
+        shown = expressions.shown_values(node, self.names, self.numeric)
+        text = expressions.to_text(node)
+        reason = F.concat_ws(
+            "; ",
+            F.concat(F.lit(f"eligibility: {text}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]"))
+            if shown
+            else F.lit(f"eligibility: {text}"),
+            F.concat(F.lit("segment="), F.col("segment")),
+            F.format_string(
+                "level %s: usual %.1f %s a %s", level, self.col("expected"), F.lit(metric.unit), _period_word(period)
+            ),
+        )
+        version = F.lit(f"v{t.version}")
+        if t.is_personalised:
+            subscriber = F.substring("subscriber_id", 1, 16)
+            mission_id = F.concat_ws(
+                ".", F.lit(t.id), version, F.lit("dyn"), level, period, subscriber, F.lit(self.ds.isoformat())
             )
-            target = friendly(raw)
-            if metric.aggregation in ("days", "streak"):
-                target = F.least(target, F.lit(float(settings.period_days[p])))
         else:
-            # the easiest level that is still a stretch over the usual pace
-            level = _pick([(F.lit(t.target) > expected, F.lit(t.level)) for t in levels], F.lit(levels[-1].level))
-            target = _pick([(level == t.level, F.lit(t.target)) for t in levels], F.lit(levels[-1].target))
-        level_by_period.append((period == p, level))
-        target_by_period.append((period == p, target))
-        basis_by_period.append((period == p, expected))
-    level = _pick(level_by_period, F.lit("medium"))
-    target = _pick(target_by_period, F.lit(None).cast("double"))
-    expected = _pick(basis_by_period, F.lit(0.0))
-    points = _pick([(level == lvl, F.lit(pts)) for lvl, pts in template.points.items()], F.lit(0))
-    dynamic = template.is_personalised
-    offer = F.col("nbo_offer_id") if template.offer_id == "nbo" else F.lit(template.offer_id).cast("string")
-    shown = expressions.shown_values(node, names, numeric)
-    reason = F.concat_ws(
-        "; ",
-        F.concat(F.lit(f"eligibility: {expressions.to_text(node)}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]"))
-        if shown
-        else F.lit(f"eligibility: {expressions.to_text(node)}"),
-        F.concat(F.lit("segment="), F.col("segment")),
-        F.format_string("level %s: usual %.1f %s a %s", level, expected, F.lit(metric.unit), _period_word(period)),
-    )
-    catalog_id = F.concat_ws(".", F.lit(template.id), F.lit(f"v{template.version}"), F.col("segment"), level, period)
-    dynamic_id = F.concat_ws(
-        ".",
-        F.lit(template.id),
-        F.lit(f"v{template.version}"),
-        F.lit("dyn"),
-        level,
-        period,
-        F.substring("subscriber_id", 1, 16),
-        F.lit(ds.isoformat()),
-    )
-    mission = F.struct(
-        (dynamic_id if dynamic else catalog_id).alias("mission_id"),
-        F.lit(template.id).alias("template_id"),
-        F.lit(template.version).alias("template_version"),
-        F.lit(template.category).alias("category"),
-        F.lit(template.metric).alias("metric"),
-        F.lit(template.aggregation).alias("aggregation"),
-        level.alias("level"),
-        target.alias("target_value"),
-        period.alias("period"),
-        period_days.alias("period_days"),
-        points.alias("reward_points"),
-        offer.alias("offer_id"),
-        F.lit(template.badge).alias("badge"),
-        F.lit(template.priority).alias("priority"),
-        F.lit(template.cooldown_days).alias("cooldown_days"),
-        F.lit(dynamic).alias("is_dynamic"),
-        reason.alias("reason"),
-        _render(template, target, metric.unit, period, points).alias("description"),
-    )
-    return F.when(eligible & target.isNotNull() & (target > 0), mission)
+            mission_id = F.concat_ws(".", F.lit(t.id), version, F.col("segment"), level, period)
+        mission = F.struct(
+            mission_id.alias("mission_id"),
+            F.lit(t.id).alias("template_id"),
+            F.lit(t.version).alias("template_version"),
+            F.lit(t.category).alias("category"),
+            F.lit(t.metric).alias("metric"),
+            F.lit(t.aggregation).alias("aggregation"),
+            level.alias("level"),
+            target.alias("target_value"),
+            period.alias("period"),
+            period_days.alias("period_days"),
+            points.alias("reward_points"),
+            offer.alias("offer_id"),
+            F.lit(t.badge).alias("badge"),
+            F.lit(t.priority).alias("priority"),
+            F.lit(t.cooldown_days).alias("cooldown_days"),
+            F.lit(t.is_personalised).alias("is_dynamic"),
+            reason.alias("reason"),
+            _render(t, target, metric.unit, period, points).alias("description"),
+        )
+        return F.when(self.col("eligible") & target.isNotNull() & (target > 0), mission)
 
 
 def candidates(
@@ -253,15 +284,20 @@ def candidates(
     ds: date,
 ) -> DataFrame:
     """Subjects (one row per subscriber) -> one row per (subscriber, eligible template), in one
-    pass: an array of every template's candidate (null when not eligible), exploded."""
+    pass: an array of every template's candidate (null when not eligible), exploded. The values a
+    candidate uses several times (period, usual level, level, target, points) are computed in
+    four projections before it, one value per column."""
     names = {c: F.col(c) for c in subjects.columns if not c.startswith(BASELINE_PREFIX)}
     numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
-    options = [candidate(t, metrics[t.metric], settings, names, ds, numeric) for t in templates]
-    exploded = subjects.select(
+    plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric) for i, t in enumerate(templates)]
+    staged = subjects
+    for step in (1, 2, 3, 4):
+        staged = staged.select("*", *[c for plan in plans for c in plan.stage(step)])
+    exploded = staged.select(
         "subscriber_id",
         "segment",
         "holdout",
-        F.explode(F.filter(F.array(*options), lambda m: m.isNotNull())).alias("m"),
+        F.explode(F.filter(F.array(*[plan.mission() for plan in plans]), lambda m: m.isNotNull())).alias("m"),
     )
     return exploded.select("subscriber_id", "segment", "holdout", "m.*")
 
