@@ -13,6 +13,8 @@ the key and what is wrong.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -100,9 +102,27 @@ class StrictLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str, path: str | Path) -> Any:
-    """YAML text of a configuration file, strictly parsed (see StrictLoader)."""
+    """YAML text of a configuration file, strictly parsed (see StrictLoader). A text already
+    parsed in this process is not parsed again (the stages of a run read the same files): the
+    caller gets its own copy."""
     if len(text.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
         raise ConfigError(path, "-", f"file is larger than {MAX_YAML_BYTES:,} bytes")
+    return copy.deepcopy(_parsed(text, str(path)))
+
+
+def compose_yaml(text: str) -> yaml.Node:
+    """The node tree of a YAML text already accepted by `parse_yaml` (for line:column
+    positions); parsed once per text in this process. The tree is shared: read it only."""
+    return _composed(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _composed(text: str) -> yaml.Node:
+    return yaml.compose(text, Loader=StrictLoader)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str, path: str) -> Any:
     try:
         return yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from jobs import expressions
-from jobs.config import ConfigError, parse_yaml
+from jobs.config import ConfigError, compose_yaml, parse_yaml
 
 CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
 PERIODS = ("daily", "weekly", "monthly")
@@ -256,7 +256,7 @@ def read_definition(
     text = path.read_text(encoding="utf-8")
     try:
         data = parse_yaml(text, path)  # duplicate keys, aliases and oversized files are refused
-        root = yaml.compose(text)
+        root = compose_yaml(text)
     except ConfigError as exc:
         problems.append(str(exc))
         return None
