@@ -109,7 +109,7 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
         report = RunReportOperator(
             task_id=REPORT, trigger_rule=TriggerRule.NONE_FAILED, doc_md=RunReportOperator.__doc__
         )
-        (sensors if group_tasks and INGEST in groups[0].stages else check) >> group_tasks[0]
+        (sensors or check) >> group_tasks[0]  # the first group holds ingest: the pipeline's first stage
         chain(*group_tasks, recompute, report)
         if MaintenanceSettings.from_config(config).after_nightly:
             report >> SparkSubmitOperator(task_id=MAINTAIN, doc_md=MAINTAIN_DOC, **jobs.common(MAINTAIN, [MAINTAIN]))
