@@ -125,9 +125,10 @@ def rows(lakehouse: Path, table: str) -> list[dict]:
 
 
 def count_by(records: list[dict], *keys: str) -> dict:
+    """Rows per value of `keys` (a tuple of values for several keys)."""
     counts: dict = {}
     for record in records:
-        key = tuple(record[k] for k in keys)
+        key = tuple(record[k] for k in keys) if len(keys) > 1 else record[keys[0]]
         counts[key] = counts.get(key, 0) + 1
     return counts
 
