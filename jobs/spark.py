@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ def build_session(settings: Mapping[str, Any]) -> SparkSession:
     Under spark-submit the JVM already runs: jars then come from its --jars/--packages
     (see `submit_conf`), and settings fixed at JVM start are ignored here.
     """
-    builder = SparkSession.builder.appName(settings.get("app_name", "gamify"))
+    builder = SparkSession.builder
+    if not SparkConf().contains("spark.app.name"):  # spark-submit's --name (e.g. gamify-stages-<ds>) wins
+        builder = builder.appName(settings.get("app_name", "gamify"))
     master = settings.get("master")
     if master:
         builder = builder.master(master)

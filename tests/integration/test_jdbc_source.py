@@ -51,6 +51,7 @@ def prod_config(tmp_path, postgres, **overrides):
     environ = {
         "GAMIFY_LAKEHOUSE_ROOT": str(tmp_path / "lakehouse"),
         "GAMIFY_RAW_ROOT": str(tmp_path / "raw"),
+        "GAMIFY_EXPORTS_ROOT": str(tmp_path / "exports"),
         "GAMIFY_PSEUDONYMISATION_KEY": KEY,
         "DWH_JDBC_URL": postgres.jdbc_url,
         "DWH_USER": postgres.user,

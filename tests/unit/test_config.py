@@ -16,6 +16,7 @@ pytestmark = pytest.mark.unit
 PROD_ENV = {
     "GAMIFY_LAKEHOUSE_ROOT": "s3://lake/gamify",
     "GAMIFY_RAW_ROOT": "s3://landing/extracts",
+    "GAMIFY_EXPORTS_ROOT": "s3://deliveries/gamify",
     "GAMIFY_PSEUDONYMISATION_KEY": "k",
     "DWH_JDBC_URL": "jdbc:postgresql://dwh:5432/dw",
     "DWH_USER": "gamify",

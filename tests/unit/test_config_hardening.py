@@ -120,6 +120,7 @@ def test_config_show_prints_no_password(capsys, monkeypatch):
     environ = {
         "GAMIFY_LAKEHOUSE_ROOT": "/tmp/lh",
         "GAMIFY_RAW_ROOT": "/tmp/raw",
+        "GAMIFY_EXPORTS_ROOT": "/tmp/exports",
         "GAMIFY_PSEUDONYMISATION_KEY": "pk-Secret-1",
         "DWH_JDBC_URL": "jdbc:postgresql://bob:url-Secret-2@dwh:5432/dw",
         "DWH_USER": "bob",
