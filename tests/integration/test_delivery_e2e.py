@@ -117,12 +117,15 @@ def test_nbo_and_churn_missions_go_to_the_expected_personas(pipeline):
     template = yaml.safe_load((DEFAULT_CONF_DIR.parent / "templates/missions/use_line_this_week.yaml").read_text())
     cap = yaml.safe_load((DEFAULT_CONF_DIR / "missions.yaml").read_text())["max_active_per_subscriber"]
     day = [("score_date", "=", ds)]
+    segments = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)])
+    state = lakehouse.read(SUBSCRIBER_STATE, partitions=[("state_ds", "=", ds)])
     admitted = {
         r.subscriber_id
         for r in lakehouse.read(BEHAVIOR_SCORES, partitions=day)
-        .join(lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)]), "subscriber_id")
-        .join(lakehouse.read(BEHAVIOR_FEATURES, partitions=day), "subscriber_id")
-        .join(lakehouse.read(SUBSCRIBER_STATE, partitions=[("state_ds", "=", ds)]), "subscriber_id")
+        .select("subscriber_id", "churn_probability")
+        .join(segments.select("subscriber_id", "segment"), "subscriber_id")
+        .join(lakehouse.read(BEHAVIOR_FEATURES, partitions=day).select("subscriber_id", "features"), "subscriber_id")
+        .join(state.select("subscriber_id", "holdout"), "subscriber_id")
         .filter(
             ~F.col("holdout")
             & (F.col("churn_probability") >= 0.4)
