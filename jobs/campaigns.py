@@ -97,25 +97,33 @@ def triggers(
     ds: date,
     assignment_offers: DataFrame | None = None,
     offers: DataFrame | None = None,
+    segments: DataFrame | None = None,
+    segment_grants: Mapping[str, int] | None = None,
 ) -> DataFrame:
     """The run date's outputs -> campaign_triggers rows (holdout excluded).
 
     `score_pairs`: subscriber_id, holdout, <score> (today) and prev_<score> (previous scoring day).
     `assignment_offers` (assignment_id, offer_id) and `offers` (the catalogue frame), when given,
     put the offer of a completed mission in its payload with its grant status under the offer's
-    daily budget (granted | capped) and validity.
+    daily budget (granted | capped), the reason of a cap, and validity. With `segments`
+    (subscriber_id, segment of the day) and `segment_grants` (segment -> daily_offer_grants of
+    conf/loyalty.yaml budgets) a segment's grants of the day are capped too.
     """
     completed = completed.filter(F.col("newly_completed") & ~F.col("holdout"))
     offer_payload: dict[str, Column] = {}
     if assignment_offers is not None and offers is not None:
-        completed = with_offer_grants(
-            completed.join(assignment_offers.select("assignment_id", "offer_id"), "assignment_id", "left"), offers
-        )
+        with_offers = completed.join(assignment_offers.select("assignment_id", "offer_id"), "assignment_id", "left")
+        if segments is not None and segment_grants:
+            with_offers = with_offers.join(segments.select("subscriber_id", "segment"), "subscriber_id", "left")
+        else:
+            segment_grants = None
+        completed = with_offer_grants(with_offers, offers, segment_grants)
         offer_payload = {
             "offer_id": F.col("offer_id"),
             "offer_name": F.col("offer_name"),
             "offer_type": F.col("offer_type"),
             "offer_status": F.col("offer_status"),
+            "offer_status_reason": F.col("offer_status_reason"),
             "offer_valid_until": F.col("offer_valid_until"),
         }
         assigned = assigned.join(F.broadcast(offers.select("offer_id", "offer_name", "offer_type")), "offer_id", "left")

@@ -6,23 +6,96 @@ rerun rewrites the same entries and never credits twice; a balance is the sum of
 entries. `loyalty_tiers` gives each scored subscriber a tier per day from configured rules over
 the balance and scores: an upgrade applies at once, a downgrade only after the subscriber has
 stayed below their tier for the grace period.
+
+Budgets (optional, `budgets:` of conf/loyalty.yaml): a daily points budget over everyone and per
+segment (the subscriber's segment on the day; the segment budget may also cap offer grants,
+see jobs.offers). A day's earnings are granted in a fixed order: the day the reward was earned,
+then entry type, then the assignment or award id. An entry that would take a budget past its
+limit, and every later one of that budget, is recorded with `status = capped`, its reason and
+`requested_points`, and `points = 0`: nothing is dropped, balances stay the sum of `points`.
+The segment budget applies first; the daily budget counts only what the segment budgets let
+through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
 
 ENTRY_COLUMNS = ("entry_id", "subscriber_id", "entry_type", "source_id", "points", "description", "expires_ds")
+LEDGER_COLUMNS = (*ENTRY_COLUMNS, "requested_points", "status", "status_reason", "entry_ds")
 BALANCE_NAMES = ("points_balance", "lifetime_points")
+CREDITED, CAPPED = "credited", "capped"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Daily limits; None: no limit."""
+
+    daily_points: int | None = None
+    daily_offer_grants: int | None = None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    daily_points: int | None = None  # points credited per day over every subscriber
+    segments: Mapping[str, Budget] = field(default_factory=dict)
+
+    @property
+    def segment_points(self) -> dict[str, int]:
+        return {n: b.daily_points for n, b in sorted(self.segments.items()) if b.daily_points is not None}
+
+    @property
+    def segment_offer_grants(self) -> dict[str, int]:
+        return {n: b.daily_offer_grants for n, b in sorted(self.segments.items()) if b.daily_offer_grants is not None}
+
+
+def _limit(path: Path, key: str, value: object) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(path, key, f"must be a non-negative integer or null, got {value!r}")
+    return value
+
+
+def load_budgets(path: Path, spec: object, segment_names: Sequence[str] | None) -> Budgets:
+    """The `budgets:` block; segment names are checked against `segment_names` when given."""
+    if spec is None:
+        return Budgets()
+    if not isinstance(spec, Mapping):
+        raise ConfigError(path, "budgets", "must be a mapping with daily_points and/or segments")
+    unknown = sorted(set(spec) - {"daily_points", "segments"})
+    if unknown:
+        raise ConfigError(path, f"budgets.{unknown[0]}", "unknown key; known: daily_points, segments")
+    segments = {}
+    for name, limits in (spec.get("segments") or {}).items():
+        key = f"budgets.segments.{name}"
+        if segment_names is not None and name not in segment_names:
+            raise ConfigError(path, key, f"unknown segment; known: {', '.join(segment_names)}")
+        if not isinstance(limits, Mapping) or set(limits) - {"daily_points", "daily_offer_grants"}:
+            raise ConfigError(path, key, "must be a mapping with daily_points and/or daily_offer_grants")
+        segments[str(name)] = Budget(
+            _limit(path, f"{key}.daily_points", limits.get("daily_points")),
+            _limit(path, f"{key}.daily_offer_grants", limits.get("daily_offer_grants")),
+        )
+    return Budgets(_limit(path, "budgets.daily_points", spec.get("daily_points")), segments)
+
+
+def segment_names(conf_dir: Path) -> list[str] | None:
+    """The segments of conf/segments.yaml beside this file (rules and default), or None without it."""
+    path = conf_dir / "segments.yaml"
+    if not path.exists():
+        return None
+    data = load_yaml(path) or {}
+    names = [str(s.get("name")) for s in data.get("segments") or [] if isinstance(s, Mapping)]
+    return sorted({*names, *([str(data["default"])] if data.get("default") else [])})
 
 
 @dataclass(frozen=True)
@@ -32,6 +105,7 @@ class LoyaltySettings:
     points_expiry_days: int | None
     version: str = "1"
     file: str = "conf/loyalty.yaml"
+    budgets: Budgets = field(default_factory=Budgets)
 
     @classmethod
     def load(cls, path: str | Path, names: Sequence[str]) -> LoyaltySettings:
@@ -61,7 +135,8 @@ class LoyaltySettings:
             raise ConfigError(path, "downgrade_grace_days", "must be a non-negative integer")
         if expiry is not None and (not isinstance(expiry, int) or expiry < 1):
             raise ConfigError(path, "points_expiry_days", "must be a positive integer or null")
-        return cls(tuple(tiers), grace, expiry, str(data.get("version", 1)), str(path))
+        budgets = load_budgets(path, data.get("budgets"), segment_names(path.parent))
+        return cls(tuple(tiers), grace, expiry, str(data.get("version", 1)), str(path), budgets)
 
     @property
     def names(self) -> list[str]:
@@ -86,6 +161,7 @@ def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySetting
         F.col("reward_points").alias("points"),
         F.concat(F.lit("mission completed: "), F.col("mission_id")).alias("description"),
         expires.cast("date").alias("expires_ds"),
+        F.col("completed_ds").alias("earned_ds"),
     ).unionByName(
         badges.select(
             _entry_id("badge_award", F.col("award_id")).alias("entry_id"),
@@ -95,6 +171,7 @@ def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySetting
             F.col("points"),
             F.concat(F.lit("badge awarded: "), F.col("badge_id")).alias("description"),
             expires.cast("date").alias("expires_ds"),
+            F.col("awarded_ds").alias("earned_ds"),
         )
     )
 
@@ -110,6 +187,7 @@ def expiries(earned: DataFrame, ds: date) -> DataFrame:
         (-F.col("points")).alias("points"),
         F.concat(F.lit("points expired: "), F.col("description")).alias("description"),
         F.lit(None).cast("date").alias("expires_ds"),
+        F.lit(ds).alias("earned_ds"),
     )
 
 
@@ -119,8 +197,56 @@ def ledger_entries(new: DataFrame, recorded_elsewhere: DataFrame, ds: date) -> D
     return (
         new.join(other_days, "entry_id", "left_anti")
         .dropDuplicates(["entry_id"])
-        .select(*ENTRY_COLUMNS, F.lit(ds).alias("entry_ds"))
+        .select(*new.columns, F.lit(ds).alias("entry_ds"))
     )
+
+
+def with_budgets(entries: DataFrame, segments: DataFrame, budgets: Budgets) -> DataFrame:
+    """A day's entries (ENTRY_COLUMNS, earned_ds, entry_ds) + the subscribers' segment of the day
+    (subscriber_id, segment) -> loyalty_ledger rows (LEDGER_COLUMNS): each earning credited or
+    capped under the budgets, in the order earned_ds, entry_type, source_id (module docstring)."""
+    earning = F.col("points") > 0
+    order = (F.col("earned_ds"), F.col("entry_type"), F.col("source_id"))
+    so_far = (Window.unboundedPreceding, Window.currentRow)
+    rows = entries.join(segments.select("subscriber_id", "segment"), "subscriber_id", "left")
+    per_segment = budgets.segment_points
+    segment_limit = (
+        F.element_at(F.create_map(*[F.lit(v) for pair in per_segment.items() for v in pair]), F.col("segment"))
+        if per_segment
+        else F.lit(None).cast("int")
+    )
+    in_segment = F.sum(F.when(earning, F.col("points")).otherwise(0)).over(
+        Window.partitionBy("segment").orderBy(*order).rowsBetween(*so_far)
+    )
+    rows = rows.withColumns(
+        {
+            "_segment_limit": segment_limit,
+            "_segment_ok": ~earning | segment_limit.isNull() | (in_segment <= segment_limit),
+        }
+    )
+    day_ok = F.lit(True)
+    if budgets.daily_points is not None:
+        in_day = F.sum(F.when(earning & F.col("_segment_ok"), F.col("points")).otherwise(0)).over(
+            Window.orderBy(*order).rowsBetween(*so_far)
+        )  # one day's earnings: one window over them all
+        day_ok = ~earning | ~F.col("_segment_ok") | (in_day <= F.lit(budgets.daily_points))
+    rows = rows.withColumn("_day_ok", day_ok)
+    credited = F.col("_segment_ok") & F.col("_day_ok")
+    reason = F.when(
+        ~F.col("_segment_ok"),
+        F.concat(
+            F.lit("segment "), F.col("segment"), F.lit(" daily_points budget of "), F.col("_segment_limit").cast("string"),
+            F.lit(" reached"),
+        ),
+    ).when(~F.col("_day_ok"), F.lit(f"daily_points budget of {budgets.daily_points} reached"))  # fmt: skip
+    return rows.select(
+        *[c for c in ENTRY_COLUMNS if c != "points"],
+        F.when(credited, F.col("points")).otherwise(F.lit(0)).cast("int").alias("points"),
+        F.col("points").cast("int").alias("requested_points"),
+        F.when(credited, F.lit(CREDITED)).otherwise(F.lit(CAPPED)).alias("status"),
+        reason.alias("status_reason"),
+        "entry_ds",
+    ).select(*LEDGER_COLUMNS)
 
 
 def balances(previous: DataFrame | None, entries: DataFrame) -> DataFrame:

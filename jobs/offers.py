@@ -3,7 +3,9 @@ their optional daily grant budgets.
 
 A mission completion that carries an offer is a grant of that offer. When an offer has a daily
 budget, the completions of a day beyond it keep their points but are marked `capped`: the offer is
-not granted, and the row says so instead of disappearing.
+not granted, and the row says so (with the reason) instead of disappearing. A segment's
+daily_offer_grants (conf/loyalty.yaml budgets) caps the grants of a day to its subscribers the
+same way.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -82,27 +84,55 @@ class OfferCatalogue:
         )
 
 
-def with_offer_grants(completions: DataFrame, offers: DataFrame) -> DataFrame:
-    """Completions (assignment_id, offer_id, ...) -> the same rows plus offer_name, offer_type,
-    offer_valid_until (completed_ds + validity) and offer_status: granted, or capped when the
-    offer's daily budget is used up by earlier completions of the day (in assignment_id order,
-    a deterministic order); null without an offer."""
+def with_offer_grants(
+    completions: DataFrame, offers: DataFrame, segment_grants: Mapping[str, int] | None = None
+) -> DataFrame:
+    """Completions (assignment_id, offer_id, completed_ds, ... and `segment` when
+    `segment_grants` is given) -> the same rows plus offer_name, offer_type, offer_valid_until
+    (completed_ds + validity), offer_status and offer_status_reason; null status without an offer.
+
+    Offers are granted in the order completed_ds, assignment_id. A grant beyond the offer's
+    daily_max_grants is `capped`; then, of the grants left, one beyond the daily_offer_grants of
+    the subscriber's segment (`segment_grants`: segment -> limit, conf/loyalty.yaml budgets) is
+    `capped` too; the reason names the budget."""
+    order = (F.col("completed_ds"), F.col("assignment_id"))
+    has_offer = F.col("offer_id").isNotNull()
     ranked = completions.join(F.broadcast(offers), "offer_id", "left").withColumn(
-        "_grant_rank",
-        F.when(
-            F.col("offer_id").isNotNull(),
-            F.row_number().over(Window.partitionBy("offer_id").orderBy("assignment_id")),
-        ),
+        "_grant_rank", F.when(has_offer, F.row_number().over(Window.partitionBy("offer_id").orderBy(*order)))
     )
+    offer_ok = F.col("daily_max_grants").isNull() | (F.col("_grant_rank") <= F.col("daily_max_grants"))
+    ranked = ranked.withColumn("_offer_ok", ~has_offer | offer_ok)
+    segment_ok = F.lit(True)
+    if segment_grants:
+        segment_limit: Column = F.element_at(
+            F.create_map(*[F.lit(v) for pair in sorted(segment_grants.items()) for v in pair]), F.col("segment")
+        )
+        in_segment = F.sum(F.when(has_offer & F.col("_offer_ok"), 1).otherwise(0)).over(
+            Window.partitionBy("segment").orderBy(*order).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        )
+        segment_ok = segment_limit.isNull() | (in_segment <= segment_limit)
     status = (
-        F.when(F.col("offer_id").isNull(), F.lit(None).cast("string"))
-        .when(F.col("daily_max_grants").isNotNull() & (F.col("_grant_rank") > F.col("daily_max_grants")), F.lit(CAPPED))
-        .otherwise(F.lit(GRANTED))
+        F.when(~has_offer, F.lit(None).cast("string"))
+        .when(F.col("_offer_ok") & segment_ok, F.lit(GRANTED))
+        .otherwise(F.lit(CAPPED))
     )
+    reason = F.when(~has_offer, F.lit(None).cast("string")).when(
+        ~F.col("_offer_ok"),
+        F.concat(F.lit("offer daily_max_grants of "), F.col("daily_max_grants").cast("string"), F.lit(" reached")),
+    )
+    if segment_grants:
+        reason = reason.when(
+            ~segment_ok,
+            F.concat(
+                F.lit("segment "), F.col("segment"), F.lit(" daily_offer_grants of "), segment_limit.cast("string"),
+                F.lit(" reached"),
+            ),
+        )  # fmt: skip
     return ranked.select(
         *completions.columns,
         "offer_name",
         "offer_type",
         F.when(status == GRANTED, F.date_add(F.col("completed_ds"), F.col("validity_days"))).alias("offer_valid_until"),
         status.alias("offer_status"),
+        reason.alias("offer_status_reason"),
     )

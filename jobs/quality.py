@@ -47,6 +47,7 @@ from jobs.tables import PIPELINE_RUNS, QUALITY_RESULTS, schema_of
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "warning")
+VALIDATING_STAGES = ("quality", "exports")  # the gate, or the exports stage for what it writes itself
 TABLE_CHECKS = ("not_null", "between", "in_set", "unique", "min_rows", "row_count_change", "references", "reject_rate")
 RAW_CHECKS = (
     "extract_present",
@@ -92,6 +93,7 @@ class TableSpec:
     lookback_days: int | None = None  # when partitioned by another date: partitions read back from ds
     optional: bool = False
     checks: tuple[Check, ...] = ()
+    validated_by: str = "quality"  # the stage that validates the suite (exports: after delivering)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,12 @@ def _check_common(spec: Any, key: str, fail: Any, *, required_severity: bool = T
     mostly = spec.get("mostly")
     if mostly is not None and not (isinstance(mostly, int | float) and 0 <= mostly <= 1):
         fail(f"{key}.mostly", f"must be a fraction in [0, 1], got {mostly!r}")
+    floor = spec.get("min_rows")
+    if floor is not None:
+        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+            fail(f"{key}.min_rows", f"must be a non-negative integer, got {floor!r}")
+        if mostly is None:
+            fail(f"{key}.min_rows", "applies to a ratio check: set `mostly` too")
 
 
 def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
@@ -177,6 +185,9 @@ def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
     optional = spec.get("optional", False)
     if not isinstance(optional, bool):
         fail(f"{key}.optional", "must be true or false")
+    validated_by = spec.get("validated_by", "quality")
+    if validated_by not in VALIDATING_STAGES:
+        fail(f"{key}.validated_by", f"must be one of {', '.join(VALIDATING_STAGES)}, got {validated_by!r}")
     checks = []
     for i, check in enumerate(spec.get("checks") or []):
         checks.append(_check(check, f"{key}.checks[{i}]", fail))
@@ -187,6 +198,7 @@ def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
         lookback_days=lookback,
         optional=optional,
         checks=tuple(checks),
+        validated_by=validated_by,
     )
 
 
@@ -258,10 +270,33 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Planned:
-    """A GX expectation and the outcome it reports (status and observed filled in later)."""
+    """A GX expectation and the outcome it reports (status and observed filled in later).
+
+    `min_rows`: the floor of a ratio check (one with `mostly`): on a batch of fewer rows the
+    check allows as many unexpected rows as it would on `min_rows` rows, so a handful of rows
+    cannot fail the run."""
 
     expectation: Any
     outcome: Outcome
+    min_rows: int | None = None
+
+
+def small_batch_allowance(mostly: float | None, min_rows: int | None) -> int | None:
+    """Unexpected rows a ratio check tolerates on a batch below its floor: (1 - mostly) x min_rows,
+    rounded down; None when the check has no floor."""
+    if mostly is None or not min_rows:
+        return None
+    return math.floor(round((1 - mostly) * min_rows, 9))
+
+
+def passes_below_floor(result: Mapping[str, Any], mostly: float | None, min_rows: int | None) -> bool:
+    """True when a failed ratio check ran on fewer than `min_rows` rows and its unexpected rows
+    are within `small_batch_allowance`."""
+    allowance = small_batch_allowance(mostly, min_rows)
+    rows, unexpected = result.get("element_count"), result.get("unexpected_count")
+    if allowance is None or rows is None or unexpected is None:
+        return False
+    return rows < min_rows and unexpected <= allowance
 
 
 @dataclass
@@ -366,7 +401,9 @@ def table_expectations(
 
     def planned(expectation: Any, column: str | None, scope: str | None = None) -> Planned:
         return Planned(
-            expectation, Outcome(suite, table, expectation.expectation_type, column, severity, "", "", scope)
+            expectation,
+            Outcome(suite, table, expectation.expectation_type, column, severity, "", "", scope),
+            p.get("min_rows") if p.get("mostly") is not None else None,
         )
 
     if check.expect == "not_null":
@@ -428,8 +465,13 @@ def raw_expectations(
 
     def add(check: str, expectation: Any, column: str | None, scope: str | None = None) -> None:
         severity = checks[check].get("severity", "critical")
+        floor = checks[check].get("min_rows") if check != "min_rows" else None
         out.append(
-            Planned(expectation, Outcome(suite, suite, expectation.expectation_type, column, severity, "", "", scope))
+            Planned(
+                expectation,
+                Outcome(suite, suite, expectation.expectation_type, column, severity, "", "", scope),
+                floor,
+            )
         )
 
     if "min_rows" in checks:
@@ -648,7 +690,15 @@ def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> li
     try:
         run = checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
         results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
-        failed = [i for i, r in results.items() if not r.success and r.result.get("unexpected_count")]
+        floored = {
+            i
+            for i, r in results.items()
+            if not r.success
+            and passes_below_floor(r.result, r.expectation_config.kwargs.get("mostly"), plan.planned[i].min_rows)
+        }
+        failed = [
+            i for i, r in results.items() if not r.success and r.result.get("unexpected_count") and i not in floored
+        ]
         samples = {}
         if failed and sample_size:
             gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": batch})
@@ -662,6 +712,11 @@ def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> li
     for i in sorted(results):
         r, template = results[i], plan.planned[i].outcome
         result = {**r.result, "partial_unexpected_list": samples[i]} if i in samples else r.result
+        observed = observed_text(result, r.exception_info)
+        floor = plan.planned[i].min_rows
+        if i in floored:
+            allowance = small_batch_allowance(r.expectation_config.kwargs.get("mostly"), floor)
+            observed += f"; passes: below {floor} rows up to {allowance} may be unexpected"
         outcomes.append(
             Outcome(
                 template.suite,
@@ -669,10 +724,10 @@ def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> li
                 template.expectation,
                 template.column,
                 template.severity,
-                "passed" if r.success else "failed",
-                observed_text(result, r.exception_info),
+                "passed" if r.success or i in floored else "failed",
+                observed,
                 template.scope,
-                {"kwargs": _plain(r.expectation_config.kwargs), "result": _plain(result)},
+                {"kwargs": _plain(r.expectation_config.kwargs), "result": _plain(result), "min_rows": floor},
             )
         )
     return outcomes
@@ -756,6 +811,8 @@ def run_quality(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[st
     spec = quality_spec(ctx)
     wanted = set(selected(suite_names(ctx, spec), suites))
     plans = [plan_raw(ctx, spec, s) for s in due_sources(ctx) if f"{RAW_PREFIX}{s.name}" in wanted]
+    if suites is None:  # the gate: suites another stage validates wait for it
+        wanted -= {name for name, t in spec.tables.items() if t.validated_by != "quality"}
     plans += [plan_table(ctx, spec, t) for name, t in spec.tables.items() if name in wanted]
 
     site = site_dir(ctx, spec)

@@ -16,6 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs import quality
 from jobs.badges import BADGE_MISSIONS, BadgeType, award, held_levels, load_badges, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.campaigns import CampaignSettings, audiences, triggers
@@ -35,7 +36,7 @@ from jobs.ingest import (
 from jobs.lifetime import LifetimeMetric, advance, load_lifetime_metrics
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.lifetime import values as lifetime_values
-from jobs.loyalty import LoyaltySettings, balances, earnings, expiries, ledger_entries, tiers
+from jobs.loyalty import CAPPED, LoyaltySettings, balances, earnings, expiries, ledger_entries, tiers, with_budgets
 from jobs.metrics import MetricRegistry, daily_activity
 from jobs.missions import MissionSettings, assign, baselines, candidates, catalog_frame, eligibility_names, with_holdout
 from jobs.offers import OfferCatalogue
@@ -67,8 +68,11 @@ from jobs.subscriber_state import (
     RECENT_DAYS,
     active_missions,
     badges_held,
+    carried_forward,
+    changed_subscribers,
     expiring_points,
     recent_completions,
+    shown_profile,
     subscriber_state,
     tier_ladder,
     with_next_tier,
@@ -584,8 +588,13 @@ def loyalty(ctx: RunContext) -> dict[str, Any]:
         earned = earned.unionByName(expiries(earned_then, ds))
     nearby = [("entry_ds", ">=", ds - timedelta(days=62)), ("entry_ds", "<=", ds + timedelta(days=62))]
     recorded = lakehouse.read_or_empty(LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=nearby)
-    entries = ledger_entries(earned, recorded.select("entry_id", "entry_ds").localCheckpoint(), ds)
+    entries = with_budgets(
+        ledger_entries(earned, recorded.select("entry_id", "entry_ds").localCheckpoint(), ds),
+        _read_day(ctx, SUBSCRIBER_SEGMENTS, "segment_date"),
+        settings.budgets,
+    )
     written = lakehouse.write(entries, LOYALTY_LEDGER, partition_by=["entry_ds"], replace_where={"entry_ds": ds})
+    capped = _read_day(ctx, LOYALTY_LEDGER, "entry_ds").filter(F.col("status") == CAPPED).count()
 
     previous = _latest_before(ctx, LOYALTY_TIERS, "tier_ds")
     if previous is None:
@@ -600,7 +609,7 @@ def loyalty(ctx: RunContext) -> dict[str, Any]:
     subjects = with_holdout(scores_today, mission_settings(ctx))
     tier_rows = tiers(subjects, balances(before, moved), before, settings, ds)
     result = lakehouse.write(tier_rows, LOYALTY_TIERS, partition_by=["tier_ds"], replace_where={"tier_ds": ds})
-    return {"ledger_entries": written.rows_added, "subscribers_tiered": result.rows_added}
+    return {"ledger_entries": written.rows_added, "capped_entries": capped, "subscribers_tiered": result.rows_added}
 
 
 def campaigns(ctx: RunContext) -> dict[str, Any]:
@@ -652,7 +661,9 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
 
 
 def state(ctx: RunContext) -> dict[str, Any]:
-    """Scores, segments, live missions, completions, badges, ledger and tiers -> subscriber_state."""
+    """Scores, segments, live missions, completions, badges, ledger and tiers -> subscriber_state,
+    recomputing only the subscribers whose state can have changed since the previous state day
+    (jobs.subscriber_state: the incremental rule); the others carry their previous row."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
     settings = mission_settings(ctx)
     loyalty_conf = loyalty_settings(ctx)
@@ -667,41 +678,81 @@ def state(ctx: RunContext) -> dict[str, Any]:
         ),
         settings,
     )
+    tier_rows = with_next_tier(_read_day(ctx, LOYALTY_TIERS, "tier_ds"), tier_ladder(loyalty_conf.tiers))
+    previous_day = _latest_before(ctx, SUBSCRIBER_STATE, "state_ds")
+    full = previous_day is None or bool(ctx.config.get("subscriber_state.full_refresh", False))
+    since = ds if full else previous_day  # progress rows read from (since - RECENT_DAYS, ds]
     longest = max(settings.period_days.values()) + RECENT_DAYS + 1
     assignments = lakehouse.read_or_empty(
         MISSION_ASSIGNMENTS,
         schema_of(MISSION_ASSIGNMENTS),
         partitions=[("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)],
     )
-    recent = lakehouse.read_or_empty(
+    progress_rows = lakehouse.read_or_empty(
         MISSION_PROGRESS,
         schema_of(MISSION_PROGRESS),
-        partitions=[("progress_ds", ">", ds - timedelta(days=RECENT_DAYS)), ("progress_ds", "<=", ds)],
+        partitions=[("progress_ds", ">", since - timedelta(days=RECENT_DAYS)), ("progress_ds", "<=", ds)],
     )
     awards = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS), partitions=[("awarded_ds", "<=", ds)])
     earliest = ds - timedelta(days=loyalty_conf.points_expiry_days or 36500)
     ledger = lakehouse.read_or_empty(
         LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=[("entry_ds", ">=", earliest), ("entry_ds", "<=", ds)]
     )
-    previous_day = _latest_before(ctx, SUBSCRIBER_STATE, "state_ds")
     previous = None if previous_day is None else _read_day(ctx, SUBSCRIBER_STATE, "state_ds", previous_day)
+    keys, carried, reasons = None, None, {}
+    if not full:
+        profile = shown_profile(subjects, tier_rows)
+        why = changed_subscribers(
+            profile,
+            previous,
+            progress_rows.filter(F.col("progress_ds") == F.lit(ds)),
+            progress_rows.filter(F.col("progress_ds") == F.lit(previous_day)),
+            _read_day(ctx, MISSION_ASSIGNMENTS, "assigned_ds"),
+            progress_rows,
+            awards,
+            ledger,
+            ds,
+            previous_day,
+        ).localCheckpoint()  # used to restrict every input, and counted
+        reasons = {r.reason: r.n for r in why.groupBy("reason").agg(F.count("*").alias("n")).collect()}  # <= 6 rows
+        keys = why.select("subscriber_id").distinct()
+        carried = carried_forward(previous, profile, keys, ds)
+
+    def only_changed(df: DataFrame) -> DataFrame:
+        return df if keys is None else df.join(keys, "subscriber_id", "left_semi")
+
+    recent = progress_rows.filter(F.col("progress_ds") > F.lit(ds - timedelta(days=RECENT_DAYS)))
     rows = subscriber_state(
-        subjects,
-        active_missions(recent.filter(F.col("progress_ds") == F.lit(ds)), assignments),
-        recent_completions(recent, assignments),
-        badges_held(awards),
-        expiring_points(ledger, ds),
-        with_next_tier(_read_day(ctx, LOYALTY_TIERS, "tier_ds"), tier_ladder(loyalty_conf.tiers)),
+        only_changed(subjects),
+        active_missions(only_changed(recent.filter(F.col("progress_ds") == F.lit(ds))), assignments),
+        recent_completions(only_changed(recent), assignments),
+        badges_held(only_changed(awards)),
+        expiring_points(only_changed(ledger), ds),
+        only_changed(tier_rows),
         previous,
         ds,
     )
+    if carried is not None:
+        rows = rows.unionByName(carried)
     if previous is not None:
         rows = rows.localCheckpoint()  # the previous day's rows are read before any write
     result = lakehouse.write(
         with_nullable_nesting(rows), SUBSCRIBER_STATE, partition_by=["state_ds"], replace_where={"state_ds": ds}
     )
-    changed = _read_day(ctx, SUBSCRIBER_STATE, "state_ds").filter(F.col("changed")).count()
-    return {"subscribers": result.rows_added, "changed": changed}
+    written = _read_day(ctx, SUBSCRIBER_STATE, "state_ds")
+    changed = written.filter(F.col("changed")).count()
+    recomputed = result.rows_added if keys is None else keys.count()
+    summary = {
+        "mode": "full" if full else "incremental",
+        "previous_state_ds": previous_day.isoformat() if previous_day else None,
+        "subscribers": result.rows_added,
+        "recomputed": recomputed,
+        "carried": result.rows_added - recomputed,
+        "changed": changed,
+        "reasons": dict(sorted(reasons.items())),
+    }
+    log.info("subscriber_state %s: %s", ds, summary)
+    return summary
 
 
 def export_settings(ctx: RunContext | Config) -> ExportSettings:
@@ -783,4 +834,9 @@ def exports(ctx: RunContext) -> dict[str, Any]:
         partition_by=["run_ds"],
         replace_where={"run_ds": ds},
     )
+    # the suites of conf/quality.yaml validated by this stage (export_runs): after the gate, a
+    # critical failure fails the run once the delivery is made
+    after = [name for name, table in quality.quality_spec(ctx).tables.items() if table.validated_by == "exports"]
+    if after:
+        quality.run_quality(ctx, after)
     return summary

@@ -492,15 +492,20 @@ _SPECS = (
         partition_by=("entry_ds",),
         written_by="loyalty",
         description="Points ledger: credits for completed missions and badge levels, "
-        "debits when points expire; a balance is the sum of a subscriber's entries. Holdout earns nothing.",
+        "debits when points expire; a balance is the sum of a subscriber's entries. Holdout earns nothing. "
+        "Earnings beyond a daily budget of conf/loyalty.yaml (over everyone or per segment) are recorded "
+        "with status capped, their reason and the points requested, and 0 points.",
         columns=_columns(
             ("entry_id", "string", "SHA-256 of entry type and what earned it: a rerun never credits twice"),
             SUBSCRIBER_ID,
             ("entry_type", "string", "mission_completion, badge_award or expiry"),
             ("source_id", "string", "assignment_id, award_id, or the expired entry's entry_id"),
-            ("points", "int", "Points moved: positive when earned, negative when expired"),
+            ("points", "int", "Points moved: positive when earned, negative when expired, 0 when capped"),
             ("description", "string", "What earned (or expired) the points"),
             ("expires_ds", "date", "Day the points expire (points_expiry_days later); null for expiries"),
+            ("requested_points", "int", "Points the reward carried before the budgets, points"),
+            ("status", "string", "credited, or capped when a daily points budget was used up"),
+            ("status_reason", "string", "Which budget capped the entry (segment or day, its limit); else null"),
             ("entry_ds", "date", "Run date of the movement"),
         ),
     ),
@@ -587,11 +592,18 @@ _SPECS = (
     ),
     TableSpec(
         name=SUBSCRIBER_STATE,
-        grain="one scored subscriber per day",
+        grain="one subscriber scored on the day per day (none once no longer scored)",
         partition_by=("state_ds",),
         written_by="subscriber_state",
         description="What an app or agent desktop shows for a subscriber on the day: scores, segment, live "
-        "and recently completed missions, badges held, points, tier; exports deliver the changed rows.",
+        "and recently completed missions, badges held, points, tier; exports deliver the changed rows. "
+        "Written incrementally from the previous state day: only subscribers with an input that can change "
+        "their row are recomputed (new or moved scores, segment, holdout, balance or tier; assignments and "
+        "progress rows that differ from the previous day, missions no longer live; completions recorded or "
+        "leaving the 7-day window; badge awards; ledger entries, points entering or leaving the 30-day "
+        "expiry window); everyone else carries the previous row with the date moved and changed = false. "
+        "Everyone is computed on the first day and on a full refresh (subscriber_state.full_refresh). "
+        "Rules in jobs/subscriber_state.py.",
         columns=_columns(
             SUBSCRIBER_ID,
             ("segment", "string", "Segment of the day"),
@@ -625,7 +637,12 @@ _SPECS = (
             ("next_tier", "string", "The next tier up, null at the top"),
             ("points_to_next_tier", "long", "Points still needed for the next tier (points)"),
             ("state_hash", "string", "SHA-256 of the shown content"),
-            ("changed", "boolean", "True when the content differs from the subscriber's previous row"),
+            (
+                "changed",
+                "boolean",
+                "True when the content differs from the subscriber's previous row (or there is none); "
+                "false on carried rows",
+            ),
             ("state_ds", "date", "Run date"),
         ),
     ),
@@ -645,7 +662,7 @@ _SPECS = (
             ("rows", "long", "Rows delivered"),
             ("location", "string", "Folder or table written"),
             ("checksum", "string", "SHA-256 of the delivered file, null for tables"),
-            ("status", "string", "succeeded or failed"),
+            ("status", "string", "delivered (a consumer whose delivery failed fails the stage: no row)"),
         ),
     ),
 )

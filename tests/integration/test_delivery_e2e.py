@@ -6,16 +6,19 @@ import csv
 import gzip
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
+from jobs.config import DEFAULT_CONF_DIR
 from jobs.pipeline import STAGES
 from jobs.tables import (
     BADGE_AWARDS,
+    BEHAVIOR_FEATURES,
     BEHAVIOR_SCORES,
     CAMPAIGN_TRIGGERS,
     EVENTS_REJECTED,
@@ -25,6 +28,7 @@ from jobs.tables import (
     MISSION_PROGRESS,
     ML_PREDICTIONS,
     PIPELINE_RUNS,
+    SUBSCRIBER_SEGMENTS,
     SUBSCRIBER_STATE,
 )
 from tests.integration.conftest import Pipeline
@@ -100,13 +104,42 @@ def test_nbo_and_churn_missions_go_to_the_expected_personas(pipeline):
         .select("subscriber_id", "score_date", "churn_probability", "risk")
         .collect()
     }
-    churn_missions = [
-        r
+    churn_missions = {
+        r.subscriber_id
         for r in by_template["use_line_this_week"]
         if personas[r.subscriber_id]["persona"] == "churn_risk"
         and scores[(r.subscriber_id, r.assigned_ds)].churn_probability >= 0.4
-    ]
-    assert churn_missions
+    }
+    # expected independently: rewarded churn_risk subscribers the churn branch of the template's
+    # eligibility admits (segment listed, ML churn probability >= 0.4, active within 14 days); one
+    # left without the mission must already hold the most missions a subscriber may get
+    lakehouse, ds = pipeline.lakehouse, pipeline.last_day
+    template = yaml.safe_load((DEFAULT_CONF_DIR.parent / "templates/missions/use_line_this_week.yaml").read_text())
+    cap = yaml.safe_load((DEFAULT_CONF_DIR / "missions.yaml").read_text())["max_active_per_subscriber"]
+    day = [("score_date", "=", ds)]
+    segments = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)])
+    state = lakehouse.read(SUBSCRIBER_STATE, partitions=[("state_ds", "=", ds)])
+    admitted = {
+        r.subscriber_id
+        for r in lakehouse.read(BEHAVIOR_SCORES, partitions=day)
+        .select("subscriber_id", "churn_probability")
+        .join(segments.select("subscriber_id", "segment"), "subscriber_id")
+        .join(lakehouse.read(BEHAVIOR_FEATURES, partitions=day).select("subscriber_id", "features"), "subscriber_id")
+        .join(state.select("subscriber_id", "holdout"), "subscriber_id")
+        .filter(
+            ~F.col("holdout")
+            & (F.col("churn_probability") >= 0.4)
+            & F.col("segment").isin(*template["segments"])
+            & (F.element_at("features", F.lit("days_since_active")) < 14)
+        )
+        .select("subscriber_id")
+        .collect()
+        if personas[r.subscriber_id]["persona"] == "churn_risk"
+    }
+    held = Counter(r.subscriber_id for r in rows.filter(F.col("assigned_ds") == ds).select("subscriber_id").collect())
+    assert churn_missions <= admitted
+    assert {s: held[s] for s in admitted - churn_missions} == {s: cap for s in admitted - churn_missions}
+    assert len(admitted - churn_missions) < len(admitted)  # the sample's model flags churn_risk subscribers
 
 
 def test_one_subscribers_state_is_what_the_underlying_tables_say(pipeline):

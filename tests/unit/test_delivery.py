@@ -62,15 +62,50 @@ def test_offer_grants_beyond_the_daily_budget_are_capped_not_dropped(spark):
     )
     expected = spark.createDataFrame(
         [
-            ("as1", "OFF_A", D, "Offer A", "data_bundle", D + timedelta(days=7), "granted"),
-            ("as2", "OFF_A", D, "Offer A", "data_bundle", None, "capped"),
-            ("as3", "OFF_B", D, "Offer B", "voice_bundle", D + timedelta(days=30), "granted"),
-            ("as4", None, D, None, None, None, None),
+            ("as1", "OFF_A", D, "Offer A", "data_bundle", D + timedelta(days=7), "granted", None),
+            ("as2", "OFF_A", D, "Offer A", "data_bundle", None, "capped", "offer daily_max_grants of 1 reached"),
+            ("as3", "OFF_B", D, "Offer B", "voice_bundle", D + timedelta(days=30), "granted", None),
+            ("as4", None, D, None, None, None, None, None),
         ],
         "assignment_id string, offer_id string, completed_ds date, offer_name string, offer_type string, "
-        "offer_valid_until date, offer_status string",
+        "offer_valid_until date, offer_status string, offer_status_reason string",
     )
     actual = offers.with_offer_grants(completions, catalogue)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_segments_daily_offer_grants_cap_the_grants_left_by_the_offer_budgets(spark):
+    completions = spark.createDataFrame(
+        [
+            ("as9", "OFF_B", D - timedelta(days=1), "vip"),  # completed earliest: first in line
+            ("as1", "OFF_A", D, "vip"),
+            ("as2", "OFF_A", D, "vip"),  # capped by OFF_A's own budget: not counted for the segment
+            ("as3", "OFF_B", D, "vip"),  # the segment's third grant: capped
+            ("as4", None, D, "vip"),
+            ("as5", "OFF_B", D, "mass"),  # no segment budget
+            ("as6", "OFF_B", D, None),
+        ],
+        "assignment_id string, offer_id string, completed_ds date, segment string",
+    )
+    catalogue = spark.createDataFrame(
+        [("OFF_A", "Offer A", "data_bundle", 7, 1), ("OFF_B", "Offer B", "voice_bundle", 30, None)],
+        "offer_id string, offer_name string, offer_type string, validity_days int, daily_max_grants int",
+    )
+    actual = offers.with_offer_grants(completions, catalogue, {"vip": 2}).select(
+        "assignment_id", "offer_status", "offer_status_reason"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("as9", "granted", None),
+            ("as1", "granted", None),
+            ("as2", "capped", "offer daily_max_grants of 1 reached"),
+            ("as3", "capped", "segment vip daily_offer_grants of 2 reached"),
+            ("as4", None, None),
+            ("as5", "granted", None),
+            ("as6", "granted", None),
+        ],
+        "assignment_id string, offer_status string, offer_status_reason string",
+    )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -201,7 +236,7 @@ def test_subscriber_state_assembles_the_apps_picture_and_flags_changes(spark):
         "subscriber_id string, points int, expires_ds date, entry_ds date",
     )
     tiers = spark.createDataFrame(
-        [(A, 220, "silver", 1), (B, 0, "member", 0)],
+        [(A, 220, "silver", 2), (B, 0, "member", 1)],  # loyalty_tiers ranks count from 1
         "subscriber_id string, points_balance long, tier string, tier_rank int",
     )
     ladder = subscriber_state.tier_ladder(
@@ -254,6 +289,80 @@ def test_subscriber_state_assembles_the_apps_picture_and_flags_changes(spark):
         D + timedelta(days=1),
     )
     assert {r.subscriber_id: r.changed for r in again.collect()} == {A: False, B: False}
+
+
+def test_changed_subscribers_names_each_reason_of_the_incremental_rule(spark):
+    profile_schema = (
+        "subscriber_id string, segment string, engagement double, revenue double, loyalty double, risk double, "
+        "digital double, holdout boolean, points_balance long, tier string, next_tier string, "
+        "points_to_next_tier long"
+    )
+    scored = "ABCEFGHIJK"
+    profile = spark.createDataFrame(
+        [
+            (s, "mass", 55.0 if s == "B" else 50.0, 1.0, 2.0, 3.0, 4.0, False, 10, "member", "silver", 190)
+            for s in scored
+        ],
+        profile_schema,
+    )
+    previous = profile.filter(F.col("subscriber_id") != "C").withColumn("engagement", F.lit(50.0))
+    progress_schema = (
+        "assignment_id string, subscriber_id string, period_end date, mission_id string, template_id string, "
+        "category string, progress_value double, target_value double, progress_pct double, status string, "
+        "reward_points int, newly_completed boolean, progress_ds date"
+    )
+    end = D + timedelta(days=3)
+
+    def progress(aid, sid, value, day, status="active", new=False):
+        return (aid, sid, end, "m", "t", "engagement", value, 4.0, value * 25, status, 50, new, day)
+
+    before = D - timedelta(days=1)
+    today = spark.createDataFrame(
+        [progress("as1", "A", 1.0, D), progress("as2", "E", 2.0, D), progress("as3", "F", 4.0, D, "completed")],
+        progress_schema,
+    )
+    yesterday = spark.createDataFrame(
+        [progress("as1", "A", 1.0, before), progress("as2", "E", 1.0, before), progress("as3", "F", 3.0, before)],
+        progress_schema,
+    )
+    window = spark.createDataFrame(
+        [
+            progress("as4", "G", 4.0, D - timedelta(days=7), "completed", True),  # leaves the recent window
+            progress("as5", "H", 4.0, D - timedelta(days=3), "completed", True),  # still inside: no change
+        ],
+        progress_schema,
+    )
+    assigned = spark.createDataFrame([("K",)], "subscriber_id string")
+    awards = spark.createDataFrame([("H", D), ("A", D - timedelta(days=2))], "subscriber_id string, awarded_ds date")
+    ledger = spark.createDataFrame(
+        [
+            ("I", 20, D + timedelta(days=365), D),  # earned today
+            ("J", 20, D + timedelta(days=30), D - timedelta(days=335)),  # enters the 30-day window today
+            ("A", 20, D + timedelta(days=40), D - timedelta(days=325)),  # neither
+            ("L", 20, D + timedelta(days=365), D),  # not scored today
+        ],
+        "subscriber_id string, points int, expires_ds date, entry_ds date",
+    )
+    actual = subscriber_state.changed_subscribers(
+        profile, previous, today, yesterday, assigned, window, awards, ledger, D, before
+    )
+    expected = spark.createDataFrame(
+        [
+            ("B", "profile"),
+            ("C", "new"),
+            ("E", "missions"),
+            ("F", "missions"),
+            ("K", "missions"),
+            ("G", "completions"),
+            ("H", "badges"),
+            ("I", "points"),
+            ("J", "points"),
+        ],
+        "subscriber_id string, reason string",
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+    carried = subscriber_state.carried_forward(previous.withColumn("changed", F.lit(True)), profile, actual, D)
+    assert sorted(r.subscriber_id for r in carried.collect()) == ["A"]
 
 
 # -- exports -----------------------------------------------------------------------------------

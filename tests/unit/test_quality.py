@@ -16,10 +16,12 @@ from jobs.quality import (
     QualityError,
     TableSpec,
     load_spec,
+    passes_below_floor,
     raw_batch,
     read_day,
     run_quality,
     selected,
+    small_batch_allowance,
     with_orphans,
     with_reject_rates,
 )
@@ -86,7 +88,14 @@ TABLES = {
     ),
     "badge_catalog": ("badge_id string, catalog_date date", "catalog_date"),
     "badge_awards": ("award_id string, subscriber_id string, badge_id string, awarded_ds date", "awarded_ds"),
+    "subscriber_state": (None, "state_ds"),
+    "export_runs": (None, "run_ds"),
 }
+
+
+def state_row(s: str, ds: date, balance: int = 100) -> tuple:
+    """A subscriber_state row (the real schema): rewarded, no missions, a silver tier."""
+    return (s, "mass", *[50.0] * 5, False, [], [], [], balance, 0, "silver", "gold", 650, f"h-{s}", True, ds)
 
 
 def good_day(ds: date, subscribers: int) -> dict[str, list[tuple]]:
@@ -100,6 +109,8 @@ def good_day(ds: date, subscribers: int) -> dict[str, list[tuple]]:
         PIPELINE_RUNS: [(ds, "ingest", "cdr", "succeeded", 1000, 990, 10, 0, 990, 1.0, "")],
         "mission_catalog": [("m1", ds), ("m2", ds)],
         "mission_assignments": [(f"a{ds:%d}1", "s0", "m1", False, ds), (f"a{ds:%d}2", "s1", "dyn-s1", True, ds)],
+        "subscriber_state": [state_row(s, ds) for s in subs],
+        "export_runs": [(ds, "app_feed", "files", "subscriber_state", "pseudonym", 10, "/x", "ab", "delivered")],
     }
 
 
@@ -140,12 +151,16 @@ def bad(spark, tmp_path_factory):
     day[PIPELINE_RUNS] = [(D2, "ingest", "cdr", "succeeded", 1000, 880, 120, 0, 880, 1.0, "")]
     day["badge_catalog"] = [("b1", D2)]
     day["badge_awards"] = [("w1", "s0", "b1", D2), ("w2", "s1", "b-unknown", D2)]
+    day["subscriber_state"] = [state_row("s0", D2), state_row("s1", D2, balance=-5), state_row("s9", D2)]
     earlier = good_day(D1, 4)
     for rows in (day, earlier):
         del rows["events_rejected"]  # a required table is absent
     write_tables(spark, ctx.lakehouse, {D1: earlier, D2: day})
     write_cdr(root, D2, ["0611111111", None, None, "0644444444"])
-    defective = ["raw.cdr", "behavior_scores", "events*", "pipeline_runs", "mission_assignments", "badge_awards"]
+    defective = [
+        "raw.cdr", "behavior_scores", "events*", "pipeline_runs", "mission_assignments", "badge_awards",
+        "subscriber_state",
+    ]  # fmt: skip
     with pytest.raises(QualityError) as raised:
         run_quality(ctx, defective)
     return ctx, raised.value
@@ -157,7 +172,7 @@ def bad(spark, tmp_path_factory):
 def test_a_good_lakehouse_passes_records_results_and_builds_data_docs(good):
     root, ctx, summary = good
     assert (summary["failed_critical"], summary["failed_warning"]) == (0, 0)
-    assert summary["suites"] == 14  # raw.cdr + every configured table
+    assert summary["suites"] == 16  # raw.cdr + every configured table the gate validates (not export_runs)
     assert summary["data_docs"] == (root / "docs" / D2.isoformat() / "index.html").resolve().as_uri()
     assert (root / "docs" / D2.isoformat() / "index.html").is_file()
     rows = results_of(ctx, D2)
@@ -165,8 +180,16 @@ def test_a_good_lakehouse_passes_records_results_and_builds_data_docs(good):
     assert {r.status for r in rows} == {"passed", "skipped"}
     scores = {(r.expectation, r.column) for r in rows if r.table_name == "behavior_scores"}
     assert ("expect_column_values_to_be_between", "engagement") in scores
+    assert {r.table_name for r in rows if r.table_name == "export_runs"} == set()
+    state = {(r.expectation, r.column) for r in rows if r.table_name == "subscriber_state" and r.status == "passed"}
+    assert {
+        ("expect_column_values_to_be_unique", "subscriber_id"),
+        ("expect_column_values_to_be_between", "points_balance"),
+        ("expect_column_values_to_be_null", "subscriber_id"),
+    } <= state
     skipped = {r.table_name for r in rows if r.status == "skipped"}
     assert skipped == {
+        "ml_predictions",
         "mission_progress",
         "badge_catalog",
         "badge_awards",
@@ -212,6 +235,9 @@ def test_each_defect_fails_critical_naming_table_column_and_observed_value(bad):
         "1 of 2 rows unexpected (50.00%), e.g. b-unknown",
         "events_rejected expect_table_to_exist: table is absent",
         "raw.cdr.msisdn expect_column_values_to_not_be_null: 2 of 4 rows unexpected (50.00%)",
+        "subscriber_state.points_balance expect_column_values_to_be_between: 1 of 3 rows unexpected (33.33%), e.g. -5",
+        "subscriber_state.subscriber_id expect_column_values_to_be_null [not in behavior_scores.subscriber_id]: "
+        "1 of 3 rows unexpected (33.33%), e.g. s9",
     ]
     for line in expected:
         assert line in message
@@ -284,7 +310,7 @@ def test_raw_batch_flags_unparsed_values_and_never_shows_an_msisdn(spark):
 def test_the_shipped_quality_config_loads():
     spec = load_spec(DEFAULT_CONF_DIR / "quality.yaml")
     assert spec.tables["events"].partition_column == "event_date"
-    assert not any(t.optional for t in spec.tables.values())
+    assert [name for name, t in spec.tables.items() if t.optional] == ["ml_predictions"]
     checks = {c.expect for t in spec.tables.values() for c in t.checks}
     assert checks == {
         "not_null", "between", "in_set", "unique", "min_rows", "row_count_change", "references", "reject_rate",
@@ -327,3 +353,75 @@ def test_the_pipeline_runs_suite_ignores_rows_of_the_gate_and_later_stages_so_re
     )
     rows = read_day(ctx, TableSpec(PIPELINE_RUNS, "run_ds", "run_ds"), D2).collect()
     assert sorted(r.stage for r in rows) == ["ingest", "scores"]
+
+
+# -- small batches and suites validated after the gate ------------------------------------------
+
+
+def test_a_ratio_check_below_its_floor_allows_what_it_would_on_the_floor():
+    assert small_batch_allowance(0.95, 20) == 1  # conf/quality.yaml keys_not_null
+    assert small_batch_allowance(0.98, 50) == 1
+    assert small_batch_allowance(0.95, 50) == 2
+    assert small_batch_allowance(None, 20) is None and small_batch_allowance(0.95, None) is None
+    assert passes_below_floor({"element_count": 15, "unexpected_count": 1}, 0.95, 20) is True
+    assert passes_below_floor({"element_count": 15, "unexpected_count": 2}, 0.95, 20) is False
+    assert passes_below_floor({"element_count": 20, "unexpected_count": 1}, 0.95, 20) is False  # at the floor
+    assert passes_below_floor({"element_count": 15, "unexpected_count": 1}, 0.95, None) is False
+
+
+def test_one_null_key_in_a_small_extract_passes_two_fail(spark, tmp_path):
+    one = ["0611111111"] * 14 + [None]
+    write_cdr(tmp_path, D2, one)
+    write_cdr(tmp_path, D3, [*one[:-2], None, None])
+    ctx = context(spark, tmp_path, D2)
+    summary = run_quality(ctx, ["raw.cdr"])
+    assert summary["failed_critical"] == 0
+    key = [r for r in results_of(ctx, D2) if r.column == "msisdn" and "not_be_null" in r.expectation]
+    assert [(r.status, r.severity, r.observed) for r in key] == [
+        (
+            "passed",
+            "critical",
+            "1 of 15 rows unexpected (6.67%); passes: below 20 rows up to 1 may be unexpected",
+        )
+    ]
+    with pytest.raises(QualityError, match=r"raw\.cdr\.msisdn expect_column_values_to_not_be_null: 2 of 15 rows"):
+        run_quality(context(spark, tmp_path, D3), ["raw.cdr"])
+
+
+def test_export_runs_are_validated_by_the_exports_stage_not_the_gate(spark, good):
+    spec = load_spec(DEFAULT_CONF_DIR / "quality.yaml")
+    assert [n for n, t in spec.tables.items() if t.validated_by == "exports"] == ["export_runs"]
+    root, _, _ = good
+    ctx = context(spark, root, D3)
+    summary = run_quality(ctx, ["export_runs"])
+    assert (summary["suites"], summary["failed_critical"], summary["failed_warning"]) == (1, 0, 0)
+    rows = [r for r in results_of(ctx, D3) if r.suite == "export_runs"]
+    assert sorted((r.expectation, r.column) for r in rows) == sorted(
+        [
+            ("expect_compound_columns_to_be_unique", "consumer,dataset"),
+            *[
+                ("expect_column_values_to_not_be_null", c)
+                for c in ("consumer", "kind", "dataset", "identifier", "rows", "location", "status")
+            ],
+            ("expect_column_values_to_be_in_set", "identifier"),
+            ("expect_column_values_to_be_in_set", "status"),
+            ("expect_column_values_to_be_between", "rows"),
+        ]
+    )
+    assert {r.status for r in rows} == {"passed"}
+
+
+def test_floor_and_stage_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "quality.yaml"
+    path.write_text(
+        "tables:\n  t:\n    date_column: d\n    checks:\n      - {expect: not_null, column: c, min_rows: 9}\n"
+    )
+    with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.min_rows: applies to a ratio check"):
+        load_spec(path)
+    with pytest.raises(ConfigError, match=r"raw\.checks\.keys_not_null\.min_rows: must be a non-negative integer"):
+        load_spec(
+            path,
+            {"tables": {"t": {"checks": []}}, "raw": {"checks": {"keys_not_null": {"mostly": 0.9, "min_rows": -1}}}},
+        )
+    with pytest.raises(ConfigError, match=r"tables\.t\.validated_by: must be one of quality, exports"):
+        load_spec(path, {"tables": {"t": {"checks": [], "validated_by": "campaigns"}}})

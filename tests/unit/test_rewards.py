@@ -316,16 +316,16 @@ def test_ledger_entries_are_deterministic_credited_once_and_expire(spark, tmp_pa
     settings = _loyalty_settings(tmp_path, expiry=30)
     completions = spark.createDataFrame(
         [
-            ("a1", "s1", "m1", 100, True, False),
-            ("a2", "s1", "m2", 100, False, False),
-            ("a3", "s2", "m1", 100, True, True),
+            ("a1", "s1", "m1", 100, True, False, day(0)),
+            ("a2", "s1", "m2", 100, False, False, None),
+            ("a3", "s2", "m1", 100, True, True, day(0)),
         ],
         "assignment_id string, subscriber_id string, mission_id string, reward_points int, newly_completed boolean, "
-        "holdout boolean",
+        "holdout boolean, completed_ds date",
     )
     awards = spark.createDataFrame(
-        [("w1", "s1", "data.bronze", 50, False)],
-        "award_id string, subscriber_id string, badge_id string, points int, holdout boolean",
+        [("w1", "s1", "data.bronze", 50, False, day(0))],
+        "award_id string, subscriber_id string, badge_id string, points int, holdout boolean, awarded_ds date",
     )
     earned = loyalty.earnings(completions, awards, settings, day(0))
     rows = sorted((r.entry_type, r.source_id, r.points, r.expires_ds) for r in earned.collect())
@@ -394,6 +394,10 @@ def test_default_reward_configs_load():
 
     settings = loyalty_settings(load_config(env="test", environ={}))
     assert settings.names[0] == "member" and settings.downgrade_grace_days > 0
+    assert settings.budgets == loyalty.Budgets(
+        500000,
+        {"at_risk": loyalty.Budget(150000, 1000), "new_joiners": loyalty.Budget(100000, None)},
+    )
     assert (DEFAULT_CONF_DIR / "campaigns.yaml").exists()
 
 
@@ -402,3 +406,85 @@ def test_cli_validate_checks_the_badges_too(capsys):
 
     assert main(["--env", "test", "templates", "validate"]) == 0
     assert "ok: 12 badge types, 48 badge levels" in capsys.readouterr().out
+
+
+# -- budgets --------------------------------------------------------------------------------------
+
+ENTRY_SCHEMA = (
+    "entry_id string, subscriber_id string, entry_type string, source_id string, points int, description string, "
+    "expires_ds date, earned_ds date, entry_ds date"
+)
+LEDGER_SCHEMA = (
+    "entry_id string, subscriber_id string, entry_type string, source_id string, points int, description string, "
+    "expires_ds date, requested_points int, status string, status_reason string, entry_ds date"
+)
+
+
+def test_points_beyond_a_segment_or_daily_budget_are_recorded_capped_in_order(spark):
+    from chispa import assert_df_equality
+
+    x = day(365)
+    entries = spark.createDataFrame(
+        [
+            # vip: 100 + 80 fit its 200, then 50 does not (nor anything after it in vip)
+            ("e1", "s1", "mission_completion", "a1", 100, "m", x, day(-1), day(0)),
+            ("e2", "s1", "mission_completion", "a2", 80, "m", x, day(0), day(0)),
+            ("e3", "s2", "mission_completion", "a3", 50, "m", x, day(0), day(0)),
+            ("e4", "s2", "mission_completion", "a4", 10, "m", x, day(0), day(0)),
+            # mass: no segment budget; the day's 300 is reached after 180 (vip) + 100 + ... in order
+            ("e5", "s3", "badge_award", "w1", 100, "b", x, day(0), day(0)),
+            ("e6", "s3", "mission_completion", "a5", 30, "m", x, day(0), day(0)),
+            ("e7", "s4", "mission_completion", "a6", 5, "m", x, day(0), day(0)),
+            # an expiry is never capped; a subscriber without a segment only meets the daily budget
+            ("e8", "s4", "expiry", "old", -40, "x", None, day(0), day(0)),
+            ("e9", "s5", "mission_completion", "a7", 1, "m", x, day(0), day(0)),
+        ],
+        ENTRY_SCHEMA,
+    )
+    segments = spark.createDataFrame(
+        [("s1", "vip"), ("s2", "vip"), ("s3", "mass"), ("s4", "mass")], "subscriber_id string, segment string"
+    )
+    budgets = loyalty.Budgets(300, {"vip": loyalty.Budget(200, 5), "mass": loyalty.Budget(None, 1)})
+    vip = "segment vip daily_points budget of 200 reached"
+    day_cap = "daily_points budget of 300 reached"
+    expected = spark.createDataFrame(
+        [
+            ("e1", "s1", "mission_completion", "a1", 100, "m", x, 100, "credited", None, day(0)),
+            ("e2", "s1", "mission_completion", "a2", 80, "m", x, 80, "credited", None, day(0)),
+            ("e3", "s2", "mission_completion", "a3", 0, "m", x, 50, "capped", vip, day(0)),
+            ("e4", "s2", "mission_completion", "a4", 0, "m", x, 10, "capped", vip, day(0)),
+            ("e5", "s3", "badge_award", "w1", 100, "b", x, 100, "credited", None, day(0)),
+            ("e6", "s3", "mission_completion", "a5", 0, "m", x, 30, "capped", day_cap, day(0)),
+            ("e7", "s4", "mission_completion", "a6", 0, "m", x, 5, "capped", day_cap, day(0)),
+            ("e8", "s4", "expiry", "old", -40, "x", None, -40, "credited", None, day(0)),
+            ("e9", "s5", "mission_completion", "a7", 0, "m", x, 1, "capped", day_cap, day(0)),
+        ],
+        LEDGER_SCHEMA,
+    )
+    actual = loyalty.with_budgets(entries, segments, budgets)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+    # without budgets everything is credited as requested
+    free = loyalty.with_budgets(entries, segments, loyalty.Budgets())
+    assert {(r.entry_id, r.points, r.requested_points, r.status) for r in free.collect()} == {
+        (r.entry_id, r.points, r.points, "credited") for r in entries.collect()
+    }
+
+
+def test_budget_config_is_validated_with_file_and_key(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "segments.yaml").write_text("default: mass\nsegments:\n  - {name: vip, rule: 'true'}\n")
+    path = conf / "loyalty.yaml"
+    tiers = 'tiers:\n  - {name: member, rule: "true"}\n'
+    path.write_text(tiers + "budgets:\n  daily_points: 10\n  segments:\n    vip: {daily_points: 5}\n")
+    assert loyalty.LoyaltySettings.load(path, ["loyalty"]).budgets == loyalty.Budgets(10, {"vip": loyalty.Budget(5)})
+    for budgets, key in (
+        ("  daily_points: -1\n", r"budgets\.daily_points: must be a non-negative integer"),
+        ("  segments:\n    gold: {daily_points: 5}\n", r"budgets\.segments\.gold: unknown segment; known: mass, vip"),
+        ("  segments:\n    vip: {daily_points: 1.5}\n", r"budgets\.segments\.vip\.daily_points: must be a"),
+        ("  segments:\n    vip: {daily_grants: 3}\n", r"budgets\.segments\.vip: must be a mapping with daily_points"),
+        ("  weekly_points: 3\n", r"budgets\.weekly_points: unknown key"),
+    ):
+        path.write_text(tiers + "budgets:\n" + budgets)
+        with pytest.raises(ConfigError, match=rf"loyalty\.yaml.*{key}"):
+            loyalty.LoyaltySettings.load(path, ["loyalty"])
