@@ -647,6 +647,8 @@ def campaigns(ctx: RunContext) -> dict[str, Any]:
         ds,
         assignment_offers,
         offer_catalogue(ctx).frame(ctx.spark),
+        segments=_read_day(ctx, SUBSCRIBER_SEGMENTS, "segment_date"),
+        segment_grants=loyalty_settings(ctx).budgets.segment_offer_grants,
     )
     result = lakehouse.write(
         with_nullable_nesting(rows), CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds}
