@@ -26,6 +26,8 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.lakehouse import Lakehouse
+from jobs.privacy import _ASCII_DIGITS as ASCII_DIGITS
+from jobs.privacy import _OTHER_DIGITS as OTHER_DIGITS
 from jobs.privacy import mask_digit_runs, mask_text, normalise_msisdn, pseudonymise, with_hmac_key
 from jobs.profiles import profile_as_of
 from jobs.sources import CORRUPT, SOURCE_FILE, Extract, FileReject, Source, SourceError, conform, read_extract
@@ -482,7 +484,15 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
             raw = pseudonymise(raw, ctx.country_code)
         fields.append(raw.alias(column.path))
     parsed = F.to_json(F.struct(*fields))
-    return F.when(F.col(CORRUPT).isNotNull(), mask_digit_runs(F.col(CORRUPT))).otherwise(parsed)
+    return F.when(F.col(CORRUPT).isNotNull(), _masked_line(F.col(CORRUPT))).otherwise(parsed)
+
+
+def _masked_line(line: Column) -> Column:
+    """An unparseable line with its phone numbers masked: digits of other scripts and Unicode
+    spaces (no-break, narrow, tabs) made plain first, so '٠٦١٢...' or '06 12 34...' written
+    with no-break spaces is masked like '06 12 34...'."""
+    plain = F.translate(F.regexp_replace(line, r"[\p{Z}\t\x0B\f]", " "), OTHER_DIGITS, ASCII_DIGITS)
+    return mask_digit_runs(plain)
 
 
 def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:

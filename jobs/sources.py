@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import gzip
+import itertools
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -229,63 +232,155 @@ def _base(path: str) -> str:
 
 def screen_text_file(path: str, source: Source) -> FileReject | None:
     """Read a text file once, in chunks: None when it can be parsed, else why not. Catches
-    what would otherwise fail the whole read: unreadable, compressed under a plain name, not
-    in the declared encoding, empty."""
-    lines = 0
+    what would otherwise fail the whole read: unreadable, compressed under a plain name (or a
+    plain file under a compressed name), a gzip stream cut short, not in the declared encoding
+    (a UTF-16/32 byte-order mark included), empty. A *.gz file is screened decompressed."""
+    encoding = _encoding(source)
+    gzipped = path.lower().endswith(".gz")
+    if path.lower().endswith(_COMPRESSED_SUFFIXES) and not gzipped:
+        return None  # Spark decompresses these itself
     try:
         fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
-        if path.lower().endswith(_COMPRESSED_SUFFIXES):
-            return None  # Spark decompresses these itself
-        encoding = str(source.options.get("encoding") or source.options.get("charset") or "utf-8")
-        decoder = codecs.getincrementaldecoder(encoding)("strict")
-        offset = 0
-        with fs.open_input_stream(fs_path) as stream:
-            while chunk := stream.read(_CHUNK):
-                if offset == 0:
-                    kind = next((k for magic, k in _COMPRESSED.items() if chunk.startswith(magic)), None)
-                    if kind:
-                        message = f"the file is {kind}-compressed but named {_base(path)!r}; name it *.gz (or similar)"
-                        return FileReject(path, "compressed_mismatch", message)
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as exc:
-                    at = offset + exc.start
-                    line = lines + chunk.count(b"\n", 0, exc.start) + 1
-                    message = f"byte 0x{chunk[exc.start]:02x} at offset {at} (line {line}) is not valid {encoding}"
-                    return FileReject(path, "encoding_error", message, _count_lines(fs, fs_path))
-                lines += chunk.count(b"\n")
-                offset += len(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return FileReject(path, "encoding_error", f"the file ends inside a multi-byte {encoding} character", lines)
+        with fs.open_input_stream(fs_path, compression=None) as stream:
+            chunks = iter(lambda: stream.read(_CHUNK), b"")
+            first = next(chunks, b"")
+            if not first:
+                return FileReject(path, "empty_file", "the file is empty (0 bytes; a header line is expected)")
+            kind = next((k for magic, k in _COMPRESSED.items() if first.startswith(magic)), None)
+            if gzipped and kind != "gzip":
+                lines = _TextScan(encoding).run(itertools.chain([first], chunks)).lines
+                what = f"{kind}-compressed" if kind else "plain text"
+                message = f"the file is named {_base(path)!r} but is {what}, not gzip-compressed"
+                return FileReject(path, "compressed_mismatch", message, lines)
+            if kind and not gzipped:
+                message = f"the file is {kind}-compressed but named {_base(path)!r}; name it *.gz (or similar)"
+                return FileReject(path, "compressed_mismatch", message)
+            data = itertools.chain([first], chunks)
+            scan = _TextScan(encoding)
+            try:
+                scan.run(_gunzip(data) if gzipped else data)
+            except _CorruptStream as exc:
+                return FileReject(path, "unreadable_file", f"{exc} after {scan.lines:,} line(s)", scan.lines)
     except (OSError, LookupError) as exc:
         return FileReject(path, "unreadable_file", f"cannot read the file: {type(exc).__name__}")
-    if offset == 0:
-        return FileReject(path, "empty_file", "the file is empty (0 bytes; a header line is expected)")
+    if scan.size == 0:  # a compressed empty file
+        return FileReject(path, "empty_file", "the file holds no data (0 bytes once decompressed)")
+    if scan.problem is not None:
+        return FileReject(path, "encoding_error", scan.problem, scan.lines)
     return None
 
 
-def _count_lines(fs: Any, fs_path: str) -> int:
-    lines, last = 0, b"\n"
-    with fs.open_input_stream(fs_path) as stream:
-        while chunk := stream.read(_CHUNK):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return lines + (last != b"\n")
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
 
 
-def text_lines(path: str) -> int:
-    """Lines of a text file (a last line without newline counts)."""
+class _CorruptStream(OSError):
+    """A compressed stream that is cut short or corrupt."""
+
+
+class _TextScan:
+    """Lines, size and the first encoding problem of a file's (decompressed) bytes."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.lines, self.size, self.problem = 0, 0, None
+        self._strict = codecs.getincrementaldecoder(encoding)("strict")
+        self._counter: Any = None  # decodes for counting when lines are not single '\n' bytes
+        self._last = "\n"
+
+    def run(self, chunks: Any) -> _TextScan:
+        try:
+            for chunk in chunks:
+                self._feed(chunk)
+        finally:
+            self.lines += self._last not in ("\n", b"\n")  # a last line without newline counts
+        if self.problem is None and self.size:
+            try:
+                self._strict.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.problem = f"the file ends inside a multi-byte {self.encoding} character"
+        return self
+
+    def _feed(self, chunk: bytes) -> None:
+        if self.size == 0:
+            self._start(chunk)
+        if self.problem is None:
+            try:
+                self._strict.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line = self.lines + chunk.count(b"\n", 0, exc.start) + 1
+                at = self.size + exc.start
+                self.problem = (
+                    f"byte 0x{chunk[exc.start]:02x} at offset {at} (line {line}) is not valid {self.encoding}"
+                )
+        if self._counter is None:
+            self.lines += chunk.count(b"\n")
+            self._last = chunk[-1:]
+        else:
+            text = self._counter.decode(chunk)
+            self.lines += text.count("\n")
+            self._last = text[-1:] or self._last
+        self.size += len(chunk)
+
+    def _start(self, chunk: bytes) -> None:
+        declared = codecs.lookup(self.encoding).name
+        bom = next((name for mark, name in _BOMS if chunk.startswith(mark)), None)
+        if bom is not None and not declared.startswith(bom[:6]):
+            self.problem = f"the file starts with a {bom[:6].upper()} byte-order mark; the source reads {self.encoding}"
+        wide = bom or (declared if declared.startswith(("utf-16", "utf-32")) else None)
+        if wide is not None:
+            self._counter = codecs.getincrementaldecoder(wide)("replace")
+
+
+def _gunzip(chunks: Any) -> Any:
+    """The decompressed bytes of a gzip file (members one after another), at most _CHUNK at a
+    time; _CorruptStream when the stream is corrupt or ends before its end marker."""
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        for data in chunks:
+            while True:
+                if decompressor.eof and data:
+                    decompressor = zlib.decompressobj(wbits=31)
+                out = decompressor.decompress(data, _CHUNK)
+                data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+                if out:
+                    yield out
+                if not data and len(out) < _CHUNK:
+                    break
+    except zlib.error as exc:
+        raise _CorruptStream(f"the gzip stream is corrupt ({exc})") from None
+    if not decompressor.eof:
+        raise _CorruptStream("the gzip stream ends before its end marker: the file is cut short")
+
+
+def _encoding(source: Source) -> str:
+    return str(source.options.get("encoding") or source.options.get("charset") or "utf-8")
+
+
+def _open_text(path: str) -> Any:
+    """The file's bytes as a stream, gunzipped when it is named *.gz."""
     fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
-    return _count_lines(fs, fs_path)
+    stream = fs.open_input_stream(fs_path, compression=None)
+    return gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
+
+
+def text_lines(path: str, encoding: str = "utf-8") -> int:
+    """Lines of a text file (a last line without newline counts), decompressed when *.gz."""
+    with _open_text(path) as stream:
+        return _TextScan(encoding).run(iter(lambda: stream.read(_CHUNK), b"")).lines
 
 
 def _csv_header_problem(path: str, sep: str, source: Source) -> tuple[list[str], FileReject | None]:
-    header = _csv_header(path, sep, str(source.options.get("encoding") or source.options.get("charset") or "utf-8"))
-    duplicates = sorted({c for c in header if header.count(c) > 1})
+    header = _csv_header(path, sep, _encoding(source))
+    folded = [c.casefold() for c in header]  # Spark resolves column names case-insensitively
+    duplicates = sorted({c for c in header if folded.count(c.casefold()) > 1})
     if duplicates:
-        message = f"column(s) {duplicates} appear more than once in the header"
-        return header, FileReject(path, "duplicate_header", message, text_lines(path))
+        message = f"column(s) {duplicates} appear more than once in the header (names are case-insensitive)"
+        return header, FileReject(path, "duplicate_header", message, text_lines(path, _encoding(source)))
     missing = [c.path for c in source.contract if c.path not in header]
     if missing:
         # the header is not quoted: a header-less file would show a data line (phone numbers)
@@ -293,7 +388,7 @@ def _csv_header_problem(path: str, sep: str, source: Source) -> tuple[list[str],
         message = f"lacks required column(s) {missing}" + (
             f"; header is [{shown}]" if shown is not None else "; the first line is not a header"
         )
-        return header, FileReject(path, "missing_column", message, text_lines(path))
+        return header, FileReject(path, "missing_column", message, text_lines(path, _encoding(source)))
     return header, None
 
 
@@ -308,6 +403,7 @@ def _read_csv(spark: SparkSession, source: Source, header: list[str], files: lis
         [T.StructField(f"_c{i}", T.StringType()) for i in range(len(header))] + [T.StructField(CORRUPT, T.StringType())]
     )
     options = {"header": True, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT, "enforceSchema": True}
+    options["escape"] = '"'  # RFC 4180: a quote inside a quoted field is doubled ("a ""b"" c"), unless configured
     options.update({k: v for k, v in source.options.items() if k not in ("header", "enforceSchema")})
     df = spark.read.options(**options).schema(schema).csv(files)
     named = [F.col(f"_c{header.index(c.path)}").alias(c.path) for c in source.contract]
@@ -315,8 +411,7 @@ def _read_csv(spark: SparkSession, source: Source, header: list[str], files: lis
 
 
 def _csv_header(path: str, sep: str, encoding: str = "utf-8") -> list[str]:
-    fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
-    with fs.open_input_stream(fs_path) as stream:
+    with _open_text(path) as stream:
         first = stream.read(64 * 1024).split(b"\n", 1)[0]
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     return [c.strip().strip('"').strip() for c in first.decode(codec, errors="replace").rstrip("\r").split(sep)]
@@ -335,7 +430,7 @@ def _read_json_lines(spark: SparkSession, source: Source, files: list[str]) -> D
         )
     )
     lines = lines.filter(F.trim(F.col("value")) != "")
-    is_object = F.ltrim(F.col("value")).startswith("{")
+    is_object = F.col("value").rlike(r"(?s)^\s*\{.*\}\s*$")  # one object, nothing after it (no trailing comma)
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
     df = lines.select("*", F.from_json(F.col("value"), schema, options).alias("_record"))
     corrupt = F.when(~is_object | F.col("_record").isNull(), F.col("value")).otherwise(F.col(f"_record.{CORRUPT}"))

@@ -39,10 +39,15 @@ class Pipeline:
         self.lakehouse = build_lakehouse(spark, self.config)
         self.days = [date.fromordinal(START.toordinal() + i) for i in range(days)]
 
-    def copy(self, root: Path) -> Pipeline:
-        """The same raw extracts over a copy of this lakehouse: for tests that change what they run on."""
+    def copy(self, root: Path, *, with_raw: bool = False) -> Pipeline:
+        """A copy of this lakehouse over the same raw extracts (or, `with_raw`, over a copy of them
+        too): for tests that rerun a day, change the configuration or the extracts they run on."""
         shutil.copytree(self.lakehouse.root, root / "lakehouse")
-        return Pipeline(self.spark, root, days=len(self.days), raw=self.raw)
+        raw = self.raw
+        if with_raw:
+            raw = root / "raw"
+            shutil.copytree(self.raw, raw)
+        return Pipeline(self.spark, root, days=len(self.days), raw=raw)
 
     @property
     def mission_days(self) -> list[date]:

@@ -4,6 +4,8 @@ Spark plan."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 import shutil
@@ -21,31 +23,20 @@ from jobs.lakehouse import Lakehouse
 from jobs.pipeline import build_lakehouse
 from jobs.sources import Source, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS
-from tests.integration.bad_input import corpus
+from tests.integration.bad_input import corpus, corpus2
 
 pytestmark = pytest.mark.integration
 
 KEY = "corpus-key-Xy7"
 
 
-@pytest.fixture(scope="module")
-def night(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad_input")
-    cases = corpus.write(root / "raw")
-    (root / "raw" / "mandatory_feed" / corpus.DS.isoformat()).mkdir(parents=True)
-    (root / "raw" / "mandatory_feed" / corpus.DS.isoformat() / "only.csv").write_bytes(b"")
+def _ingest(spark, root: Path, cases: dict, sources: list[Source], ds) -> dict:
+    """One night over a corpus written under root / "raw", logs captured."""
     config = load_config(
         env="test", overrides={"raw.root": str(root / "raw"), "lakehouse.root": str(root / "lh")}, environ={}
     )
     lakehouse = build_lakehouse(spark, config)
-    mandatory = {**corpus.CSV_SOURCE, "name": "mandatory_feed", "mandatory": True}
-    mandatory["connection"] = {"path": "{raw_root}/mandatory_feed/{ds}/*.csv"}
-    sources = [
-        Source.from_config(corpus.CSV_SOURCE, "tests/calls.yaml"),
-        Source.from_config(corpus.JSON_SOURCE, "tests/wallet.yaml"),
-        Source.from_config(mandatory, "tests/mandatory_feed.yaml"),
-    ]
-    ctx = IngestContext(ds=corpus.DS, timezone="Europe/Paris", country_code="33", key=KEY, max_lateness_days=3)
+    ctx = IngestContext(ds=ds, timezone="Europe/Paris", country_code="33", key=KEY, max_lateness_days=3)
     handler = _Capture()
     logging.getLogger().addHandler(handler)
     try:
@@ -63,6 +54,38 @@ def night(spark, tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def night(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_input")
+    cases = corpus.write(root / "raw")
+    (root / "raw" / "mandatory_feed" / corpus.DS.isoformat()).mkdir(parents=True)
+    (root / "raw" / "mandatory_feed" / corpus.DS.isoformat() / "only.csv").write_bytes(b"")
+    mandatory = {**corpus.CSV_SOURCE, "name": "mandatory_feed", "mandatory": True}
+    mandatory["connection"] = {"path": "{raw_root}/mandatory_feed/{ds}/*.csv"}
+    sources = [
+        Source.from_config(corpus.CSV_SOURCE, "tests/calls.yaml"),
+        Source.from_config(corpus.JSON_SOURCE, "tests/wallet.yaml"),
+        Source.from_config(mandatory, "tests/mandatory_feed.yaml"),
+    ]
+    return _ingest(spark, root, cases, sources, corpus.DS)
+
+
+@pytest.fixture(scope="module")
+def night2(spark, tmp_path_factory):
+    """The second, independently written corpus: other layouts, encodings and faults."""
+    root = tmp_path_factory.mktemp("bad_input_2")
+    cases = corpus2.write(root / "raw")
+    sources = [
+        Source.from_config(corpus2.VOICE_SOURCE, "tests/voice.yaml"),
+        Source.from_config(corpus2.PAYMENTS_SOURCE, "tests/payments.yaml"),
+    ]
+    return _ingest(spark, root, cases, sources, corpus2.DS)
+
+
+CORPUS_SOURCES = [("night", "calls"), ("night", "wallet"), ("night2", "voice"), ("night2", "payments")]
+NEEDLES = {"night": corpus.digit_needles(), "night2": corpus2.digit_needles()}
+
+
 class _Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -72,8 +95,9 @@ class _Capture(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-@pytest.mark.parametrize("source", ["calls", "wallet"])
-def test_every_line_is_accounted_for(night, source):
+@pytest.mark.parametrize(("corpus_night", "source"), CORPUS_SOURCES)
+def test_every_line_is_accounted_for(request, corpus_night, source):
+    night = request.getfixturevalue(corpus_night)
     cases = night["cases"][source]
     result = night["results"][source]
     quarantined_lines = sum(c.lines_read for c in cases if c.file_reason)
@@ -87,8 +111,9 @@ def test_every_line_is_accounted_for(night, source):
     assert result.rows_read == result.rows_accepted + result.rows_rejected + result.rows_duplicate
 
 
-@pytest.mark.parametrize("source", ["calls", "wallet"])
-def test_every_problem_has_its_reason(night, source):
+@pytest.mark.parametrize(("corpus_night", "source"), CORPUS_SOURCES)
+def test_every_problem_has_its_reason(request, corpus_night, source):
+    night = request.getfixturevalue(corpus_night)
     rejected = night["lakehouse"].read(EVENTS_REJECTED).filter(F.col("source") == source)
     got = Counter(
         (r.source_file.rsplit("/", 1)[-1], r.reject_reason)
@@ -132,32 +157,41 @@ def test_quarantined_files_are_named_in_pipeline_runs(night):
     assert "05_gzip_named_csv.csv: compressed_mismatch" in message
 
 
-def test_no_phone_number_anywhere(night):
+@pytest.mark.parametrize("corpus_night", ["night", "night2"])
+def test_no_phone_number_anywhere(request, corpus_night):
+    night = request.getfixturevalue(corpus_night)
     lakehouse = night["lakehouse"]
     texts = [night["logs"]]
     for table in (EVENTS, EVENTS_REJECTED, PIPELINE_RUNS):
         df = lakehouse.read(table)
         texts += [r[0] for r in df.select(F.to_json(F.struct(*df.columns))).collect()]
     for source in night["sources"][:2]:
-        extract = read_extract(lakehouse.spark, source, corpus.DS, str(night["raw"]))
+        extract = read_extract(lakehouse.spark, source, night["ctx"].ds, str(night["raw"]))
         classified = classify(conform(extract.rows, source), source, night["ctx"], None)
         texts.append(classified.filter(F.col("_status") == ACCEPTED)._jdf.queryExecution().toString())
     blob = "\n".join(texts)
-    # numbers written with separators or other scripts' digits count too
+    # numbers written with separators (no-break spaces and tabs too) or other scripts' digits count too
     ascii_digits = "".join(str(unicodedata.digit(ch)) if ch.isdigit() else ch for ch in blob)
-    squeezed = re.sub(r"(?<=[0-9])[ \-./()]{1,3}(?=[0-9])", "", ascii_digits)
-    leaks = [n for n in corpus.digit_needles() if n in squeezed]
+    squeezed = re.sub(r"(?<=[0-9])[\s\-./()]{1,3}(?=[0-9])", "", ascii_digits)
+    leaks = [n for n in NEEDLES[corpus_night] if n in squeezed]
     assert leaks == []
     assert KEY not in blob and KEY.encode().hex() not in blob.lower()
 
 
-def test_rerun_gives_the_same_tables(night):
+@pytest.mark.parametrize("corpus_night", ["night", "night2"])
+def test_rerun_gives_the_same_tables(request, corpus_night, tmp_path):
     from tests.integration.helpers import table_content
 
-    lakehouse = night["lakehouse"]
+    night = request.getfixturevalue(corpus_night)
+    shutil.copytree(night["lakehouse"].root, tmp_path / "lh")  # the module's night stays as it ran
+    lakehouse = Lakehouse(night["lakehouse"].spark, str(tmp_path / "lh"))
     before = {t: table_content(lakehouse, t) for t in (EVENTS, EVENTS_REJECTED)}
-    run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)
+    results = run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)
     assert {t: table_content(lakehouse, t) for t in (EVENTS, EVENTS_REJECTED)} == before
+    counts = ("status", "rows_read", "rows_accepted", "rows_rejected", "rows_duplicate", "events_written", "message")
+    assert [[getattr(r, c) for c in counts] for r in results] == [
+        [getattr(night["results"][r.source], c) for c in counts] for r in results
+    ]
 
 
 def test_a_source_failing_at_write_time_fails_alone(night, tmp_path, monkeypatch):
@@ -199,3 +233,59 @@ def test_corpus_files_are_what_they_claim(night):
     assert gz[:2] == b"\x1f\x8b"
     ten_mb = raw / "calls" / corpus.DS.isoformat() / "16_ten_megabyte_line.csv"
     assert max(len(line) for line in ten_mb.read_bytes().split(b"\n")) > 10_000_000
+
+
+def _pseudonym(e164: str) -> str:
+    return hmac.new(KEY.encode(), e164.encode(), hashlib.sha256).hexdigest()
+
+
+def test_every_msisdn_spelling_is_the_same_subscriber(night2):
+    """Each spelling of the second corpus gives the pseudonym of the E.164 number it stands for."""
+    events = night2["lakehouse"].read(EVENTS).filter(F.col("source") == "voice")
+    spelled = {f"S{i:02d}": e164 for i, e164 in enumerate(corpus2.MSISDNS.values())}
+    keys = {_record_key("voice", call_id): call_id for call_id in spelled}
+    got = {keys[r.record_key]: r.subscriber_id for r in events.collect() if r.record_key in keys}
+    assert got == {call_id: _pseudonym(e164) for call_id, e164 in spelled.items()}
+
+
+def _record_key(source: str, *natural_key: str) -> str:
+    return hashlib.sha256("|".join([source, *natural_key]).encode()).hexdigest()
+
+
+def test_accepted_rows_of_the_second_corpus_keep_their_values(night2):
+    events = night2["lakehouse"].read(EVENTS)
+    voice = events.filter(F.col("source") == "voice").collect()
+    # cells as written: no carriage return left from CRLF lines, the quoted delimiter kept
+    assert Counter(r.attributes["cell"] for r in voice) == Counter(
+        {"C1": 12 + 3 + 2 + 2 + 2 + 1 + 1 + 1, "Paris; 1er": 1, 'a "quoted" cell': 1, "first line": 1}
+    )
+    assert Counter((r.quantity, str(r.amount)) for r in voice) == Counter(
+        {(1.0, "1500.0000"): 26, (1.0, "-12.0000"): 1}
+    )
+    assert sorted(str(r.event_date) for r in voice) == ["2025-03-01"] + ["2025-03-04"] * 26
+    payments = events.filter(F.col("source") == "payments").collect()
+    assert sorted((r.subscriber_id, str(r.amount), r.attributes["note"]) for r in payments) == sorted(
+        (_pseudonym(e164), "12.5000", "ok")
+        for e164 in ["33612345712", "33612345714", "33612345718", "33612345719", "33612345720", "33612345715"]
+    )
+
+
+def test_the_second_corpus_names_its_quarantined_files(night2):
+    assert night2["results"]["voice"].message == (
+        "6 of 16 file(s) quarantined: a02_utf16_bom.csv: encoding_error; a03_cp1252.csv: encoding_error; "
+        "a05_truncated.csv.gz: unreadable_file; a06_plain_text.csv.gz: compressed_mismatch; "
+        "a08_zero_bytes.csv: empty_file; a12_header_case_duplicate.csv: duplicate_header"
+    )
+    assert night2["results"]["payments"].message == (
+        "4 of 9 file(s) quarantined: b03_utf16_be.jsonl: encoding_error; b04_cp1252.jsonl: encoding_error; "
+        "b08_zero_bytes.jsonl: empty_file; b09_truncated.jsonl.gz: unreadable_file"
+    )
+    messages = {
+        r.source_file.rsplit("/", 1)[-1]: r.reject_message
+        for r in night2["lakehouse"].read(EVENTS_REJECTED).filter(F.col("raw_record").isNull()).collect()
+    }
+    assert messages["a02_utf16_bom.csv"].startswith("the file starts with a UTF-16 byte-order mark")
+    assert messages["b03_utf16_be.jsonl"].startswith("the file starts with a UTF-16 byte-order mark")
+    assert messages["a05_truncated.csv.gz"].startswith("the gzip stream ends before its end marker")
+    assert messages["a06_plain_text.csv.gz"].startswith("the file is named 'a06_plain_text.csv.gz' but is plain text")
+    assert "appear more than once in the header" in messages["a12_header_case_duplicate.csv"]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.missions import MissionSettings
 from jobs.pipeline import RunContext, run_stages
-from jobs.stages import template_set
 from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG, MISSION_PROGRESS
-from jobs.templates import expansion_counts
 from tests.integration.helpers import table_content
 
 pytestmark = pytest.mark.integration
@@ -26,10 +25,32 @@ def assignments(pipeline):
     return pipeline.lakehouse.read(MISSION_ASSIGNMENTS)
 
 
+def _expansion_from_yaml(ds: date) -> list[tuple[str, str, str, str]]:
+    """(template, segment, level, period) of every template active on `ds`, read from the YAML
+    files with plain Python: `segments: all` is every segment of segments.yaml and its default;
+    thresholds are either per period or shared by every period."""
+    segments_yaml = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())
+    every_segment = [s["name"] for s in segments_yaml["segments"]] + [segments_yaml["default"]]
+    rows = []
+    for path in sorted((DEFAULT_CONF_DIR.parent / "templates" / "missions").glob("*.yaml")):
+        t = yaml.safe_load(path.read_text())
+        if t["active_from"] > ds or (t["active_to"] is not None and t["active_to"] < ds):
+            continue
+        periods = t["periods"] if isinstance(t["periods"], list) else [t["periods"]]
+        segments = every_segment if t["segments"] == "all" else t["segments"]
+        for period in periods:
+            levels = t["thresholds"].get(period, t["thresholds"])
+            rows += [(t["id"], segment, level, period) for segment in segments for level in levels]
+    return sorted(rows)
+
+
 def test_catalog_is_the_expansion_of_the_templates(pipeline):
-    expected = sum(rows for *_, rows in expansion_counts(template_set(pipeline.config).templates))
+    expected = _expansion_from_yaml(pipeline.last_day)
+    assert len(expected) == len(set(expected))
     catalog = pipeline.lakehouse.read(MISSION_CATALOG, partitions=[("catalog_date", "=", pipeline.last_day)])
-    assert catalog.count() == catalog.select("mission_id").distinct().count() == expected >= 250
+    rows = catalog.select("template_id", "segment", "level", "period").collect()
+    assert sorted(tuple(r) for r in rows) == expected
+    assert catalog.select("mission_id").distinct().count() == len(expected)
 
 
 def test_assignments_cover_every_category_and_point_to_the_catalog(pipeline):
@@ -89,11 +110,13 @@ def test_reasons_name_the_rule_and_the_values(pipeline):
     assert "{" not in row.description and row.target_value > 0
 
 
-def test_rerunning_missions_for_a_day_is_identical(pipeline):
-    ds = pipeline.last_day
-    before = table_content(pipeline.lakehouse, MISSION_ASSIGNMENTS, partitions=[("assigned_ds", "=", ds)])
-    pipeline.run(ds, stages=["missions"])
-    assert table_content(pipeline.lakehouse, MISSION_ASSIGNMENTS, partitions=[("assigned_ds", "=", ds)]) == before
+def test_rerunning_missions_for_a_day_is_identical(pipeline, tmp_path):
+    night = pipeline.copy(tmp_path)  # the shared lakehouse stays as the nightly runs left it
+    ds = night.last_day
+    tables = {MISSION_CATALOG: "catalog_date", MISSION_ASSIGNMENTS: "assigned_ds"}
+    before = {t: table_content(night.lakehouse, t, partitions=[(c, "=", ds)]) for t, c in tables.items()}
+    night.run(ds, stages=["missions"])
+    assert {t: table_content(night.lakehouse, t, partitions=[(c, "=", ds)]) for t, c in tables.items()} == before
 
 
 def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path):
@@ -130,20 +153,26 @@ def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path
         .replace("templates_dir: templates/missions", f"templates_dir: {templates}")
         .replace("badges_dir: templates/badges", f"badges_dir: {DEFAULT_CONF_DIR.parent / 'templates' / 'badges'}")
     )
+    night = pipeline.copy(tmp_path)  # the shared lakehouse keeps the configured templates' missions
     config = load_config(
         conf,
         env="test",
-        overrides={"raw.root": str(pipeline.raw), "lakehouse.root": pipeline.lakehouse.root},
+        overrides={"raw.root": str(night.raw), "lakehouse.root": night.lakehouse.root},
         environ={},
     )
-    ds = pipeline.last_day
-    try:
-        run_stages(RunContext(pipeline.spark, config, pipeline.lakehouse, ds), ["missions"])
-        new = assignments(pipeline).filter(
-            (F.col("assigned_ds") == F.lit(ds)) & (F.col("template_id") == "weekend_explorer")
-        )
-        scored = pipeline.lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).count()
-        assert 0 < new.count() <= scored
-        assert new.first().mission_id.startswith("weekend_explorer.v1.")
-    finally:
-        pipeline.run(ds, stages=["missions"])
+    ds = night.last_day
+    run_stages(RunContext(night.spark, config, night.lakehouse, ds), ["missions"])
+    catalog = night.lakehouse.read(MISSION_CATALOG, partitions=[("catalog_date", "=", ds)]).filter(
+        F.col("template_id") == "weekend_explorer"
+    )
+    segments = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())
+    every_segment = [s["name"] for s in segments["segments"]] + [segments["default"]]
+    assert sorted((r.segment, r.level, r.target_value) for r in catalog.collect()) == sorted(
+        (segment, level, target)
+        for segment in every_segment
+        for level, target in (("easy", 2), ("medium", 4), ("hard", 6))
+    )
+    new = assignments(night).filter((F.col("assigned_ds") == F.lit(ds)) & (F.col("template_id") == "weekend_explorer"))
+    scored = night.lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).count()
+    assert 0 < new.count() <= scored
+    assert {r.mission_id.rsplit(".", 3)[0] for r in new.select("mission_id").collect()} == {"weekend_explorer.v1"}

@@ -117,11 +117,12 @@ def test_lifetime_snapshot_covers_every_active_subscriber(pipeline):
     assert joined.filter(F.col("metrics").isNull()).count() == 0
 
 
-def test_rewards_rerun_is_identical(pipeline):
+def test_rewards_rerun_is_identical(pipeline, tmp_path):
+    night = pipeline.copy(tmp_path)  # the shared lakehouse stays as the nightly runs left it
     tables = [MISSION_PROGRESS, BADGE_AWARDS, LOYALTY_LEDGER, LOYALTY_TIERS, CAMPAIGN_TRIGGERS, SUBSCRIBER_LIFETIME]
-    before = {t: table_content(pipeline.lakehouse, t) for t in tables}
-    pipeline.run(pipeline.mission_days[1], stages=["progress", "badges", "loyalty", "campaigns"])
-    assert {t: table_content(pipeline.lakehouse, t) for t in tables} == before
+    before = {t: table_content(night.lakehouse, t) for t in tables}
+    night.run(night.mission_days[1], stages=["progress", "badges", "loyalty", "campaigns"])
+    assert {t: table_content(night.lakehouse, t) for t in tables} == before
 
 
 def test_every_stage_is_recorded_in_pipeline_runs(pipeline):

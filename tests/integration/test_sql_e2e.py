@@ -57,11 +57,95 @@ def test_every_table_has_the_layout_of_its_spec(lake):
         assert actual == [(f.name, f.dataType.simpleString()) for f in spec.schema.fields], table
 
 
+def _distinct(df: DataFrame, *columns: str) -> int:
+    return df.select(*columns).distinct().count()
+
+
+def _expected_rows(lake, name: str) -> int:
+    """A view's row count from its grain, counted with DataFrame code over the tables it reads."""
+    ds = lake.last_day
+
+    def upto(table: str, column: str) -> DataFrame:
+        return _read(lake, table).filter(F.col(column) <= ds)
+
+    def on(table: str, column: str) -> DataFrame:
+        return _read(lake, table).filter(F.col(column) == ds)
+
+    scored = upto("behavior_scores", "score_date")
+    segments = _read(lake, "subscriber_segments").withColumnRenamed("segment_date", "score_date")
+    treated = upto("mission_assignments", "assigned_ds").filter(~F.col("holdout"))
+    started = upto("mission_assignments", "assigned_ds").filter(F.col("period_start") <= ds)
+    ingest_runs = on("pipeline_runs", "run_ds").filter(F.col("stage") == "ingest")
+    rejects_today = on("events_rejected", "ingest_date")
+    sources_with_rejects = rejects_today.select("source").distinct()
+    riskiest = on("behavior_scores", "score_date").orderBy(F.desc("risk"), "subscriber_id").limit(20)
+    counts = {
+        "latest_scores": lambda: _distinct(scored, "subscriber_id"),
+        "score_drift": lambda: (
+            5 * _distinct(scored.join(segments, ["subscriber_id", "score_date"]), "score_date", "segment")
+        ),
+        "scores_by_segment": lambda: _distinct(on("subscriber_segments", "segment_date"), "segment"),
+        "score_explanation": lambda: riskiest.agg(F.sum(F.size("risk_breakdown"))).first()[0],
+        "mission_funnel": lambda: _distinct(treated, "template_id", "category", "segment", "level"),
+        "mission_difficulty": lambda: _distinct(treated, "category", "level"),
+        "missions_by_template": lambda: _distinct(
+            on("mission_assignments", "assigned_ds"), "template_id", "level", "holdout"
+        ),
+        "mission_uplift": lambda: 5 * (_distinct(started, "category", "segment") + _distinct(started, "category")),
+        "badge_leaderboard": lambda: on("badge_catalog", "catalog_date").count(),
+        "badge_awards_by_day": lambda: _distinct(
+            upto("badge_awards", "awarded_ds").filter(~F.col("holdout")), "awarded_ds", "level"
+        ),
+        "points_liability": lambda: _distinct(upto("loyalty_ledger", "entry_ds"), "entry_ds"),
+        "rewards_by_day": lambda: (
+            1
+            + _distinct(on("badge_awards", "awarded_ds").filter(~F.col("holdout")), "level")
+            + _distinct(on("loyalty_ledger", "entry_ds"), "entry_type")
+            + _distinct(on("loyalty_tiers", "tier_ds").filter(F.col("tier_change").isNotNull()), "tier_change", "tier")
+            + _distinct(on("campaign_triggers", "trigger_ds"), "trigger_type")
+        ),
+        "rejects_by_reason": lambda: _distinct(
+            upto("events_rejected", "ingest_date"), "ingest_date", "source", "reject_reason"
+        ),
+        "ingest_quality": lambda: (
+            ingest_runs.join(sources_with_rejects, "source", "left_anti").count()
+            + _distinct(rejects_today, "source", "reject_reason")
+            + ingest_runs.filter(F.col("rows_rejected") + F.col("rows_duplicate") > 0).count()
+        ),
+        "stage_durations": lambda: _distinct(upto("pipeline_runs", "run_ds"), "run_ds", "stage"),
+        "quality_summary": lambda: _distinct(on("quality_results", "run_ds"), "suite", "table_name"),
+    }
+    return counts[name]()
+
+
+def test_every_view_has_an_expected_row_count():
+    assert sorted(VIEWS) == sorted(
+        [
+            "badge_awards_by_day",
+            "badge_leaderboard",
+            "ingest_quality",
+            "latest_scores",
+            "mission_difficulty",
+            "mission_funnel",
+            "mission_uplift",
+            "missions_by_template",
+            "points_liability",
+            "quality_summary",
+            "rejects_by_reason",
+            "rewards_by_day",
+            "score_drift",
+            "score_explanation",
+            "scores_by_segment",
+            "stage_durations",
+        ]
+    )
+
+
 @pytest.mark.parametrize("name", sorted(VIEWS))
 def test_view_runs_in_spark_and_duckdb_alike(lake, name):
     spark_df = run_view(lake.spark, VIEWS[name], lake.last_day)
     spark_rows = [tuple(_plain(v) for v in r) for r in spark_df.collect()]
-    assert spark_rows, f"{name}: no rows"
+    assert len(spark_rows) == _expected_rows(lake, name) > 0, name
     if name in SPARK_ONLY:
         return
     con = duck.connect(lake.lakehouse.root)
@@ -336,12 +420,22 @@ def test_rejected_rows_add_up_to_what_ingest_recorded(lake):
 
 
 def test_ingest_quality_accounts_for_every_row_read(lake):
+    ds = lake.last_day
+    runs = {
+        r.source: r
+        for r in _read(lake, "pipeline_runs").filter((F.col("run_ds") == ds) & (F.col("stage") == "ingest")).collect()
+    }
+    expected = {(source, "accepted"): r.rows_accepted for source, r in runs.items()}
+    rejected = _read(lake, "events_rejected").filter(F.col("ingest_date") == ds)
+    for r in rejected.groupBy("source", "reject_reason").count().collect():
+        expected[(r.source, r.reject_reason)] = r["count"]
+    rows = _view(lake, "ingest_quality")
+    assert {(r["source"], r["reason"]): r["rows"] for r in rows} == expected
     per_source: dict[str, int] = defaultdict(int)
-    read = {}
-    for r in _view(lake, "ingest_quality"):
+    for r in rows:
         per_source[r["source"]] += r["rows"]
-        read[r["source"]] = r["rows_read"]
-    assert per_source and dict(per_source) == read
+        assert r["rows_read"] == runs[r["source"]].rows_read
+    assert dict(per_source) == {source: r.rows_read for source, r in runs.items()}
 
 
 def test_stage_durations_list_the_stages_each_day_ran(lake):

@@ -4,6 +4,7 @@ wrote it, a day's partition is a handful of files, and a metric added in YAML ev
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from datetime import date
@@ -18,7 +19,7 @@ from pyspark.sql import types as T
 
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.context import RunContext, build_lakehouse
-from jobs.pipeline import run_stages
+from jobs.pipeline import STAGES, run_stages
 from jobs.tables import DAILY_ACTIVITY, EVENTS
 
 pytestmark = pytest.mark.integration
@@ -45,13 +46,18 @@ def test_every_table_reads_the_same_through_spark_and_deltalake(pipeline):
 
 
 def test_every_write_records_the_run_date_and_stage(pipeline):
-    for table in pipeline.lakehouse.tables():
-        writes = [h for h in pipeline.lakehouse.history(table, 1000) if h["operation"] == "WRITE"]
-        assert writes, table
-        for commit in writes:
+    tables = pipeline.lakehouse.tables()
+    written = set()
+    for table in tables:
+        for commit in pipeline.lakehouse.history(table, 1000):
+            if commit["operation"] != "WRITE":
+                continue
+            written.add(table)
             meta = commit["user_metadata"]
             assert date.fromisoformat(meta["ds"]) in pipeline.days, (table, commit["version"])
-            assert meta["stage"] and meta["run_id"], (table, commit["version"])
+            assert set(meta["stage"].split(",")) <= set(STAGES), (table, commit["version"], meta["stage"])
+            assert re.fullmatch(r"cli-[0-9a-f]{12}", meta["run_id"]), (table, commit["version"], meta["run_id"])
+    assert written == set(tables)
     ingest_days = {
         h["user_metadata"]["ds"]
         for h in pipeline.lakehouse.history(EVENTS, 1000)
@@ -98,12 +104,19 @@ def test_a_metric_added_in_yaml_becomes_a_column_and_older_rows_read_null(pipeli
     )
     today = activity.filter(F.col("activity_date") == F.lit(ds))
     assert today.agg(F.sum("sms_out_count")).first()[0] == expected > 0
-    by_day = activity.groupBy("activity_date").agg(
-        F.count(F.lit(1)).alias("rows"), F.count("sms_out_count").alias("filled")
+    by_day = {
+        r.activity_date: (r.rows, r.filled)
+        for r in activity.groupBy("activity_date")
+        .agg(F.count(F.lit(1)).alias("rows"), F.count("sms_out_count").alias("filled"))
+        .collect()
+    }
+    # the day rerun has the metric on every row; days written before the metric existed read null
+    assert {day: filled == (rows if day == ds else 0) for day, (rows, filled) in by_day.items()} == dict.fromkeys(
+        by_day, True
     )
-    untouched = by_day.filter((F.col("rows") > 0) & (F.col("filled") == 0)).count()
-    assert untouched >= 1  # days written before the metric existed read null
-    assert pa.table(DeltaTable(str(lake / DAILY_ACTIVITY)).to_pyarrow_table()).column("sms_out_count") is not None
+    assert sorted(by_day) == pipeline.days
+    arrow = pa.table(DeltaTable(str(lake / DAILY_ACTIVITY)).to_pyarrow_table(columns=["sms_out_count"]))
+    assert arrow.column("sms_out_count").null_count == sum(rows for day, (rows, _) in by_day.items() if day != ds)
 
 
 def test_tables_carry_the_data_dictionary(pipeline, spark):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -10,7 +12,7 @@ from pyspark.sql import functions as F
 
 from jobs.ingest import IngestContext, accounting, classify, to_events, to_profile, to_rejects, with_prior_duplicates
 from jobs.privacy import pseudonymise_py
-from jobs.sources import CORRUPT, SOURCE_FILE, Source, conform
+from jobs.sources import CORRUPT, SOURCE_FILE, Source, _csv_header_problem, conform, screen_text_file
 
 pytestmark = pytest.mark.unit
 
@@ -242,3 +244,58 @@ def test_crm_snapshot_feeds_profile_even_without_events(spark):
         pseudonymise_py("+33600000002", KEY, "33"): ("POST_M", date(2025, 3, 1), date(2025, 3, 1)),
     }
     assert [r.event_subtype for r in to_events(classified, crm, CTX).collect()] == ["activation"]
+
+
+# -- file screening ---------------------------------------------------------------------------
+
+HEADER_AND_TWO = "record_id,msisdn\n1,0612345678\n2,0612345679\n"
+WHOLE_GZIP = gzip.compress(HEADER_AND_TWO.encode(), mtime=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "options", "expected"),
+    [
+        ("bom16.csv", HEADER_AND_TWO.replace("\n", "\r\n").encode("utf-16"), {}, ("encoding_error", 3)),
+        ("bom16_no_last_newline.csv", HEADER_AND_TWO.rstrip("\n").encode("utf-16"), {}, ("encoding_error", 3)),
+        ("bom32.csv", HEADER_AND_TWO.encode("utf-32"), {}, ("encoding_error", 3)),
+        ("declared16.csv", HEADER_AND_TWO.encode("utf-16"), {"encoding": "utf-16"}, None),
+        ("cp1252.csv", "record_id,msisdn\n1,Sèvres\n2,x".encode("cp1252"), {}, ("encoding_error", 3)),
+        ("declared_cp1252.csv", "record_id,msisdn\n1,Sèvres\n".encode("cp1252"), {"encoding": "cp1252"}, None),
+        ("plain.csv.gz", HEADER_AND_TWO.encode(), {}, ("compressed_mismatch", 3)),
+        ("good.csv.gz", WHOLE_GZIP, {}, None),
+        ("two_members.csv.gz", WHOLE_GZIP + gzip.compress(b"3,0612345670\n", mtime=0), {}, None),
+        ("no_trailer.csv.gz", WHOLE_GZIP[:-8], {}, ("unreadable_file", 3)),  # every line there, no end marker
+        ("corrupt.csv.gz", WHOLE_GZIP[:10] + b"\xff" * 40, {}, ("unreadable_file", 0)),
+        ("zero.csv.gz", b"", {}, ("empty_file", 0)),
+        ("nothing_inside.csv.gz", gzip.compress(b"", mtime=0), {}, ("empty_file", 0)),
+        ("gzip_named_plain.csv", WHOLE_GZIP, {}, ("compressed_mismatch", 0)),
+    ],
+)
+def test_a_file_is_screened_with_its_reason_and_lines(tmp_path, name, data, options, expected):
+    path = tmp_path / name
+    path.write_bytes(data)
+    source = dataclasses.replace(CDR, options=options)
+    problem = screen_text_file(str(path), source)
+    assert (problem and (problem.reason, problem.lines)) == expected
+    if problem is not None:
+        assert len(problem.message) > 20 and "0612345678" not in problem.message
+
+
+def test_a_byte_order_mark_is_named_in_the_message(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(HEADER_AND_TWO.encode("utf-16"))
+    message = screen_text_file(str(path), CDR).message
+    assert message == "the file starts with a UTF-16 byte-order mark; the source reads utf-8"
+
+
+@pytest.mark.parametrize(
+    ("header", "duplicates"),
+    [("record_id,msisdn,MSISDN", ["MSISDN", "msisdn"]), ("record_id,msisdn,Record_Id", ["Record_Id", "record_id"])],
+)
+def test_header_names_differing_only_in_case_are_duplicates(tmp_path, header, duplicates):
+    path = tmp_path / "case.csv.gz"
+    path.write_bytes(gzip.compress(f"{header}\n1,0612345678,x\n".encode(), mtime=0))
+    source = dataclasses.replace(CDR, contract=CDR.contract[:2])
+    _, problem = _csv_header_problem(str(path), ",", source)
+    assert (problem.reason, problem.lines) == ("duplicate_header", 2)
+    assert problem.message.startswith(f"column(s) {duplicates} appear more than once")
