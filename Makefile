@@ -16,7 +16,7 @@ END = $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(
 SAMPLE := $(RAW)/_manifest.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample test test-fast lint format bench maintain clean clean-data
+.PHONY: help install run sample test test-fast test-cluster lint format bench maintain clean clean-data
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: $(STAMP) ## run the test suite
 
 test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit
+
+test-cluster: $(STAMP) ## a 2-day backfill through Airflow's REST API, its jobs on a Spark standalone cluster
+	$(PY) -m pytest -m cluster
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check jobs dags tests bench
