@@ -64,7 +64,7 @@ def test_schema_follows_the_declared_columns(spark):
 def test_schema_of_keeps_the_written_layout(spark):
     assert schema_of(LOYALTY_LEDGER).simpleString() == (
         "struct<entry_id:string,subscriber_id:string,entry_type:string,source_id:string,points:int,"
-        "description:string,expires_ds:date,entry_ds:date>"
+        "description:string,expires_ds:date,requested_points:int,status:string,status_reason:string,entry_ds:date>"
     )
     assert schema_of(EVENTS)["amount"].dataType == T.DecimalType(18, 4)
     with pytest.raises(KeyError, match="unknown table 'nope'"):
