@@ -17,14 +17,14 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import ServerProcess, free_port, wait_until
+from tests.support.processes import ServerProcess, ServerSet, free_port, wait_until
 
 HOST = "127.0.0.1"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 USER = "admin"
 
 
-class AirflowServer:
+class AirflowServer(ServerSet):
     """`with AirflowServer(home, dags, cwd, env) as airflow:` then `airflow.api("GET", "/dags")`."""
 
     def __init__(self, home: Path, dags_folder: Path, cwd: Path, env: Mapping[str, str] | None = None) -> None:
@@ -133,17 +133,3 @@ class AirflowServer:
                 if record.get("error_detail"):
                     messages.append(str(record["error_detail"])[:4000])
         return "\n".join(messages[-lines:])
-
-    def stop(self) -> None:
-        for server in reversed(self.servers):  # the DAG processor and scheduler (with its tasks) first
-            server.stop()
-
-    def __enter__(self) -> AirflowServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

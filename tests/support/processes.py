@@ -62,6 +62,31 @@ class ServerProcess:
         self.process.poll()
 
 
+class ServerSet:
+    """Servers started one after the other and stopped in reverse order (the last started, which
+    depends on the earlier ones, first), also when starting fails half-way. Subclasses append to
+    `self.servers` in `start()`."""
+
+    servers: list[ServerProcess]
+
+    def start(self) -> ServerSet:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyspark
 
-from tests.support.processes import ServerProcess, free_port, wait_until
+from tests.support.processes import ServerProcess, ServerSet, free_port, wait_until
 
 HOST = "127.0.0.1"
 
@@ -29,7 +29,7 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-class SparkStandalone:
+class SparkStandalone(ServerSet):
     """`with SparkStandalone(folder) as cluster:` a master and a worker with `cores` and `memory`."""
 
     def __init__(self, folder: Path, cores: int = 2, memory: str = "2g", worker_env: dict[str, str] | None = None):
@@ -102,17 +102,3 @@ class SparkStandalone:
 
     def worker_status(self) -> dict[str, Any]:
         return get_json(f"{self.worker_ui}/json/")
-
-    def stop(self) -> None:
-        for server in reversed(self.servers):  # the worker (and its executors) first
-            server.stop()
-
-    def __enter__(self) -> SparkStandalone:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
