@@ -44,8 +44,8 @@ run: $(STAMP) $(SAMPLE) ## generate sample data if absent, run the nightly pipel
 maintain: $(STAMP) ## compact, vacuum and checkpoint the local lakehouse's tables
 	$(GAMIFY) maintain
 
-test: $(STAMP) ## run the test suite
-	$(PY) -m pytest
+test: $(STAMP) ## run the test suite (the cluster test apart: make test-cluster)
+	$(PY) -m pytest -m "not cluster"
 
 test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit

@@ -45,7 +45,16 @@ setup(
             "apache-airflow-providers-apache-spark>=6.0",
         ],
         "quality": [],  # kept so existing `.[quality]` installs still resolve
-        "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
+        "dev": [
+            "pytest>=8",
+            "chispa>=0.10",
+            "polars>=1.0",
+            "ruff>=0.6",
+            "duckdb>=1.1",
+            # Airflow's metadata on PostgreSQL in the cluster test (sync and async drivers)
+            "psycopg2-binary>=2.9",
+            "asyncpg>=0.29",
+        ],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
     cmdclass={"build_py": BuildWithResources},

@@ -33,6 +33,16 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_home, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def restored_environ():
+    """Tasks run in-process by `dag.test()` export their context (AIRFLOW_CTX_DAG_RUN_ID, ...) into
+    os.environ; later tests in this process would otherwise stamp their commits with that run."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def dagbag():
     """The dags/ folder parsed as the DAG processor parses it, with its parse time."""

@@ -1,7 +1,8 @@
 """A 2-day backfill end to end on a real Airflow and a real Spark standalone cluster.
 
 The test starts a Spark master and worker from the installed Spark, then Airflow (API server,
-scheduler, DAG processor) with `spark_default` pointing at the master, and creates the backfill
+scheduler, DAG processor, its metadata on a PostgreSQL server of its own) with `spark_default`
+pointing at the master, and creates the backfill
 through the REST API as the UI's *Trigger > Backfill* does: dry run, unpause, create. Every Spark
 task is a `spark-submit --master spark://...` in client mode with the Delta and JDBC jars
 shipped from the local cache (`--conf spark.jars`, as the DAG passes them), the driver on the
@@ -32,6 +33,7 @@ from deltalake import DeltaTable
 
 from jobs.sample_data import generate
 from tests.support.airflow_server import AirflowServer
+from tests.support.postgres import PostgresServer
 from tests.support.spark_standalone import SparkStandalone
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -85,11 +87,21 @@ def cluster(site) -> Iterator[SparkStandalone]:
 
 
 @pytest.fixture(scope="module")
-def airflow(site, cluster) -> Iterator[AirflowServer]:
+def metadata_db() -> Iterator[PostgresServer]:
+    """Airflow's metadata database on PostgreSQL, as in production: on SQLite the scheduler's and
+    the API server's concurrent writes refuse a backfill ("Database is locked")."""
+    server = PostgresServer(database="airflow").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def airflow(site, cluster, metadata_db) -> Iterator[AirflowServer]:
     """Airflow set up as a cluster user sets it up: the DAGs of dags/, spark_default on the
     standalone master, the jobs' environment (prod overlay, storage paths, key) for the workers."""
     python = Path(sys.executable)
     env = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db.sqlalchemy_url,
         "AIRFLOW_CONN_SPARK_DEFAULT": f"{cluster.master_url}?deploy-mode=client",
         "PYSPARK_PYTHON": str(python),  # a Python with this package, for the driver
         "PYTHONPATH": str(REPO),

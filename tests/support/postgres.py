@@ -48,6 +48,10 @@ class PostgresServer:
     def jdbc_url(self) -> str:
         return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
 
+    @property
+    def sqlalchemy_url(self) -> str:
+        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
     def _as_owner(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         command = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
         return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
