@@ -43,18 +43,12 @@ setup(
         "airflow": [
             "apache-airflow>=3.0",
             "apache-airflow-providers-apache-spark>=6.0",
-        ],
-        "quality": [],  # kept so existing `.[quality]` installs still resolve
-        "dev": [
-            "pytest>=8",
-            "chispa>=0.10",
-            "polars>=1.0",
-            "ruff>=0.6",
-            "duckdb>=1.1",
-            # Airflow's metadata on PostgreSQL in the cluster test (sync and async drivers)
+            # Airflow's metadata on PostgreSQL (sync and async drivers), as in production
             "psycopg2-binary>=2.9",
             "asyncpg>=0.29",
         ],
+        "quality": [],  # kept so existing `.[quality]` installs still resolve
+        "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
     cmdclass={"build_py": BuildWithResources},
