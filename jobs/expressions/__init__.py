@@ -2,7 +2,8 @@
 
 Used by event-mapping filters, segment rules, mission eligibility and badge rules, e.g.
 ``risk >= 70 and digital < 40`` or ``segment in ['gold', 'silver'] and churn_date is null``.
-No text is ever handed to ``eval``, ``F.expr`` or SQL. What lives where:
+No text is ever handed to ``eval``, ``F.expr`` or SQL; tokenising, parsing and checking are
+linear in the length of the text. What lives where:
 
 - ``errors``: ``ExpressionError`` and how it quotes the offending line;
 - ``nodes``: the syntax tree (``Literal``, ``Name``, ``Compare``, ...);
