@@ -1,0 +1,90 @@
+"""Compiling a checked rule to a Spark ``Column`` built only from pyspark functions and
+operators (never ``eval``, ``F.expr`` or SQL text), with null instead of an error on overflow
+or division by zero, plus the ``name=value`` columns that show why a rule fired."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from jobs.expressions.inspection import names
+from jobs.expressions.nodes import COMPARE_OPS, Binary, BoolOp, Compare, InList, IsNull, Literal, Name, Node, Unary
+from jobs.expressions.typecheck import validate
+
+_BinaryFn = Callable[[Column, Column], Column]
+# try_divide / try_mod give null instead of an ANSI division-by-zero error
+# try_add / try_subtract / try_multiply give null instead of an ANSI overflow error
+_ARITHMETIC: dict[str, _BinaryFn] = {
+    "+": F.try_add,
+    "-": F.try_subtract,
+    "*": F.try_multiply,
+    "/": F.try_divide,
+    "%": F.try_mod,
+}
+_COMPARISONS: dict[str, _BinaryFn] = dict(
+    zip(
+        COMPARE_OPS,
+        (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge),
+        strict=True,
+    )
+)
+
+
+def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
+    """Build the Spark column for ``node``; ``resolve`` maps a name to its column."""
+    match node:
+        case Literal(value=value):
+            return F.lit(value)
+        case Name(name=name):
+            return resolve(name)
+        case Unary(op="-", operand=operand):
+            return F.try_subtract(F.lit(0), compile_node(operand, resolve))
+        case Unary(op="not", operand=operand):
+            return ~compile_node(operand, resolve)
+        case Binary(op=op, left=left, right=right):
+            return _ARITHMETIC[op](compile_node(left, resolve), compile_node(right, resolve))
+        case Compare(op=op, left=left, right=right):
+            return _COMPARISONS[op](compile_node(left, resolve), compile_node(right, resolve))
+        case InList(operand=operand, values=values, negated=negated):
+            col = compile_node(operand, resolve).isin(*(v.value for v in values))
+            return ~col if negated else col
+        case IsNull(operand=operand, negated=negated):
+            col = compile_node(operand, resolve)
+            return col.isNotNull() if negated else col.isNull()
+        case BoolOp(op=op, left=left, right=right):
+            a, b = compile_node(left, resolve), compile_node(right, resolve)
+            return a & b if op == "and" else a | b
+    raise TypeError(f"not an expression node: {node!r}")
+
+
+def shown_values(node: Node, columns: Mapping[str, Column], numeric: Iterable[str] = ()) -> list[Column]:
+    """`name=value` for every name the expression reads (numbers rounded to 2 places), to show
+    why a rule fired."""
+    numeric = set(numeric)
+    return [
+        F.format_string(
+            f"{n}=%s",
+            F.coalesce((F.round(columns[n], 2) if n in numeric else columns[n]).cast("string"), F.lit("null")),
+        )
+        for n in sorted(names(node))
+    ]
+
+
+def compile_expression(
+    text: str,
+    allowed: Mapping[str, Column] | Iterable[str],
+    *,
+    source: str = "<expression>",
+    line: int = 1,
+    column: int = 1,
+    types: Mapping[str, str] | None = None,
+    expect: str | None = None,
+) -> Column:
+    """Parse, check and compile ``text``; a Mapping gives each name's column, else ``F.col``."""
+    resolve = allowed.__getitem__ if isinstance(allowed, Mapping) else F.col
+    allowed_names = list(allowed)
+    node = validate(text, allowed_names, source=source, line=line, column=column, types=types, expect=expect)
+    return compile_node(node, resolve)
