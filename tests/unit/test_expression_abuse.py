@@ -235,11 +235,12 @@ def test_one_megabyte_inputs_are_answered(kind: str) -> None:
 
 
 def _seconds(text: str) -> float:
+    """Best CPU time of three answers: other processes on the machine do not count."""
     best = float("inf")
     for _ in range(3):
-        started = time.perf_counter()
+        started = time.process_time()
         _answer(text)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 
@@ -247,8 +248,9 @@ def _seconds(text: str) -> float:
 @pytest.mark.parametrize("kind", ["list", "string", "newlines", "chain"])
 def test_cost_grows_linearly_with_the_input(kind: str) -> None:
     small, large = _seconds(LARGE[kind](MB // 10)), _seconds(LARGE[kind](MB))
-    # ten times the text: about ten times the time when linear, a hundred when quadratic
-    assert large / max(small, 1e-4) < 30, (small, large)
+    # ten times the text: about ten times the time when linear, a hundred when quadratic; answers
+    # faster than a millisecond count as one (timer and allocator noise)
+    assert large / max(small, 1e-3) < 30, (small, large)
 
 
 # ----------------------------------------------------------------------- evaluated correctly
