@@ -30,13 +30,13 @@ from jobs.stages import badges, campaigns, loyalty, missions, progress, scores, 
 from jobs.tables import DAILY_ACTIVITY, SUBSCRIBER_PROFILE
 
 STAGES = (
-    ("scores", scores),
-    ("segments", segments),
-    ("missions", missions),
-    ("progress", progress),
-    ("badges", badges),
-    ("loyalty", loyalty),
-    ("campaigns", campaigns),
+    ("scores", scores.run),
+    ("segments", segments.run),
+    ("missions", missions.run),
+    ("progress", progress.run),
+    ("badges", badges.run),
+    ("loyalty", loyalty.run),
+    ("campaigns", campaigns.run),
 )
 
 

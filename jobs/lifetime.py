@@ -6,7 +6,8 @@ lateness window can still receive late events, so the state is kept in two layer
 covers the days that can no longer change (up to `ds - max_lateness_days`) and is carried from
 run to run; the lifetime values add the recent, still-open days on top of it each run. A rerun
 or a backfill folds from the newest snapshot before its date, so it gives the same values as
-the nightly run did.
+the nightly run did. `advance` folds days into a state, `snapshot` gives a day's rows from the
+settled state and the recent days, `completed_missions` the completions a fold counts.
 """
 
 from __future__ import annotations
@@ -180,6 +181,37 @@ def advance(
         F.map_from_arrays(
             F.array(*[F.lit(k) for k in keys]), F.array(*[entries[k].cast("double") for k in keys])
         ).alias("state"),
+    )
+
+
+def completed_missions(progress: DataFrame, template_badges: Mapping[str, str | None]) -> DataFrame:
+    """mission_progress rows -> (subscriber_id, category, badge) of the missions newly completed
+    in them; `badge` is the badge their template names (`template_badges`: template id -> badge)."""
+    badge_of = F.create_map(*[F.lit(v) for pair in sorted(template_badges.items()) for v in pair])
+    return progress.filter(F.col("newly_completed")).select(
+        "subscriber_id", "category", F.element_at(badge_of, F.col("template_id")).alias("badge")
+    )
+
+
+def snapshot(
+    settled: DataFrame,
+    recent: DataFrame,
+    metrics: Mapping[str, LifetimeMetric],
+    categories: Sequence[str],
+    ds: date,
+    settled_through: date,
+    badges: Sequence[str] = (),
+) -> DataFrame:
+    """subscriber_lifetime rows for `ds`: the `settled` state (days through `settled_through`)
+    carried as it is, and the lifetime values with the `recent` daily_activity days (after
+    `settled_through`, through `ds`) folded on top of it."""
+    full = advance(settled, recent, None, metrics, categories, badges).withColumnRenamed("state", "_full")
+    return full.join(settled.withColumnRenamed("state", "settled"), "subscriber_id", "left").select(
+        "subscriber_id",
+        "settled",
+        F.lit(settled_through).alias("settled_through"),
+        values(F.col("_full"), metrics, categories, ds, badges).alias("metrics"),
+        F.lit(ds).alias("stats_date"),
     )
 
 

@@ -10,9 +10,23 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from jobs import quality, stages
+from jobs import quality
 from jobs.context import PipelineError, RunContext, build_lakehouse
 from jobs.ingest import describe_failure
+from jobs.stages import (
+    activity,
+    badges,
+    campaigns,
+    exports,
+    ingest,
+    loyalty,
+    missions,
+    predictions,
+    progress,
+    scores,
+    segments,
+    subscriber_state,
+)
 from jobs.tables import PIPELINE_RUNS, schema_of
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages"]
@@ -20,19 +34,19 @@ __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_ran
 log = logging.getLogger(__name__)
 
 STAGES: dict[str, Callable[[RunContext], Any]] = {
-    "ingest": stages.ingest,
-    "predictions": stages.predictions,
-    "activity": stages.activity,
-    "scores": stages.scores,
-    "segments": stages.segments,
-    "missions": stages.missions,
-    "progress": stages.progress,
-    "badges": stages.badges,
-    "loyalty": stages.loyalty,
-    "campaigns": stages.campaigns,
-    "subscriber_state": stages.state,
+    "ingest": ingest.run,
+    "predictions": predictions.run,
+    "activity": activity.run,
+    "scores": scores.run,
+    "segments": segments.run,
+    "missions": missions.run,
+    "progress": progress.run,
+    "badges": badges.run,
+    "loyalty": loyalty.run,
+    "campaigns": campaigns.run,
+    "subscriber_state": subscriber_state.run,
     "quality": quality.run_quality,
-    "exports": stages.exports,
+    "exports": exports.run,
 }
 
 

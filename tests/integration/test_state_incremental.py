@@ -20,7 +20,7 @@ from chispa import assert_df_equality
 
 from jobs.config import load_config
 from jobs.pipeline import RunContext, build_lakehouse
-from jobs.stages import state
+from jobs.stages import subscriber_state
 from jobs.subscriber_state import REASONS
 from jobs.tables import (
     BADGE_AWARDS,
@@ -174,7 +174,7 @@ def lakehouses(spark, tmp_path_factory):
 
 def run_state(spark, lakehouse_pair, ds: date) -> dict:
     config, lakehouse = lakehouse_pair
-    return state(RunContext(spark, config, lakehouse, ds))
+    return subscriber_state.run(RunContext(spark, config, lakehouse, ds))
 
 
 def day_rows(lakehouse, ds: date):

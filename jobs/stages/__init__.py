@@ -1,0 +1,67 @@
+"""Pipeline stages: the thin runners around the pure transformations, one module per stage.
+
+Each stage module has `run(ctx)`: it reads what earlier stages wrote for the run date, calls
+the transformations of its jobs.<name> module, writes its own tables replacing exactly that
+date's rows, and returns a small summary for the run log (jobs.pipeline.STAGES lists them in
+pipeline order). The modules: ingest, predictions, activity, scores, segments, missions,
+progress, badges (with the subscriber_lifetime fold), loyalty, campaigns, subscriber_state,
+exports.
+
+Shared by the runners: `settings` (the config loaders, each file parsed once per Config) and
+`readers` (one day of a table, the newest earlier day, the scoring base, the scored subjects,
+the missions completed by a day).
+"""
+
+from __future__ import annotations
+
+from jobs.stages import (
+    activity,
+    badges,
+    campaigns,
+    exports,
+    ingest,
+    loyalty,
+    missions,
+    predictions,
+    progress,
+    scores,
+    segments,
+    subscriber_state,
+)
+from jobs.stages.missions import mission_subjects
+from jobs.stages.readers import scored_subjects
+from jobs.stages.settings import (
+    badge_types,
+    export_settings,
+    loyalty_settings,
+    metric_registry,
+    mission_settings,
+    offer_catalogue,
+    scoring_config,
+    template_set,
+)
+
+__all__ = [
+    "activity",
+    "badge_types",
+    "badges",
+    "campaigns",
+    "export_settings",
+    "exports",
+    "ingest",
+    "loyalty",
+    "loyalty_settings",
+    "metric_registry",
+    "mission_settings",
+    "mission_subjects",
+    "missions",
+    "offer_catalogue",
+    "predictions",
+    "progress",
+    "scored_subjects",
+    "scores",
+    "scoring_config",
+    "segments",
+    "subscriber_state",
+    "template_set",
+]

@@ -1,0 +1,92 @@
+"""The badges stage: daily_activity and mission completions folded into subscriber_lifetime
+(jobs.lifetime); the badge rules -> badge_catalog; the scored subscribers with their lifetime
+values -> badge_awards, never a level twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.badges import award, held_levels, not_awarded_later
+from jobs.badges import catalog_rows as catalog_badges
+from jobs.context import RunContext
+from jobs.frames import with_nullable_nesting
+from jobs.lifetime import LifetimeMetric, advance, completed_missions, snapshot
+from jobs.lifetime import metric_names as lifetime_names
+from jobs.stages.readers import latest_before, read_day, scored_subjects
+from jobs.stages.settings import badge_types, lifetime_metrics, max_lateness_days, template_set
+from jobs.tables import (
+    BADGE_AWARDS,
+    BADGE_CATALOG,
+    DAILY_ACTIVITY,
+    MISSION_PROGRESS,
+    SUBSCRIBER_LIFETIME,
+    schema_of,
+)
+from jobs.templates import CATEGORIES
+
+__all__ = ["lifetime_snapshot", "run"]
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """daily_activity + completions -> subscriber_lifetime; rules -> badge_catalog, badge_awards."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    types = badge_types(ctx)
+    metrics = lifetime_metrics(ctx)
+    levels = catalog_badges(types)
+    catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
+    lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
+    badge_ids = [t.id for t in types]
+    names = lifetime_names(metrics, CATEGORIES, badge_ids)
+    lifetime = lifetime_snapshot(ctx, metrics, badge_ids).select(
+        "subscriber_id", *[F.col("metrics").getItem(n).alias(n) for n in names]
+    )
+    subjects = scored_subjects(ctx).join(lifetime, "subscriber_id", "left").fillna(0.0, subset=names)
+    earlier = lakehouse.read_or_empty(BADGE_AWARDS, schema_of(BADGE_AWARDS)).filter(F.col("awarded_ds") != F.lit(ds))
+    earlier = earlier.select("subscriber_id", "badge_id", "badge_type", "level_rank", "awarded_ds").localCheckpoint()
+    new = not_awarded_later(award(subjects, held_levels(earlier, ds), types, ds), earlier, ds)
+    result = lakehouse.write(new, BADGE_AWARDS, partition_by=["awarded_ds"], replace_where={"awarded_ds": ds})
+    return {"catalog_badges": len(levels), "awards": result.rows_added}
+
+
+def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge_ids: list[str]) -> DataFrame:
+    """Fold the days since the previous snapshot into subscriber_lifetime for the run date
+    (jobs.lifetime: the settled and recent layers) and return the rows written; completed
+    missions count per category and toward the badge their template names."""
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    lateness = max_lateness_days(ctx)
+    settled_through = ds - timedelta(days=lateness)
+    previous = latest_before(ctx, SUBSCRIBER_LIFETIME, "stats_date")
+    progress = lakehouse.read_or_empty(MISSION_PROGRESS, schema_of(MISSION_PROGRESS))
+    if previous is None:
+        state = None
+        settling = [("activity_date", "<=", settled_through)]
+        progress = progress.filter(F.col("progress_ds") <= F.lit(ds))
+    else:
+        state = lakehouse.read(SUBSCRIBER_LIFETIME, partitions=[("stats_date", "=", previous)]).select(
+            "subscriber_id", F.col("settled").alias("state")
+        )
+        settling = [
+            ("activity_date", ">", previous - timedelta(days=lateness)),
+            ("activity_date", "<=", settled_through),
+        ]
+        progress = progress.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
+    completions = completed_missions(progress, {t.id: t.badge for t in template_set(ctx).templates})
+    settled = advance(
+        state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES, badge_ids
+    )
+    settled = settled.localCheckpoint()
+    recent = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
+    )
+    rows = snapshot(settled, recent, metrics, CATEGORIES, ds, settled_through, badge_ids)
+    lakehouse.write(
+        with_nullable_nesting(rows),
+        SUBSCRIBER_LIFETIME,
+        partition_by=["stats_date"],
+        replace_where={"stats_date": ds},
+    )
+    return read_day(ctx, SUBSCRIBER_LIFETIME, "stats_date")

@@ -1,0 +1,110 @@
+"""The exports stage: the run date's changed subscriber_state rows, triggers, audience changes
+and ledger entries -> one delivery per active consumer of conf/exports.yaml (files or JDBC, with
+the identifier each consumer takes), recorded in export_runs; then the quality suites that
+validate export_runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jobs import quality
+from jobs.context import PipelineError, RunContext
+from jobs.exports import audience_changes, export_files, export_jdbc, state_changes, with_identifier
+from jobs.sources import list_extract_files, render_template, template_values
+from jobs.stages.readers import latest_before, read_day
+from jobs.stages.settings import export_settings
+from jobs.tables import (
+    CAMPAIGN_AUDIENCES,
+    CAMPAIGN_TRIGGERS,
+    EXPORT_RUNS,
+    LOYALTY_LEDGER,
+    SUBSCRIBER_STATE,
+    schema_of,
+)
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """The run date's changed subscriber_state rows, triggers, audience changes and ledger
+    entries -> one delivery per active consumer of conf/exports.yaml; export_runs."""
+    settings = export_settings(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    previous_audience_day = latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
+    before = (
+        None
+        if previous_audience_day is None
+        else read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds", previous_audience_day)
+    )
+    datasets = {
+        "subscriber_state": state_changes(read_day(ctx, SUBSCRIBER_STATE, "state_ds")),
+        "campaign_triggers": read_day(ctx, CAMPAIGN_TRIGGERS, "trigger_ds"),
+        "audience_changes": audience_changes(read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds"), before, ds),
+        "ledger_entries": read_day(ctx, LOYALTY_LEDGER, "entry_ds"),
+    }
+    mapping = None
+    if any(c.identifier == "msisdn" for c in settings.active):
+        path = render_template(settings.mapping_path, template_values(ds, ctx.raw_root))
+        if not list_extract_files(path):
+            raise PipelineError(f"{settings.file}: msisdn_mapping.path: no MSISDN mapping extract at {path}")
+        reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
+        mapping = reader.option("header", True).csv(path) if settings.mapping_format == "csv" else reader.parquet(path)
+        mapping = mapping.dropDuplicates(["subscriber_id"]).localCheckpoint()
+    root = str(ctx.config.get("exports.root", "./exports"))
+    records, summary = [], {}
+    for consumer in settings.active:
+        log.info(
+            "export %s for %s: %s via %s, subscriber identifier %s",
+            consumer.name,
+            ds,
+            ", ".join(consumer.datasets),
+            consumer.kind,
+            consumer.identifier,
+        )
+        chosen, held = {}, {}
+        for name in consumer.datasets:
+            leaving, held_back = with_identifier(datasets[name], consumer, mapping)
+            chosen[name] = leaving
+            held[name] = held_back.count()
+            if held[name]:
+                log.warning(
+                    "export %s %s: %d row(s) without an MSISDN mapping held back", consumer.name, name, held[name]
+                )
+        if consumer.kind == "files":
+            manifest = export_files(root, consumer, chosen, held, ds)
+            location = f"{root}/{consumer.name}/{ds.isoformat()}"
+            rows = {n: d["rows"] for n, d in manifest["datasets"].items()}
+            checksums = {n: ",".join(f["sha256"] for f in d["files"]) for n, d in manifest["datasets"].items()}
+        else:
+            rows = export_jdbc(ctx.spark, consumer, chosen, ds)
+            location, checksums = f"{consumer.table_prefix}*", {}
+        summary[consumer.name] = rows
+        records += [
+            (
+                ds,
+                consumer.name,
+                consumer.kind,
+                n,
+                consumer.identifier,
+                int(rows[n]),
+                location,
+                checksums.get(n),
+                "delivered",
+            )
+            for n in consumer.datasets
+        ]
+    lakehouse.write(
+        ctx.spark.createDataFrame(records, schema_of(EXPORT_RUNS)).coalesce(1),
+        EXPORT_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": ds},
+    )
+    # the suites of conf/quality.yaml validated by this stage (export_runs): after the gate, a
+    # critical failure fails the run once the delivery is made
+    after = [name for name, table in quality.quality_spec(ctx).tables.items() if table.validated_by == "exports"]
+    if after:
+        quality.run_quality(ctx, after)
+    return summary

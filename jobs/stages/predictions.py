@@ -1,0 +1,84 @@
+"""The predictions stage: the data-science team's dated delivery -> ml_predictions, its
+quarantine in events_rejected and its pipeline_runs row, accounted like an ingested source."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pyspark import StorageLevel
+
+from jobs.context import RunContext
+from jobs.ingest import IngestContext, SourceResult, file_rejects, known_subscribers, record_runs
+from jobs.predictions import (
+    PredictionContract,
+    classify_predictions,
+    to_prediction_rejects,
+    to_predictions,
+)
+from jobs.predictions import counts as prediction_counts
+from jobs.sources import SourceError, conform, read_extract
+from jobs.stages.settings import offer_catalogue, prediction_contract, subscriber_lookback_days
+from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
+
+__all__ = ["load_predictions", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """The data-science team's dated delivery -> ml_predictions, quarantine and accounting.
+    An operator without conf/ml_predictions.yaml has no such delivery: nothing to load."""
+    contract = prediction_contract(ctx)
+    if contract is None:
+        return {"status": "not_configured", "read": 0, "accepted": 0}
+    source, ds = contract.source, ctx.ds
+    if not contract.active:
+        result = SourceResult(source.name, "inactive", message="source is not active")
+    else:
+        try:
+            result = load_predictions(ctx, contract)
+        except SourceError as exc:
+            log.warning("ml predictions for %s: %s", ds, exc)
+            result = SourceResult(source.name, "missing", message=str(exc))
+    record_runs(ctx.lakehouse, "ingest", ds, [result])  # accounted like any ingested source
+    return {"status": result.status, "read": result.rows_read, "accepted": result.rows_accepted}
+
+
+def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceResult:
+    started = time.monotonic()
+    source, ds, lakehouse = contract.source, ctx.ds, ctx.lakehouse
+    extract = read_extract(ctx.spark, source, ds, ctx.raw_root)
+    conformed = conform(extract.rows, source)
+    file_lines = sum(r.lines for r in extract.rejected_files)  # files set aside whole: their lines are rejected
+    known = known_subscribers(lakehouse, ds, subscriber_lookback_days(ctx))
+    classified = classify_predictions(
+        conformed, source.columns, ds, contract.max_lateness_days, known, offer_catalogue(ctx).ids
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = prediction_counts(classified)
+        lakehouse.write(
+            to_predictions(classified, ds), ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": ds}
+        )
+        rejects = to_prediction_rejects(classified, source.columns, source.name, ds)
+        if extract.rejected_files:
+            batch = IngestContext(ds, str(ctx.config.get("operator.timezone")), "", "")
+            rejects = rejects.unionByName(file_rejects(ctx.spark, extract.rejected_files, source, batch))
+        lakehouse.write(
+            rejects,
+            EVENTS_REJECTED,
+            partition_by=["ingest_date"],
+            replace_where={"ingest_date": ds, "source": source.name},
+        )
+    finally:
+        classified.unpersist()
+    return SourceResult(
+        source.name,
+        "succeeded",
+        rows_read=n["read"] + file_lines,
+        rows_accepted=n["accepted"],
+        rows_rejected=n["rejected"] + file_lines,
+        rows_duplicate=n["duplicate"],
+        duration_s=round(time.monotonic() - started, 3),
+    )

@@ -1,0 +1,44 @@
+"""The progress stage: live mission_assignments x daily_activity -> mission_progress for the
+run date, completions recorded earlier staying final."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from jobs.context import RunContext
+from jobs.progress import prior_completions, track
+from jobs.stages.readers import read_day
+from jobs.stages.settings import mission_metrics, mission_settings
+from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_PROGRESS, schema_of
+
+__all__ = ["run"]
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """Live mission_assignments x daily_activity -> mission_progress for the run date."""
+    settings = mission_settings(ctx)
+    metrics = mission_metrics(ctx)
+    lakehouse, ds = ctx.lakehouse, ctx.ds
+    longest = max(settings.period_days.values()) + 1
+    window = [("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)]
+    assignments = lakehouse.read_or_empty(MISSION_ASSIGNMENTS, schema_of(MISSION_ASSIGNMENTS), partitions=window)
+    activity_rows = lakehouse.read(
+        DAILY_ACTIVITY, partitions=[("activity_date", ">=", ds - timedelta(days=longest)), ("activity_date", "<=", ds)]
+    )
+    earlier = lakehouse.read_or_empty(
+        MISSION_PROGRESS,
+        schema_of(MISSION_PROGRESS),
+        partitions=[("progress_ds", ">=", ds - timedelta(days=longest)), ("progress_ds", "<=", ds)],
+    )
+    # completions recorded so far, materialised before this date's rows are replaced
+    recorded = prior_completions(earlier, ds).localCheckpoint()
+    rows = track(assignments, activity_rows, recorded, metrics, ds)
+    result = lakehouse.write(rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds})
+    counts = {
+        r.status: r.n
+        for r in read_day(ctx, MISSION_PROGRESS, "progress_ds").groupBy("status").agg(F.count("*").alias("n")).collect()
+    }  # one row per status
+    return {"rows": result.rows_added, **counts}
