@@ -1,0 +1,152 @@
+"""The quality stage's entry point: `run_quality` selects the suites, plans and validates them,
+builds the run date's Data Docs site, replaces the date's rows of quality_results and raises
+QualityError when a critical expectation failed; warnings only log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.context import PipelineError, RunContext
+from jobs.quality.expectations import import_gx
+from jobs.quality.outcomes import Outcome, QualityError
+from jobs.quality.plan import due_sources, plan_raw, plan_table
+from jobs.quality.spec import RAW_PREFIX, QualitySpec, load_spec
+from jobs.quality.validation import SITE_NAME, gx_context, validate
+from jobs.tables import QUALITY_RESULTS, schema_of
+
+log = logging.getLogger(__name__)
+
+
+def quality_spec(ctx: RunContext) -> QualitySpec:
+    return load_spec(ctx.conf_path("quality.yaml"), ctx.config.get("quality") or {})
+
+
+def site_dir(ctx: RunContext, spec: QualitySpec) -> str | None:
+    """The local folder of the run date's Data Docs site, or None when the configured place is remote."""
+    configured = str(spec.data_docs_dir or f"{ctx.lakehouse.root}/_data_docs")
+    path = configured.removeprefix("file://")
+    if "://" in path:
+        log.warning("quality: Data Docs need a local folder, %s is not one: no Data Docs built", configured)
+        return None
+    return str(Path(path).resolve() / ctx.ds.isoformat())
+
+
+def suite_names(ctx: RunContext, spec: QualitySpec) -> list[str]:
+    """Every suite the configuration defines (raw ones for every configured source)."""
+    return [*(f"{RAW_PREFIX}{name}" for name in ctx.config.sources), *spec.tables]
+
+
+def selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
+    """Suite names matching any of `patterns` (exact names or globs like `raw.*`); all when None."""
+    if not patterns:
+        return list(names)
+    unknown = [p for p in patterns if not any(fnmatch(n, p) for n in names)]
+    if unknown:
+        raise PipelineError(f"unknown quality suite(s) {unknown}; known: {', '.join(names)}")
+    return [n for n in names if any(fnmatch(n, p) for p in patterns)]
+
+
+def run_quality(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
+    """Validate the run date's raw extracts and tables, record the outcomes in quality_results,
+    build Data Docs, and raise QualityError if a critical expectation failed."""
+    started = time.monotonic()
+    spec = quality_spec(ctx)
+    wanted = set(selected(suite_names(ctx, spec), suites))
+    plans = [plan_raw(ctx, spec, s) for s in due_sources(ctx) if f"{RAW_PREFIX}{s.name}" in wanted]
+    if suites is None:  # the gate: suites another stage validates wait for it
+        wanted -= {name for name, t in spec.tables.items() if t.validated_by != "quality"}
+    plans += [plan_table(ctx, spec, t) for name, t in spec.tables.items() if name in wanted]
+
+    site = site_dir(ctx, spec)
+    if site and suites is None:
+        shutil.rmtree(site, ignore_errors=True)  # a full rerun replaces the date's site
+    context = gx_context(site)
+    context.data_sources.add_spark("lakehouse")
+    run_id = import_gx().RunIdentifier(
+        run_name=f"quality-{ctx.ds.isoformat()}", run_time=datetime.combine(ctx.ds, datetime.min.time(), UTC)
+    )
+    outcomes: list[Outcome] = []
+    for plan in plans:
+        outcomes += plan.outcomes
+        if plan.batch is not None and plan.planned:
+            suite_started = time.monotonic()
+            outcomes += validate(context, plan, run_id, spec.sample_size)
+            log.info(
+                "quality suite %s: %d expectations in %.1fs",
+                plan.name,
+                len(plan.planned),
+                time.monotonic() - suite_started,
+            )
+    docs_url = None
+    if site:
+        context.build_data_docs(site_names=[SITE_NAME])  # once for every suite: far cheaper than per checkpoint
+        docs_url = Path(site, "index.html").as_uri()
+        log.info("quality Data Docs for %s: %s", ctx.ds, docs_url)
+
+    write_results(ctx, outcomes, None if suites is None else sorted(wanted))
+    failed_critical = [o for o in outcomes if o.status == "failed" and o.severity == "critical"]
+    failed_warning = [o for o in outcomes if o.status == "failed" and o.severity == "warning"]
+    for outcome in failed_warning:
+        log.warning("quality warning %s: %s", ctx.ds, outcome.describe())
+    summary = {
+        "suites": len(plans),
+        "expectations": sum(o.status != "skipped" for o in outcomes),
+        "failed_critical": len(failed_critical),
+        "failed_warning": len(failed_warning),
+        "skipped": [o.describe() for o in outcomes if o.status == "skipped"],
+        "data_docs": docs_url,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    log.info("quality %s: %s", ctx.ds, summary)
+    if failed_critical:
+        lines = "\n".join(f"  - {o.describe()}" for o in failed_critical)
+        docs = f"\nData Docs: {docs_url}" if docs_url else ""
+        raise QualityError(
+            f"{len(failed_critical)} critical quality expectation(s) failed for {ctx.ds}:\n{lines}{docs}",
+            failed_critical,
+        )
+    return summary
+
+
+def results_frame(ctx: RunContext, outcomes: Sequence[Outcome]) -> DataFrame:
+    rows = [
+        (
+            ctx.ds,
+            o.suite,
+            o.table,
+            o.expectation,
+            o.column,
+            o.scope,
+            o.severity,
+            o.status,
+            o.success,
+            o.observed,
+            json.dumps(o.details, sort_keys=True, default=str),
+        )
+        for o in outcomes
+    ]
+    return ctx.spark.createDataFrame(rows, schema_of(QUALITY_RESULTS))
+
+
+def write_results(ctx: RunContext, outcomes: Sequence[Outcome], suites: Sequence[str] | None) -> None:
+    """Replace the run date's rows of `suites` (all when None) in quality_results; a run of some
+    suites keeps the other suites' rows."""
+    fresh = results_frame(ctx, outcomes)
+    if suites is not None and ctx.lakehouse.exists(QUALITY_RESULTS):
+        kept = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)]).filter(
+            ~F.col("suite").isin(list(suites))
+        )
+        fresh = fresh.unionByName(kept).localCheckpoint()  # materialised before the old files go
+    ctx.lakehouse.write(fresh.coalesce(1), QUALITY_RESULTS, partition_by=["run_ds"], replace_where={"run_ds": ctx.ds})

@@ -1,0 +1,195 @@
+"""The quality configuration: conf/quality.yaml, with the `quality:` block of the run
+configuration merged over it, read and validated into a QualitySpec (the table suites and their
+checks, the raw checks with per-source overrides, the Data Docs folder); every error names the
+file and the key. Raw suites are named ``raw.<source>``, table suites after their table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs import expressions
+from jobs.config import ConfigError, load_yaml
+
+SEVERITIES = ("critical", "warning")
+VALIDATING_STAGES = ("quality", "exports")  # the gate, or the exports stage for what it writes itself
+TABLE_CHECKS = ("not_null", "between", "in_set", "unique", "min_rows", "row_count_change", "references", "reject_rate")
+RAW_CHECKS = (
+    "extract_present",
+    "contract_columns",
+    "min_rows",
+    "keys_not_null",
+    "required_not_null",
+    "types_parse",
+    "msisdn_valid",
+)
+RAW_PREFIX = "raw."
+
+
+@dataclass(frozen=True)
+class Check:
+    """One configured table check; `columns` are the table columns it reads."""
+
+    expect: str
+    severity: str
+    columns: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    date_column: str
+    partition_column: str
+    lookback_days: int | None = None  # when partitioned by another date: partitions read back from ds
+    optional: bool = False
+    checks: tuple[Check, ...] = ()
+    validated_by: str = "quality"  # the stage that validates the suite (exports: after delivering)
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    tables: Mapping[str, TableSpec]
+    raw_checks: Mapping[str, Mapping[str, Any]]
+    raw_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    data_docs_dir: str | None = None
+    sample_size: int = 5
+
+    def raw_for(self, source: str) -> dict[str, dict[str, Any]]:
+        """Raw checks of one source: the defaults with its overrides merged in."""
+        merged = {name: dict(spec) for name, spec in self.raw_checks.items()}
+        for name, spec in (self.raw_overrides.get(source) or {}).items():
+            merged[name] = {**merged.get(name, {}), **spec}
+        return merged
+
+
+def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> QualitySpec:
+    """Read conf/quality.yaml, merge `overlay` (the `quality:` block of the run configuration)
+    over it, and validate; errors name the file and the key."""
+    path = Path(path)
+    data = load_yaml(path) if path.exists() else {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, "-", "top level must be a mapping")
+    data = _deep_merge(data, overlay or {})
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(path, key, message)
+
+    sample_size = data.get("sample_size", 5)
+    if not isinstance(sample_size, int) or sample_size < 0:
+        fail("sample_size", f"must be a non-negative integer, got {sample_size!r}")
+    raw = data.get("raw") or {}
+    raw_checks = raw.get("checks") or {}
+    overrides = raw.get("sources") or {}
+    for name, spec in [*raw_checks.items(), *((f"{s}.{k}", v) for s, o in overrides.items() for k, v in o.items())]:
+        key = name.rpartition(".")[2]
+        if key not in RAW_CHECKS:
+            fail(f"raw.checks.{name}", f"unknown raw check; known: {', '.join(RAW_CHECKS)}")
+        _check_common(spec, f"raw.checks.{name}", fail, required_severity=False)
+    tables = {}
+    for name, spec in (data.get("tables") or {}).items():
+        tables[name] = _table_spec(name, spec or {}, fail)
+    return QualitySpec(
+        tables=tables,
+        raw_checks=raw_checks,
+        raw_overrides=overrides,
+        data_docs_dir=data.get("data_docs_dir"),
+        sample_size=sample_size,
+    )
+
+
+def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_common(spec: Any, key: str, fail: Any, *, required_severity: bool = True) -> None:
+    if not isinstance(spec, Mapping):
+        fail(key, "must be a mapping")
+    severity = spec.get("severity", "critical" if required_severity else None)
+    if severity is not None and severity not in SEVERITIES:
+        fail(f"{key}.severity", f"must be critical or warning, got {severity!r}")
+    mostly = spec.get("mostly")
+    if mostly is not None and not (isinstance(mostly, int | float) and 0 <= mostly <= 1):
+        fail(f"{key}.mostly", f"must be a fraction in [0, 1], got {mostly!r}")
+    floor = spec.get("min_rows")
+    if floor is not None:
+        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+            fail(f"{key}.min_rows", f"must be a non-negative integer, got {floor!r}")
+        if mostly is None:
+            fail(f"{key}.min_rows", "applies to a ratio check: set `mostly` too")
+
+
+def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
+    key = f"tables.{name}"
+    date_column = spec.get("date_column")
+    if not isinstance(date_column, str) or not date_column:
+        fail(f"{key}.date_column", "is required: the column equal to the run date on the run's rows")
+    lookback = spec.get("lookback_days")
+    if lookback is not None and (not isinstance(lookback, int) or lookback < 0):
+        fail(f"{key}.lookback_days", f"must be a non-negative integer, got {lookback!r}")
+    optional = spec.get("optional", False)
+    if not isinstance(optional, bool):
+        fail(f"{key}.optional", "must be true or false")
+    validated_by = spec.get("validated_by", "quality")
+    if validated_by not in VALIDATING_STAGES:
+        fail(f"{key}.validated_by", f"must be one of {', '.join(VALIDATING_STAGES)}, got {validated_by!r}")
+    checks = []
+    for i, check in enumerate(spec.get("checks") or []):
+        checks.append(_check(check, f"{key}.checks[{i}]", fail))
+    return TableSpec(
+        name=name,
+        date_column=date_column,
+        partition_column=spec.get("partition_column") or date_column,
+        lookback_days=lookback,
+        optional=optional,
+        checks=tuple(checks),
+        validated_by=validated_by,
+    )
+
+
+def _check(spec: Any, key: str, fail: Any) -> Check:
+    _check_common(spec, key, fail)
+    expect = spec.get("expect")
+    if expect not in TABLE_CHECKS:
+        fail(f"{key}.expect", f"unknown check {expect!r}; known: {', '.join(TABLE_CHECKS)}")
+    params = {k: v for k, v in spec.items() if k not in ("expect", "severity", "column", "columns")}
+    columns = spec.get("columns")
+    if spec.get("column") is not None:
+        columns = [spec["column"]]
+    if expect in ("not_null", "between", "in_set", "unique", "references"):
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            fail(f"{key}.columns", f"{expect} needs `column: name` or `columns: [names]`")
+    else:
+        columns = []
+    if expect == "between" and params.get("min") is None and params.get("max") is None:
+        fail(key, "between needs min, max or both")
+    if expect == "in_set" and not isinstance(params.get("values"), list):
+        fail(f"{key}.values", "in_set needs a list of values")
+    if expect == "min_rows" and not (isinstance(params.get("value"), int) and params["value"] >= 0):
+        fail(f"{key}.value", "min_rows needs a non-negative integer value")
+    if expect == "row_count_change" and not (
+        isinstance(params.get("tolerance"), int | float) and params["tolerance"] >= 0
+    ):
+        fail(f"{key}.tolerance", "row_count_change needs a non-negative tolerance, e.g. 0.5 for +-50%")
+    if expect == "references":
+        if len(columns) != 1:
+            fail(f"{key}.column", "references checks one column")
+        for required in ("table", "parent_column"):
+            if not isinstance(params.get(required), str):
+                fail(f"{key}.{required}", "is required for references")
+        if params.get("where") is not None:
+            expressions.parse(str(params["where"]), source=f"{key}.where")
+    if expect == "reject_rate":
+        rates = [params.get("max"), *(params.get("per_source") or {}).values()]
+        if not all(isinstance(r, int | float) and 0 <= r <= 1 for r in rates):
+            fail(f"{key}.max", "reject_rate needs max (and per_source values) as fractions in [0, 1]")
+    return Check(expect=expect, severity=spec.get("severity", "critical"), columns=tuple(columns), params=params)

@@ -1,0 +1,156 @@
+"""Running a planned suite through Great Expectations: the ephemeral GX context (keeping
+validation results in the date's Data Docs site), one Checkpoint per suite over its persisted
+batch with samples of the unexpected values of failed expectations, and `observed_text`, the
+readable account of a result that quality_results stores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pyspark import StorageLevel
+
+from jobs.quality.expectations import import_gx
+from jobs.quality.outcomes import Outcome, SuitePlan, passes_below_floor, small_batch_allowance
+
+SITE_NAME = "quality"
+RESULTS_DIR = "_results"  # validation results (JSON) inside a date's site folder
+
+
+def gx_context(site: str | None) -> Any:
+    """An ephemeral GX context; with a site folder, validation results are kept in it as JSON
+    so a later run of other suites for the same date adds to the same Data Docs."""
+    gx = import_gx()
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+    defaults = InMemoryStoreBackendDefaults()
+    sites = {}
+    if site:
+        sites[SITE_NAME] = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": site},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+        defaults.stores[defaults.validation_results_store_name]["store_backend"] = {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": f"{site}/{RESULTS_DIR}",
+        }
+    config = DataContextConfig(
+        store_backend_defaults=defaults,
+        data_docs_sites=sites,
+        analytics_enabled=False,
+        progress_bars={"globally": False},
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> list[Outcome]:
+    """Run one suite through a GX Checkpoint over its persisted batch; one outcome per expectation.
+
+    The checkpoint counts unexpected rows only; expectations that failed are validated again
+    for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job."""
+    gx = import_gx()
+    expectations = []
+    for i, planned in enumerate(plan.planned):
+        planned.expectation.meta = {**(planned.expectation.meta or {}), "quality_id": i}
+        expectations.append(planned.expectation)
+    asset = context.data_sources.get("lakehouse").add_dataframe_asset(name=plan.name)
+    batch_definition = asset.add_batch_definition_whole_dataframe(plan.name)
+    suite = context.suites.add(gx.ExpectationSuite(name=plan.name, expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=plan.name, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=plan.name,
+            validation_definitions=[definition],
+            result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
+        )
+    )
+    batch = plan.batch.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        run = checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
+        results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
+        floored = {
+            i
+            for i, r in results.items()
+            if not r.success
+            and passes_below_floor(r.result, r.expectation_config.kwargs.get("mostly"), plan.planned[i].min_rows)
+        }
+        failed = [
+            i for i, r in results.items() if not r.success and r.result.get("unexpected_count") and i not in floored
+        ]
+        samples = {}
+        if failed and sample_size:
+            gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": batch})
+            result_format = {"result_format": "BASIC", "partial_unexpected_count": sample_size}
+            for i in failed:
+                again = gx_batch.validate(results[i].expectation_config.to_domain_obj(), result_format=result_format)
+                samples[i] = again.result.get("partial_unexpected_list") or []
+    finally:
+        batch.unpersist()
+    outcomes = []
+    for i in sorted(results):
+        r, template = results[i], plan.planned[i].outcome
+        result = {**r.result, "partial_unexpected_list": samples[i]} if i in samples else r.result
+        observed = observed_text(result, r.exception_info)
+        floor = plan.planned[i].min_rows
+        if i in floored:
+            allowance = small_batch_allowance(r.expectation_config.kwargs.get("mostly"), floor)
+            observed += f"; passes: below {floor} rows up to {allowance} may be unexpected"
+        outcomes.append(
+            Outcome(
+                template.suite,
+                template.table,
+                template.expectation,
+                template.column,
+                template.severity,
+                "passed" if r.success or i in floored else "failed",
+                observed,
+                template.scope,
+                {"kwargs": _plain(r.expectation_config.kwargs), "result": _plain(result), "min_rows": floor},
+            )
+        )
+    return outcomes
+
+
+def observed_text(result: Mapping[str, Any], exception_info: Mapping[str, Any] | None) -> str:
+    """A short readable account of a GX result: the observed value, or unexpected rows and a sample."""
+    error = _exception_message(exception_info or {})
+    if error:
+        return f"error: {error}"
+    if "observed_value" in result:
+        value = result["observed_value"]
+        return "observed nothing: no row in scope" if value is None else f"observed {_short(value)}"
+    if "unexpected_count" in result:
+        total = result.get("element_count")
+        percent = result.get("unexpected_percent") or 0.0
+        text = f"{result['unexpected_count']} of {total} rows unexpected ({percent:.2f}%)"
+        sample = [v for v in result.get("partial_unexpected_list") or [] if v is not None]
+        if sample:
+            text += f", e.g. {', '.join(_short(v) for v in sample[:5])}"
+        return text
+    return ""
+
+
+def _exception_message(info: Mapping[str, Any]) -> str | None:
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
