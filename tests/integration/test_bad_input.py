@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import ingest
 from jobs.config import load_config
 from jobs.ingest import ACCEPTED, IngestContext, classify, run_ingest
+from jobs.ingest import run as ingest_run
 from jobs.lakehouse import Lakehouse
 from jobs.pipeline import build_lakehouse
 from jobs.sources import Source, conform, read_extract
@@ -204,7 +204,7 @@ def test_a_source_failing_at_write_time_fails_alone(night, tmp_path, monkeypatch
     lakehouse = Lakehouse(night["lakehouse"].spark, str(lake))
     wallet_before = [r for r in table_content(lakehouse, EVENTS) if '"source":"wallet"' in r]
     calls_before = [r for r in table_content(lakehouse, EVENTS) if '"source":"calls"' in r]
-    real_to_events = ingest.to_events
+    real_to_events = ingest_run.to_events
 
     def exploding_wallet(classified, source, ctx):
         events = real_to_events(classified, source, ctx)
@@ -213,7 +213,7 @@ def test_a_source_failing_at_write_time_fails_alone(night, tmp_path, monkeypatch
         boom = F.when(F.lit(True), F.raise_error(F.lit("wallet mapping exploded"))).otherwise(F.col("event_type"))
         return events.withColumn("event_type", boom)
 
-    monkeypatch.setattr(ingest, "to_events", exploding_wallet)
+    monkeypatch.setattr(ingest_run, "to_events", exploding_wallet)
     results = {r.source: r for r in run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)}
 
     assert results["wallet"].status == "degraded" and "wallet mapping exploded" in results["wallet"].message

@@ -1,0 +1,195 @@
+"""What the classified rows become: normalized `events` (one per matching mapping), quarantined
+`events_rejected` rows (rejected and duplicate records with the raw record as JSON, PII
+pseudonymised and phone numbers masked, plus one row per quarantined file), `subscriber_profile`
+rows from a CRM snapshot, and the accounting of rows per status. No reading or writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.ingest.classify import mapping_conditions
+from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
+from jobs.ingest.values import value_column
+from jobs.privacy import _ASCII_DIGITS as ASCII_DIGITS
+from jobs.privacy import _OTHER_DIGITS as OTHER_DIGITS
+from jobs.privacy import mask_digit_runs, mask_text, pseudonymise
+from jobs.sources import CORRUPT, SOURCE_FILE, FileReject, Source
+from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, schema_of
+
+
+def _raw_json(source: Source, ctx: IngestContext) -> Column:
+    """The raw record as delivered, as JSON; PII fields replaced by their pseudonym and
+    unparseable lines with phone-number-like digit runs masked."""
+    fields = []
+    for name, column in source.columns.items():
+        raw = F.col(f"_raw_{name}")
+        if name == source.subscriber_column:
+            raw = F.col("subscriber_id")
+        elif column.pii:
+            raw = pseudonymise(raw, ctx.country_code)
+        fields.append(raw.alias(column.path))
+    parsed = F.to_json(F.struct(*fields))
+    return F.when(F.col(CORRUPT).isNotNull(), _masked_line(F.col(CORRUPT))).otherwise(parsed)
+
+
+def _masked_line(line: Column) -> Column:
+    """An unparseable line with its phone numbers masked: digits of other scripts and Unicode
+    spaces (no-break, narrow, tabs) made plain first, so '٠٦١٢...' or '06 12 34...' written
+    with no-break spaces is masked like '06 12 34...'."""
+    plain = F.translate(F.regexp_replace(line, r"[\p{Z}\t\x0B\f]", " "), OTHER_DIGITS, ASCII_DIGITS)
+    return mask_digit_runs(plain)
+
+
+def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
+    if not source.mappings:  # a snapshot source that only feeds the profile
+        return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
+    conditions = mapping_conditions(source, ctx)
+    candidates = []
+    for i, (mapping, condition) in enumerate(zip(source.mappings, conditions, strict=True)):
+        where = f"mappings[{i}]"
+        subtype = value_column(mapping["event_subtype"], source, ctx, where=f"{where}.event_subtype")
+        mapping_id = mapping.get("id") or f"{mapping['event_type']}/{_describe(mapping['event_subtype'])}"
+        attributes = {**source.attributes, **(mapping.get("attributes") or {})}
+        event = F.struct(
+            F.lit(mapping_id).alias("mapping_id"),
+            F.lit(mapping["event_type"]).alias("event_type"),
+            subtype.cast("string").alias("event_subtype"),
+            _optional(mapping, "quantity", source, ctx, where).try_cast("double").alias("quantity"),
+            _optional(mapping, "unit", source, ctx, where).cast("string").alias("unit"),
+            _optional(mapping, "amount", source, ctx, where).try_cast("decimal(18,4)").alias("amount"),
+            _optional(mapping, "currency", source, ctx, where).cast("string").alias("currency"),
+            _optional(mapping, "channel", source, ctx, where).cast("string").alias("channel"),
+            _attributes(attributes, source, ctx, where).alias("attributes"),
+        )
+        candidates.append(F.when(condition, event))
+    exploded = classified.filter(F.col("_status") == ACCEPTED).select(
+        "*", F.explode(F.filter(F.array(*candidates), lambda e: e.isNotNull())).alias("_event")
+    )
+    return exploded.select(
+        F.sha2(F.concat_ws("|", F.col("record_key"), F.col("_event.mapping_id")), 256).alias("event_id"),
+        "subscriber_id",
+        "_event.event_type",
+        "_event.event_subtype",
+        F.lit(source.name).alias("source"),
+        "event_ts",
+        "event_date",
+        "_event.quantity",
+        "_event.unit",
+        "_event.amount",
+        "_event.currency",
+        "_event.channel",
+        "_event.attributes",
+        "record_key",
+        F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
+        F.lit(ctx.ds).alias("ingest_date"),
+        F.when(F.col("event_date") < F.lit(ctx.ds), F.lit("late_arrival"))
+        .otherwise(F.lit("normalized"))
+        .alias("processing_status"),
+    )
+
+
+def _describe(spec: Any) -> str:
+    return (
+        spec
+        if isinstance(spec, str)
+        else "|".join(str(v) for v in spec.values() if not isinstance(v, Mapping)) or "mapped"
+    )
+
+
+def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestContext, where: str) -> Column:
+    if key not in mapping or mapping[key] is None:
+        return F.lit(None)
+    return value_column(mapping[key], source, ctx, where=f"{where}.{key}")
+
+
+def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, where: str) -> Column:
+    if not specs:
+        return F.create_map().cast("map<string,string>")
+    pairs = []
+    for name, spec in sorted(specs.items()):
+        pairs += [F.lit(name), value_column(spec, source, ctx, where=f"{where}.attributes.{name}").cast("string")]
+    entries = F.map_from_arrays(F.array(*pairs[0::2]), F.array(*pairs[1::2]))
+    return F.map_filter(entries, lambda _k, v: v.isNotNull())
+
+
+def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Quarantined rows (rejected and duplicates) with the raw record, PII pseudonymised."""
+    rejected = classified.filter(F.col("_status") != ACCEPTED).withColumn("_raw_json", _raw_json(source, ctx))
+    return rejected.select(
+        F.sha2(
+            F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")),
+            256,
+        ).alias("reject_id"),
+        F.lit(source.name).alias("source"),
+        F.col(SOURCE_FILE).alias("source_file"),
+        "reject_reason",
+        "reject_message",
+        F.col("_raw_json").alias("raw_record"),
+        F.when(F.col("_msisdn_ok"), F.col("subscriber_id")).alias("subscriber_id"),
+        F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
+        F.lit(ctx.ds).alias("ingest_date"),
+    )
+
+
+def to_profile(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
+    """Accepted CRM snapshot rows -> subscriber_profile (one row per subscriber per day)."""
+    assert source.profile is not None
+    columns = [
+        value_column(spec, source, ctx, where=f"profile.columns.{name}").alias(name)
+        for name, spec in source.profile["columns"].items()
+    ]
+    profile = classified.filter(F.col("_status") == ACCEPTED).select("subscriber_id", *columns)
+    return profile.select(
+        *[
+            (F.col(f.name) if f.name in profile.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in schema_of(SUBSCRIBER_PROFILE).fields
+            if f.name != "snapshot_date"
+        ],
+        F.lit(ctx.ds).alias("snapshot_date"),
+    )
+
+
+def accounting(classified: DataFrame, ds: date | None = None) -> dict[str, Any]:
+    """Rows per status, events produced and (with `ds`) the late event dates accepted, in one
+    aggregation whose result is a single small row."""
+    accepted = F.col("_status") == ACCEPTED
+    late = F.collect_set(F.when(accepted & (F.col("event_date") < F.lit(ds)), F.col("event_date"))) if ds else F.array()
+    row = classified.agg(
+        F.count(F.lit(1)).alias("read"),
+        F.sum(F.when(accepted, 1).otherwise(0)).alias(ACCEPTED),
+        F.sum(F.when(F.col("_status") == REJECTED, 1).otherwise(0)).alias(REJECTED),
+        F.sum(F.when(F.col("_status") == DUPLICATE, 1).otherwise(0)).alias(DUPLICATE),
+        F.sum(F.when(accepted, F.col("_mapped")).otherwise(0)).alias("events"),
+        late.alias("late_dates"),
+    ).first()
+    counts: dict[str, Any] = {k: int(row[k] or 0) for k in ("read", ACCEPTED, REJECTED, DUPLICATE, "events")}
+    if ds:
+        counts["late_dates"] = sorted(row["late_dates"])  # at most max_lateness_days dates
+    return counts
+
+
+def file_rejects(spark: Any, rejects: Sequence[FileReject], source: Source, ctx: IngestContext) -> DataFrame:
+    """One events_rejected row per quarantined file (its lines are counted as rejected)."""
+    rows = [
+        (
+            hashlib.sha256(f"{source.name}|{r.path}|file".encode()).hexdigest(),
+            source.name,
+            r.path,
+            r.reason,
+            mask_text(f"{r.message}; the file's {r.lines:,} line(s) were not read"),
+            None,
+            None,
+            f"{source.name}-{ctx.batch_suffix}",
+            ctx.ds,
+        )
+        for r in rejects
+    ]
+    return spark.createDataFrame(rows, schema_of(EVENTS_REJECTED))
