@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs import quality
 from jobs.context import PipelineError, RunContext, build_lakehouse
-from jobs.ingest import describe_failure
+from jobs.run_log import StageResult, describe_failure, record_stages
 from jobs.stages import (
     activity,
     badges,
@@ -27,7 +27,6 @@ from jobs.stages import (
     segments,
     subscriber_state,
 )
-from jobs.tables import PIPELINE_RUNS, schema_of
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages"]
 
@@ -50,6 +49,10 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
 }
 
 
+# Stages that record their own pipeline_runs rows (one per source) instead of one for the stage.
+RECORDS_PER_SOURCE = frozenset({"ingest"})
+
+
 def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the selected stages in pipeline order. Each stage's pipeline_runs row is committed
     together with the others' when the run ends (or fails), and before the quality gate, which
@@ -58,54 +61,40 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise PipelineError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
-    recorded: list[tuple[str, str, float, str]] = []
+    recorded: list[StageResult] = []
+
+    def flush() -> None:
+        record_stages(ctx.lakehouse, ctx.ds, recorded)
+        recorded.clear()
+
     failed = True
     try:
         for name in STAGES:  # always in pipeline order, whatever order was asked
             if name not in selected:
                 continue
             if name == "quality":
-                record_stages(ctx, recorded)
+                flush()
             started = time.monotonic()
             try:
                 with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
                     ctx.results[name] = STAGES[name](ctx)
             except Exception as exc:
-                if name != "ingest":
-                    recorded.append((name, "failed", time.monotonic() - started, describe_failure(exc)))
+                if name not in RECORDS_PER_SOURCE:
+                    recorded.append(StageResult(name, "failed", time.monotonic() - started, describe_failure(exc)))
                 raise
             took = time.monotonic() - started
-            if name != "ingest":  # ingest records one row per source itself
-                recorded.append((name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
+            if name not in RECORDS_PER_SOURCE:
+                recorded.append(StageResult(name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
             log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
         failed = False
     finally:
         try:
-            record_stages(ctx, recorded)
+            flush()
         except Exception:
             if not failed:
                 raise
             log.exception("could not record the stages of the failed run in pipeline_runs")
     return ctx.results
-
-
-def record_stages(ctx: RunContext, recorded: list[tuple[str, str, float, str]]) -> None:
-    """Replace the recorded stages' rows for the run date in pipeline_runs, in one commit; the
-    list is emptied."""
-    if not recorded:
-        return
-    rows = [
-        (ctx.ds, stage, None, status, None, None, None, None, None, round(seconds, 3), message[:2000])
-        for stage, status, seconds, message in recorded
-    ]
-    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=",".join(r[1] for r in rows)):
-        ctx.lakehouse.write(
-            ctx.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)).coalesce(1),
-            PIPELINE_RUNS,
-            partition_by=["run_ds"],
-            replace_where={"run_ds": ctx.ds, "stage": [r[1] for r in rows]},
-        )
-    recorded.clear()
 
 
 def date_range(start: date, end: date) -> list[date]:

@@ -1,11 +1,16 @@
-"""`pipeline_runs` read without Spark: the latest processed date from the Delta log's file
-statistics, and one run date's rows (a few small files) with their report. The CLI's `report`
-and `run --to latest`, and the DAG's plain-Python tasks use it, so a no-op costs nothing on a
-cluster. The rows are written by the pipeline (`jobs.pipeline.record_stages`, and ingest's one
-row per source)."""
+"""`pipeline_runs`, the run log: one row per stage (and per source for ingest) and run date.
+
+Its one owner. Written with Spark by the runners (`record_runs` for ingest's sources,
+`record_stages` for the other stages, in one commit per run); read back by ingest's shrink guard
+(`previous_rows_read`). Read without Spark for the CLI's `report` and `run --to latest` and the
+DAG's plain-Python tasks (`latest_processed_date`, `run_report`, `format_report`), so a no-op
+costs nothing on a cluster. A failure is stored as `describe_failure` words it: a few lines,
+phone-number-like digits masked, never a raw record.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -15,10 +20,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from jobs.config import Config
 from jobs.context import lakehouse_root
-from jobs.tables import PIPELINE_RUNS
+from jobs.lakehouse import Lakehouse
+from jobs.privacy import mask_text
+from jobs.sources import SourceError
+from jobs.tables import PIPELINE_RUNS, schema_of
 
 INGEST = "ingest"
 REPORT_COLUMNS = (
@@ -33,6 +42,132 @@ REPORT_COLUMNS = (
     "duration_s",
     "message",
 )
+
+
+MESSAGE_CHARS = 2000  # a stored message is for a person to read; stack traces stay in the job's log
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """One source's ingest for a run date: its pipeline_runs row."""
+
+    source: str
+    status: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    events_written: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_duplicate
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One stage's run for a run date (stages after ingest): its pipeline_runs row."""
+
+    stage: str
+    status: str
+    duration_s: float
+    message: str
+
+
+# -- written with Spark -------------------------------------------------------------------------
+
+
+def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[SourceResult]) -> None:
+    """Replace this stage's rows for `ds` of the given sources, keeping rows of sources not rerun."""
+    rows = [
+        (
+            ds,
+            stage,
+            r.source,
+            r.status,
+            r.rows_read,
+            r.rows_accepted,
+            r.rows_rejected,
+            r.rows_duplicate,
+            r.events_written,
+            r.duration_s,
+            r.message[:MESSAGE_CHARS],
+        )
+        for r in results
+    ]
+    if not rows:
+        return
+    lakehouse.write(
+        lakehouse.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)),
+        PIPELINE_RUNS,
+        partition_by=["run_ds"],
+        replace_where={"run_ds": ds, "stage": stage, "source": [r.source for r in results]},
+    )
+
+
+def record_stages(lakehouse: Lakehouse, ds: date, results: Sequence[StageResult]) -> None:
+    """Replace the given stages' rows for `ds`, in one commit."""
+    if not results:
+        return
+    rows = [
+        (ds, r.stage, None, r.status, None, None, None, None, None, round(r.duration_s, 3), r.message[:MESSAGE_CHARS])
+        for r in results
+    ]
+    stages = [r.stage for r in results]
+    with lakehouse.committing(ds=ds.isoformat(), stage=",".join(stages)):
+        lakehouse.write(
+            lakehouse.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)).coalesce(1),
+            PIPELINE_RUNS,
+            partition_by=["run_ds"],
+            replace_where={"run_ds": ds, "stage": stages},
+        )
+
+
+def previous_rows_read(lakehouse: Lakehouse, ds: date) -> dict[str, int]:
+    """Rows read by each source's latest successful ingest before `ds`, in one small query
+    (pipeline_runs holds a row per source and day)."""
+    if not lakehouse.exists(PIPELINE_RUNS):
+        return {}
+    rows = (
+        lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "<", ds)])
+        .filter((F.col("stage") == INGEST) & (F.col("status") == "succeeded") & F.col("source").isNotNull())
+        .groupBy("source")
+        .agg(F.max_by("rows_read", "run_ds").alias("rows_read"))
+        .collect()  # one row per configured source
+    )
+    return {r.source: int(r.rows_read or 0) for r in rows}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A stored/logged description of why a source or stage failed: the first lines of the
+    error with phone-number-like digit runs masked, never a raw record."""
+    root = _java_root_cause(exc)
+    if isinstance(exc, SourceError):
+        text = str(exc)
+    elif root is not None:  # a JVM error: its root cause says what went wrong, not the Py4J call
+        text = root
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    first = "\n".join(text.strip().splitlines()[:3])
+    return mask_text(first)[:1000]
+
+
+def _java_root_cause(exc: BaseException) -> str | None:
+    """`Class: message` of the innermost cause of a Py4J Java error, None for other errors."""
+    cause = getattr(exc, "java_exception", None)
+    if cause is None:
+        return None
+    try:
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.toString())
+    except Exception:  # the gateway is gone: fall back to the Python text
+        return None
+
+
+# -- read without Spark -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

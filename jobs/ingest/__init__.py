@@ -7,10 +7,10 @@ Each raw row ends in exactly one place: accepted (one or more events), rejected 
 - `values`: value specs compiled to Columns, expression names/types, `source_problems`;
 - `classify`: subscriber, time, record key, reject reason and duplicates per raw row;
 - `outputs`: classified rows -> events, events_rejected, subscriber_profile rows; accounting;
-- `pipeline_runs`: the stage's pipeline_runs rows and the masked failure text;
 - `run`: the I/O: `run_ingest` reads, classifies and accounts each source (`prepare_source`),
   then writes the sources of a run together (`write_sources`).
-The transformations are pure; only `run` and `pipeline_runs` read or write tables.
+The transformations are pure; only `run` reads or writes tables (pipeline_runs through
+jobs.run_log).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 from jobs.ingest.classify import classify, with_prior_duplicates
 from jobs.ingest.context import ACCEPTED, IngestContext, SourceResult
 from jobs.ingest.outputs import accounting, file_rejects, to_events, to_profile, to_rejects
-from jobs.ingest.pipeline_runs import describe_failure, record_runs
 from jobs.ingest.run import ShrinkGuard, known_subscribers, run_ingest
 from jobs.ingest.values import source_problems
 
@@ -29,10 +28,8 @@ __all__ = [
     "SourceResult",
     "accounting",
     "classify",
-    "describe_failure",
     "file_rejects",
     "known_subscribers",
-    "record_runs",
     "run_ingest",
     "source_problems",
     "to_events",

@@ -22,11 +22,11 @@ from pyspark.sql import functions as F
 from jobs.ingest.classify import classify, with_prior_duplicates
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext, SourceResult
 from jobs.ingest.outputs import accounting, file_rejects, to_events, to_profile, to_rejects
-from jobs.ingest.pipeline_runs import describe_failure, previous_rows_read, record_runs
 from jobs.ingest.values import source_problems
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.profiles import profile_as_of
+from jobs.run_log import describe_failure, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
 

@@ -10,7 +10,7 @@ from typing import Any
 from pyspark import StorageLevel
 
 from jobs.context import RunContext
-from jobs.ingest import IngestContext, SourceResult, file_rejects, known_subscribers, record_runs
+from jobs.ingest import IngestContext, SourceResult, file_rejects, known_subscribers
 from jobs.predictions import (
     PredictionContract,
     classify_predictions,
@@ -18,6 +18,7 @@ from jobs.predictions import (
     to_predictions,
 )
 from jobs.predictions import counts as prediction_counts
+from jobs.run_log import record_runs
 from jobs.sources import SourceError, conform, read_extract
 from jobs.stages.settings import offer_catalogue, prediction_contract, subscriber_lookback_days
 from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
