@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from jobs import quality
 from jobs.context import PipelineError, RunContext, build_lakehouse
 from jobs.run_log import StageResult, describe_failure, record_stages
 from jobs.stages import (
@@ -23,6 +22,7 @@ from jobs.stages import (
     missions,
     predictions,
     progress,
+    quality,
     scores,
     segments,
     subscriber_state,
@@ -44,7 +44,7 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
     "loyalty": loyalty.run,
     "campaigns": campaigns.run,
     "subscriber_state": subscriber_state.run,
-    "quality": quality.run_quality,
+    "quality": quality.run,
     "exports": exports.run,
 }
 

@@ -346,7 +346,8 @@ def default_path(config: Config, ds: date) -> Path:
 
 def data_docs_index(ctx: RunContext) -> Path | None:
     """The run date's quality Data Docs index, when it was built locally."""
-    from jobs.quality import quality_spec, site_dir
+    from jobs.quality import site_dir
+    from jobs.stages.settings import quality_spec
 
     site = site_dir(ctx, quality_spec(ctx))
     index = Path(site, "index.html") if site else None

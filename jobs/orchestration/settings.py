@@ -192,7 +192,7 @@ def _as_date(value: Any) -> date:
 
 def source_shapes(config: Config) -> list[SourceShape]:
     """Active sources in ingest order: profile (CRM snapshot) sources first, then by name, as
-    `jobs.ingest.run_ingest` orders them."""
+    `jobs.stages.ingest.run_ingest` orders them."""
     shapes = [
         SourceShape(
             name=name,

@@ -7,8 +7,8 @@ the run date's rows of a lakehouse table. Every check goes through GX and shows 
 * ``batches``: pure transformations adding the columns cross-table and raw checks validate.
 * ``expectations``: the GX expectations of each configured check, and the GX import.
 * ``plan``: reading the run date's batches and planning each suite.
-* ``validation``: running a planned suite through GX and describing its results.
-* ``run``: the stage entry point `run_quality`, quality_results and Data Docs.
+* ``validation``: running a planned suite through GX, describing its results, the Data Docs site.
+The stage that runs the suites and writes quality_results is jobs.stages.quality.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 from jobs.quality.batches import raw_batch, with_orphans, with_reject_rates
 from jobs.quality.outcomes import QualityError, passes_below_floor, small_batch_allowance
 from jobs.quality.plan import read_day
-from jobs.quality.run import quality_spec, run_quality, selected, site_dir
-from jobs.quality.spec import TableSpec, load_spec
+from jobs.quality.spec import TableSpec, load_spec, selected, suite_names
+from jobs.quality.validation import site_dir
 from jobs.tables import QUALITY_RESULTS
 
 __all__ = [
@@ -26,13 +26,12 @@ __all__ = [
     "TableSpec",
     "load_spec",
     "passes_below_floor",
-    "quality_spec",
     "raw_batch",
     "read_day",
-    "run_quality",
     "selected",
     "site_dir",
     "small_batch_allowance",
+    "suite_names",
     "with_orphans",
     "with_reject_rates",
 ]

@@ -6,13 +6,15 @@ file and the key. Raw suites are named ``raw.<source>``, table suites after thei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from jobs import expressions
-from jobs.config import ConfigError, load_yaml
+from jobs.config import Config, ConfigError, load_yaml
+from jobs.context import PipelineError
 
 SEVERITIES = ("critical", "warning")
 VALIDATING_STAGES = ("quality", "exports")  # the gate, or the exports stage for what it writes itself
@@ -193,3 +195,18 @@ def _check(spec: Any, key: str, fail: Any) -> Check:
         if not all(isinstance(r, int | float) and 0 <= r <= 1 for r in rates):
             fail(f"{key}.max", "reject_rate needs max (and per_source values) as fractions in [0, 1]")
     return Check(expect=expect, severity=spec.get("severity", "critical"), columns=tuple(columns), params=params)
+
+
+def suite_names(config: Config, spec: QualitySpec) -> list[str]:
+    """Every suite the configuration defines (raw ones for every configured source)."""
+    return [*(f"{RAW_PREFIX}{name}" for name in config.sources), *spec.tables]
+
+
+def selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
+    """Suite names matching any of `patterns` (exact names or globs like `raw.*`); all when None."""
+    if not patterns:
+        return list(names)
+    unknown = [p for p in patterns if not any(fnmatch(n, p) for n in names)]
+    if unknown:
+        raise PipelineError(f"unknown quality suite(s) {unknown}; known: {', '.join(names)}")
+    return [n for n in names if any(fnmatch(n, p) for p in patterns)]

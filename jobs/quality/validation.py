@@ -7,16 +7,32 @@ readable account of a result that quality_results stores.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
 
+from jobs.context import RunContext
 from jobs.quality.expectations import import_gx
 from jobs.quality.outcomes import Outcome, SuitePlan, passes_below_floor, small_batch_allowance
+from jobs.quality.spec import QualitySpec
 
 SITE_NAME = "quality"
 RESULTS_DIR = "_results"  # validation results (JSON) inside a date's site folder
+
+log = logging.getLogger(__name__)
+
+
+def site_dir(ctx: RunContext, spec: QualitySpec) -> str | None:
+    """The local folder of the run date's Data Docs site, or None when the configured place is remote."""
+    configured = str(spec.data_docs_dir or f"{ctx.lakehouse.root}/_data_docs")
+    path = configured.removeprefix("file://")
+    if "://" in path:
+        log.warning("quality: Data Docs need a local folder, %s is not one: no Data Docs built", configured)
+        return None
+    return str(Path(path).resolve() / ctx.ds.isoformat())
 
 
 def gx_context(site: str | None) -> Any:

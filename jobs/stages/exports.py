@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jobs import quality
 from jobs.context import PipelineError, RunContext
 from jobs.exports import audience_changes, export_files, export_jdbc, state_changes, with_identifier
 from jobs.sources import list_extract_files, render_template, template_values
+from jobs.stages import quality
 from jobs.stages.readers import latest_before, read_day
-from jobs.stages.settings import export_settings
+from jobs.stages.settings import export_settings, quality_spec
 from jobs.tables import (
     CAMPAIGN_AUDIENCES,
     CAMPAIGN_TRIGGERS,
@@ -104,7 +104,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # the suites of conf/quality.yaml validated by this stage (export_runs): after the gate, a
     # critical failure fails the run once the delivery is made
-    after = [name for name, table in quality.quality_spec(ctx).tables.items() if table.validated_by == "exports"]
+    after = [name for name, table in quality_spec(ctx).tables.items() if table.validated_by == "exports"]
     if after:
-        quality.run_quality(ctx, after)
+        quality.run(ctx, after)
     return summary

@@ -10,7 +10,7 @@ from typing import Any
 from pyspark import StorageLevel
 
 from jobs.context import RunContext
-from jobs.ingest import IngestContext, SourceResult, file_rejects, known_subscribers
+from jobs.ingest import IngestContext, SourceResult, file_rejects
 from jobs.predictions import (
     PredictionContract,
     classify_predictions,
@@ -20,6 +20,7 @@ from jobs.predictions import (
 from jobs.predictions import counts as prediction_counts
 from jobs.run_log import record_runs
 from jobs.sources import SourceError, conform, read_extract
+from jobs.stages.ingest import known_subscribers
 from jobs.stages.settings import offer_catalogue, prediction_contract, subscriber_lookback_days
 from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
 

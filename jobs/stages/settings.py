@@ -26,6 +26,7 @@ from jobs.metrics import MetricRegistry
 from jobs.missions import MissionSettings, eligibility_names
 from jobs.offers import OfferCatalogue
 from jobs.predictions import PredictionContract
+from jobs.quality.spec import QualitySpec, load_spec
 from jobs.scoring import ScoringConfig
 from jobs.segments import SegmentRules
 from jobs.templates import CATEGORIES, MissionMetric, TemplateSet, load_mission_metrics, load_templates
@@ -48,6 +49,7 @@ __all__ = [
     "offer_catalogue",
     "prediction_contract",
     "profile_source",
+    "quality_spec",
     "scoring_config",
     "segment_rules",
     "subscriber_lookback_days",
@@ -205,3 +207,12 @@ def export_settings(ctx: RunContext | Config) -> ExportSettings:
         return ExportSettings.load(conf_dir(config) / "exports.yaml", config.get("exports.consumers") or {})
 
     return _once(ctx, "exports", load)
+
+
+def quality_spec(ctx: RunContext | Config) -> QualitySpec:
+    """conf/quality.yaml with the environment's `quality:` overlay."""
+    return _once(
+        ctx,
+        "quality_spec",
+        lambda config: load_spec(Path(config.conf_dir) / "quality.yaml", config.get("quality") or {}),
+    )

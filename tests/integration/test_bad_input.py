@@ -17,11 +17,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.config import load_config
-from jobs.ingest import ACCEPTED, IngestContext, classify, run_ingest
-from jobs.ingest import run as ingest_run
+from jobs.ingest import ACCEPTED, IngestContext, classify
 from jobs.lakehouse import Lakehouse
 from jobs.pipeline import build_lakehouse
 from jobs.sources import Source, conform, read_extract
+from jobs.stages import ingest as ingest_run
+from jobs.stages.ingest import run_ingest
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS
 from tests.integration.bad_input import corpus, corpus2
 

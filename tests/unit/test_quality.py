@@ -19,13 +19,13 @@ from jobs.quality import (
     passes_below_floor,
     raw_batch,
     read_day,
-    run_quality,
     selected,
     small_batch_allowance,
     with_orphans,
     with_reject_rates,
 )
 from jobs.sources import Source, conform
+from jobs.stages.quality import run as run_quality
 from jobs.tables import PIPELINE_RUNS, schema_of
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,6 @@
-"""The quality stage's entry point: `run_quality` selects the suites, plans and validates them,
-builds the run date's Data Docs site, replaces the date's rows of quality_results and raises
-QualityError when a critical expectation failed; warnings only log.
+"""The quality stage: `run` selects the suites, plans and validates them with Great
+Expectations (jobs.quality), builds the run date's Data Docs site, replaces the date's rows of
+quality_results and raises QualityError when a critical expectation failed; warnings only log.
 """
 
 from __future__ import annotations
@@ -11,59 +11,32 @@ import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.context import PipelineError, RunContext
+from jobs.context import RunContext
 from jobs.quality.expectations import import_gx
 from jobs.quality.outcomes import Outcome, QualityError
 from jobs.quality.plan import due_sources, plan_raw, plan_table
-from jobs.quality.spec import RAW_PREFIX, QualitySpec, load_spec
-from jobs.quality.validation import SITE_NAME, gx_context, validate
+from jobs.quality.spec import RAW_PREFIX, selected, suite_names
+from jobs.quality.validation import SITE_NAME, gx_context, site_dir, validate
+from jobs.stages.settings import quality_spec
 from jobs.tables import QUALITY_RESULTS, schema_of
+
+__all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
 
-def quality_spec(ctx: RunContext) -> QualitySpec:
-    return load_spec(ctx.conf_path("quality.yaml"), ctx.config.get("quality") or {})
-
-
-def site_dir(ctx: RunContext, spec: QualitySpec) -> str | None:
-    """The local folder of the run date's Data Docs site, or None when the configured place is remote."""
-    configured = str(spec.data_docs_dir or f"{ctx.lakehouse.root}/_data_docs")
-    path = configured.removeprefix("file://")
-    if "://" in path:
-        log.warning("quality: Data Docs need a local folder, %s is not one: no Data Docs built", configured)
-        return None
-    return str(Path(path).resolve() / ctx.ds.isoformat())
-
-
-def suite_names(ctx: RunContext, spec: QualitySpec) -> list[str]:
-    """Every suite the configuration defines (raw ones for every configured source)."""
-    return [*(f"{RAW_PREFIX}{name}" for name in ctx.config.sources), *spec.tables]
-
-
-def selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
-    """Suite names matching any of `patterns` (exact names or globs like `raw.*`); all when None."""
-    if not patterns:
-        return list(names)
-    unknown = [p for p in patterns if not any(fnmatch(n, p) for n in names)]
-    if unknown:
-        raise PipelineError(f"unknown quality suite(s) {unknown}; known: {', '.join(names)}")
-    return [n for n in names if any(fnmatch(n, p) for p in patterns)]
-
-
-def run_quality(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
+def run(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
     """Validate the run date's raw extracts and tables, record the outcomes in quality_results,
     build Data Docs, and raise QualityError if a critical expectation failed."""
     started = time.monotonic()
     spec = quality_spec(ctx)
-    wanted = set(selected(suite_names(ctx, spec), suites))
+    wanted = set(selected(suite_names(ctx.config, spec), suites))
     plans = [plan_raw(ctx, spec, s) for s in due_sources(ctx) if f"{RAW_PREFIX}{s.name}" in wanted]
     if suites is None:  # the gate: suites another stage validates wait for it
         wanted -= {name for name, t in spec.tables.items() if t.validated_by != "quality"}
