@@ -79,20 +79,60 @@ def test_daily_activity_whole_frame_with_a_tiny_registry(spark, registry):
     assert_df_equality(daily_activity(events, registry), expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_daily_activity_columns_follow_the_production_registry(spark):
-    """With conf/metrics.yaml: one column per daily metric then per derived flag, in written order."""
+def test_daily_activity_whole_frame_with_the_production_registry(spark):
+    """conf/metrics.yaml: one column per daily metric then per derived flag, in written order; a
+    metric no event counted is 0, except max aggregations (arpu, tenure_months), which stay null."""
     production = MetricRegistry.load(DEFAULT_CONF_DIR / "metrics.yaml")
     events = spark.createDataFrame(
-        [("s1", D2, "app", "app", "login", "app", "n", 1.0, None, {})],
+        [
+            ("s1", D2, "cdr", "cdr", "voice_out", "network", "min", 2.5, None, {"roaming": "Y"}),
+            ("s1", D2, "cdr", "cdr", "voice_in", "network", "min", 1.0, None, {"roaming": "N"}),
+            ("s1", D2, "cdr", "cdr", "data_session", "network", "MB", 300.0, None, {}),
+            ("s1", D2, "billing", "billing", "recharge", "app", "eur", 1.0, 10.0, {}),
+            ("s1", D2, "billing", "billing", "payment", "web", "days_late", 3.0, 40.0, {}),  # paid 3 days late
+            ("s1", D2, "app", "app", "login", "app", "n", 1.0, None, {}),
+            ("s2", D2, "care", "care", "complaint", "call_centre", "n", 1.0, None, {}),
+            ("s2", D2, "dwh", "dwh", "monthly_arpu", "dwh", "months", 26.0, 31.5, {}),
+        ],
         EVENTS_SCHEMA,
     )
-    # an app login counts in app_logins and digital_actions, so active and used_digital are 1; all else 0
-    ones = {"app_logins", "digital_actions", "active", "used_digital"}
-    nullable_max = {"arpu", "tenure_months"}  # max aggregations: null when nothing counted
-    values = [
-        None if name in nullable_max else (1.0 if name in ones else 0.0)
-        for name in [m.name for m in production.daily] + list(production.derived)
+    non_zero = {
+        "s1": {
+            "voice_minutes": 3.5,  # 2.5 out + 1.0 in
+            "voice_calls_out": 1.0,
+            "data_mb": 300.0,
+            "data_sessions": 1.0,
+            "roaming_events": 1.0,
+            "usage_events": 3.0,  # the three cdr records
+            "recharge_count": 1.0,
+            "recharge_amount": 10.0,
+            "payment_count": 1.0,
+            "payment_amount": 40.0,
+            "late_payments": 1.0,
+            "digital_payments": 2.0,  # the recharge in the app and the payment on the web
+            "app_logins": 1.0,
+            "digital_actions": 1.0,
+            "active": 1.0,
+            "used_voice": 1.0,
+            "used_data": 1.0,
+            "used_digital": 1.0,
+        },
+        "s2": {
+            "care_contacts": 1.0,
+            "call_centre_contacts": 1.0,
+            "complaints": 1.0,
+            "arpu": 31.5,
+            "tenure_months": 26.0,
+            # care and DWH rows are no usage, digital action, recharge or payment: not active
+        },
+    }
+    max_metrics = {"arpu", "tenure_months"}
+    names = [*(m.name for m in production.daily), *production.derived]
+    rows = [
+        (sub, *(values.get(n, None if n in max_metrics else 0.0) for n in names), D2)
+        for sub, values in non_zero.items()
     ]
-    columns = ", ".join(f"{n} double" for n in [m.name for m in production.daily] + list(production.derived))
-    expected = spark.createDataFrame([("s1", *values, D2)], f"subscriber_id string, {columns}, activity_date date")
-    assert_df_equality(daily_activity(events, production), expected, ignore_nullable=True)
+    columns = ", ".join(f"{n} double" for n in names)
+    expected = spark.createDataFrame(rows, f"subscriber_id string, {columns}, activity_date date")
+    actual = daily_activity(events, production)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
