@@ -8,8 +8,18 @@ from datetime import date, timedelta
 import pytest
 from chispa import assert_df_equality
 
-from jobs.badges import award, load_badges
-from jobs.loyalty import Budget, Budgets, LoyaltySettings, balances, earnings, ledger_entries, tiers, with_budgets
+from jobs.badges import award, held_levels, load_badges, not_awarded_later
+from jobs.loyalty import (
+    Budget,
+    Budgets,
+    LoyaltySettings,
+    balances,
+    earnings,
+    expiries,
+    ledger_entries,
+    tiers,
+    with_budgets,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -96,6 +106,44 @@ def test_badge_award_whole_frame_progressive_levels_and_unlock_order(spark, tmp_
         AWARD_SCHEMA,
     )
     assert_df_equality(award(subjects, held, types, day(0)), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_held_levels_whole_frame_highest_rank_before_the_run_date(spark):
+    awards = spark.createDataFrame(
+        [
+            ("s1", "data", 1, day(-3)),
+            ("s1", "data", 2, day(-1)),
+            ("s1", "loyal", 1, day(0)),  # awarded on the day being (re)run: not held before it
+            ("s2", "data", 4, day(1)),  # awarded after it
+            ("s3", "data", 1, day(-10)),
+        ],
+        "subscriber_id string, badge_type string, level_rank int, awarded_ds date",
+    )
+    expected = spark.createDataFrame(
+        [("s1", "data", 2), ("s3", "data", 1)], "subscriber_id string, badge_type string, held_rank int"
+    )
+    assert_df_equality(held_levels(awards, day(0)), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_not_awarded_later_whole_frame_a_rerun_never_repeats_a_later_award(spark):
+    new = spark.createDataFrame(
+        [("s1", "data.bronze", "bronze"), ("s1", "data.silver", "silver"), ("s2", "data.bronze", "bronze")],
+        "subscriber_id string, badge_id string, level string",
+    )
+    awards = spark.createDataFrame(
+        [
+            ("s1", "data.silver", day(1)),  # awarded after the rerun day: dropped
+            ("s2", "data.bronze", day(0)),  # awarded on the rerun day itself: rewritten
+            ("s1", "data.bronze", day(-1)),  # earlier days are held_levels' business, not this filter's
+        ],
+        "subscriber_id string, badge_id string, awarded_ds date",
+    )
+    expected = spark.createDataFrame(
+        [("s1", "data.bronze", "bronze"), ("s2", "data.bronze", "bronze")],
+        "subscriber_id string, badge_id string, level string",
+    )
+    actual = not_awarded_later(new, awards, day(0))
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 # -- loyalty ----------------------------------------------------------------------------------------
@@ -265,3 +313,24 @@ def test_tiers_whole_frame_upgrade_at_once_downgrade_after_grace(spark):
     )
     actual = tiers(subjects, balance, previous, SETTINGS, day(0))
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_expiries_whole_frame_take_back_what_expires_today(spark):
+    earned = spark.createDataFrame(
+        [
+            ("E1", "s1", "mission_completion", "a1", 100, "mission completed: m1", day(0), day(-365)),
+            ("E2", "s1", "badge_award", "w1", 50, "badge awarded: b1", day(1), day(-364)),  # tomorrow
+            ("E3", "s2", "mission_completion", "a3", 0, "mission completed: m3", day(0), day(-365)),  # capped to 0
+            ("E4", "s2", "expiry", "E0", -40, "points expired: x", None, day(-2)),  # a take-back expires never
+            ("E5", "s3", "badge_award", "w5", 30, "badge awarded: b5", day(0), day(-365)),
+        ],
+        ENTRY_SCHEMA,
+    )
+    expected = spark.createDataFrame(
+        [
+            (sha("expiry|E1"), "s1", "expiry", "E1", -100, "points expired: mission completed: m1", None, day(0)),
+            (sha("expiry|E5"), "s3", "expiry", "E5", -30, "points expired: badge awarded: b5", None, day(0)),
+        ],
+        ENTRY_SCHEMA,
+    )
+    assert_df_equality(expiries(earned, day(0)), expected, ignore_row_order=True, ignore_nullable=True)
