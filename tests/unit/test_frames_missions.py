@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 from chispa import assert_df_equality
 
-from jobs.missions import MissionSettings, assign
+from jobs.missions import MissionSettings, assign, baselines
 from jobs.progress import track
 from jobs.templates import MissionMetric
 
@@ -177,4 +177,31 @@ def test_track_whole_frame_every_aggregation_and_state(spark):
         "reward_points int, holdout boolean, progress_ds date",
     )  # fmt: skip
     actual = track(assignments, activity, recorded, METRICS, day(6))
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_baselines_whole_frame_usual_level_over_the_last_days(spark):
+    activity = spark.createDataFrame(
+        [
+            ("a", DS, 70.0, 1.0),
+            ("a", DS - timedelta(days=1), 0.0, 1.0),
+            ("a", DS - timedelta(days=2), 14.0, 1.0),
+            ("a", DS - timedelta(days=4), 7.0, 0.0),
+            ("a", DS - timedelta(days=7), 1000.0, 1.0),  # 8th day back: outside a 7-day baseline
+            ("a", DS + timedelta(days=1), 500.0, 1.0),  # after the run date: ignored
+            ("b", DS - timedelta(days=10), 5.0, 1.0),
+        ],
+        "subscriber_id string, activity_date date, data_mb double, active double",
+    )
+    expected = spark.createDataFrame(
+        [
+            # sum: (70 + 0 + 14 + 7) / 7 = 13 a day; days: 3 active of 7; streak: DS-2..DS = 3; max: best day 70
+            ("a", 13.0, 3.0 / 7, 3.0, 70.0),
+            # nothing in the window: 0 a day, 0 days, no streak, no best day
+            ("b", 0.0, 0.0, 0.0, None),
+        ],
+        "subscriber_id string, _baseline_data_mb double, _baseline_active_days double, "
+        "_baseline_usage_streak_days double, _baseline_best_day double",
+    )
+    actual = baselines(activity, list(METRICS.values()), DS, 7)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
