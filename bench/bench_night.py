@@ -306,10 +306,15 @@ def run_size(
 
     ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
     rows: list[dict[str, Any]] = []
-    out(f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}")
+    out(
+        f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}"
+        f"{'jobs':>7}"
+    )
     failure = None
     for name in [s for s in STAGES if s in stages]:
         traffic.reset()
+        group = f"bench-{subscribers}-{name}"
+        spark.sparkContext.setJobGroup(group, f"benchmark stage {name}")
         try:
             with stopwatch() as took:
                 run_stages(ctx, [name])
@@ -317,7 +322,11 @@ def run_size(
             failure = f"{name}: {type(exc).__name__}: {exc}"[:4000]
             out("   " + "\n   ".join(f"{name} failed: {failure}".splitlines()[:12]))
             break
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         entry = stage_entry(name, took(), traffic, lakehouse.root, ctx, pid)
+        # Spark jobs the stage started: a fixed cost per job that the data size does not change
+        entry["spark_jobs"] = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
         if name == "ingest" and synthetic_days and not real_days:  # the subscribers come from this night's CRM snapshot
             synthesize(ds)
         rows.append(entry)
@@ -408,6 +417,7 @@ def _stage_line(entry: dict[str, Any], indent: int = 3) -> str:
         f"{' ' * indent}{entry['stage']:<{27 - indent}}{entry['seconds']:9.1f}{number(entry['rows_in'], 13)}"
         f"{number(entry['rows_out'], 13)}{number(entry.get('rows_per_s'), 11)}"
         f"{number(entry.get('driver_peak_rss_mb'), 11, ',.0f')}{number(entry.get('jvm_peak_rss_mb'), 9, ',.0f')}"
+        f"{number(entry.get('spark_jobs'), 7)}"
     )
 
 

@@ -40,5 +40,7 @@ def test_bench_night_writes_every_figure_and_agrees_with_the_reference(spark, tm
         assert entry["agree"] is True, size["references"]
         assert entry["reference_seconds"] > 0 and entry["ratio"] > 0
     assert stages["ingest"]["driver_peak_rss_mb"] > 0 and stages["ingest"]["jvm_peak_rss_mb"] > 0
+    # every stage after ingest reads and writes Delta tables: at least one Spark job each
+    assert all(entry["spark_jobs"] >= 1 for name, entry in stages.items() if ":" not in name), stages
     assert size["references"]["cdr_ingest"]["details"]["events_only_in_spark"] == 0
     assert report["scaling"] == [{"subscribers": 300, "night_seconds": size["night_seconds"]}]
