@@ -1,4 +1,4 @@
--- Behavior features for one scoring day, after conf/scoring.yaml and jobs/scoring.py.
+-- Behavior features for one scoring day, after conf/scoring.yaml and jobs/scoring/.
 -- Grain: one row per subscriber of the newest CRM snapshot within the lookback, with every
 -- feature. Windows end on $ds; "observed days" are the window capped by the history available
 -- and the subscriber's tenure (at least 1).

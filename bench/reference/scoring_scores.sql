@@ -1,4 +1,4 @@
--- The five 0-100 behavior scores for one day, after conf/scoring.yaml and jobs/scoring.py.
+-- The five 0-100 behavior scores for one day, after conf/scoring.yaml and jobs/scoring/.
 -- Grain: one row per subscriber of `features` (scoring_features.sql), with every component's
 -- value (normalised, direction applied, missing filled) as <score>__<component> and the scores.
 -- Percentile components rank a value among 99 cut points: the values at ranks ceil(q * n),

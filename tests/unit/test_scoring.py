@@ -338,7 +338,7 @@ def test_sources_the_operator_does_not_have_are_unavailable():
 
 
 def test_unknown_tenure_is_not_a_new_joiner(spark, tmp_path):
-    from jobs.scoring import _profile_feature
+    from jobs.scoring.features import _profile_feature
 
     tenure = F.datediff(F.lit(DS), F.col("activation_date"))
     df = spark.createDataFrame(

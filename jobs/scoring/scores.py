@@ -1,0 +1,143 @@
+"""The five 0-100 scores from the features: each component transformed, normalised (min-max or
+percentile), weighted; the per-row breakdown (raw, normalized, weight, contribution) adds up to
+the score."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.scoring.config import SCORE_NAMES, Component, ScoringConfig
+
+PERCENTILES = [i / 100 for i in range(1, 100)]
+
+BREAKDOWN_TYPE = T.MapType(
+    T.StringType(),
+    T.StructType(
+        [
+            T.StructField("raw", T.DoubleType()),
+            T.StructField("normalized", T.DoubleType()),
+            T.StructField("weight", T.DoubleType()),
+            T.StructField("contribution", T.DoubleType()),
+            T.StructField("missing", T.BooleanType()),
+            T.StructField("degraded", T.BooleanType()),
+        ]
+    ),
+)
+
+
+def _transformed(component: Component) -> Column:
+    raw = F.col(component.feature).cast("double")
+    if component.transform == "log1p":
+        return F.log1p(F.greatest(raw, F.lit(0.0)))
+    if component.transform == "sqrt":
+        return F.sqrt(F.greatest(raw, F.lit(0.0)))
+    return raw
+
+
+def _quantile_column(score: str, component: Component) -> str:
+    return f"_q_{score}_{component.name}"
+
+
+def percentile_cuts(features: DataFrame, cfg: ScoringConfig) -> dict[str, DataFrame]:
+    """Approximate percentile cut points (99 per component) per `by` group, one aggregation
+    per distinct group column; tiny results, joined back by broadcast."""
+    by_group: dict[str, list[Column]] = {}
+    for score, components in cfg.scores.items():
+        for c in components:
+            if c.method == "percentile":
+                cut = F.percentile_approx(_transformed(c), PERCENTILES, 1000).alias(_quantile_column(score, c))
+                by_group.setdefault(c.by, []).append(cut)
+    cuts = {}
+    for by, aggregates in by_group.items():
+        grouped = features.groupBy(F.lit("all").alias("_all")) if by == "all" else features.groupBy(by)
+        cuts[by] = grouped.agg(*aggregates)
+    return cuts
+
+
+def _normalized(score: str, component: Component) -> Column:
+    value = _transformed(component)
+    if component.method == "minmax":
+        scaled = (value - F.lit(component.low)) / F.lit(component.high - component.low)
+        normalized = F.least(F.greatest(scaled, F.lit(0.0)), F.lit(1.0))
+    else:
+        cuts = F.col(_quantile_column(score, component))
+        below = F.size(F.filter(cuts, lambda q: q < value))
+        at_or_below = F.size(F.filter(cuts, lambda q: q <= value))
+        normalized = F.when(value.isNotNull() & cuts.isNotNull(), (below + at_or_below) / (2.0 * F.size(cuts)))
+    if component.direction == "lower":
+        normalized = 1.0 - normalized
+    return normalized
+
+
+def score_columns(score: str, components: Sequence[Component], degraded: set[str]) -> tuple[Column, Column]:
+    """The score (0-100) and its breakdown map for one score."""
+    parts = []
+    for c in components:
+        raw = F.col(c.feature).cast("double")
+        missing = raw.isNull()
+        normalized = _normalized(score, c)
+        filled = {"zero": F.lit(0.0), "neutral": F.lit(0.5), "exclude": F.lit(0.0)}[c.missing]
+        value = F.when(missing, filled).otherwise(F.coalesce(normalized, filled))
+        counted = ~missing if c.missing == "exclude" else F.lit(True)
+        parts.append((c, raw, missing, value, counted))
+    total_weight = sum((F.when(counted, F.lit(c.weight)).otherwise(0.0) for c, _, _, _, counted in parts), F.lit(0.0))
+    entries = []
+    contributions = []
+    for c, raw, missing, value, counted in parts:
+        weight = F.when(counted, F.lit(c.weight) / total_weight).otherwise(0.0)
+        contribution = 100.0 * value * weight
+        contributions.append(contribution)
+        entries += [
+            F.lit(c.name),
+            F.struct(
+                raw.alias("raw"),
+                F.round(value, 4).alias("normalized"),
+                F.round(weight, 4).alias("weight"),
+                F.round(contribution, 4).alias("contribution"),
+                missing.alias("missing"),
+                F.lit(c.feature in degraded).alias("degraded"),
+            ),
+        ]
+    total = F.round(F.least(F.greatest(sum(contributions, F.lit(0.0)), F.lit(0.0)), F.lit(100.0)), 2)
+    return total, F.create_map(*entries)
+
+
+def compute_scores(
+    features: DataFrame,
+    cuts: Mapping[str, DataFrame],
+    cfg: ScoringConfig,
+    ds: date,
+    degraded_features: set[str],
+    degraded_sources: Sequence[str],
+) -> DataFrame:
+    """Features -> one behavior_scores row per subscriber."""
+    df = features
+    for by, cut in cuts.items():
+        key = F.lit("all") if by == "all" else F.col(by)
+        df = df.join(
+            F.broadcast(
+                cut.withColumnRenamed(by, "_cut_key") if by != "all" else cut.withColumnRenamed("_all", "_cut_key")
+            ),
+            key == F.col("_cut_key"),
+            "left",
+        ).drop("_cut_key")
+    columns = []
+    for score in SCORE_NAMES:
+        total, breakdown = score_columns(score, cfg.scores[score], degraded_features)
+        columns += [total.alias(score), breakdown.alias(f"{score}_breakdown")]
+    return df.select(
+        "subscriber_id",
+        *columns,
+        "churn_probability",
+        "nbo_offer_id",
+        "nbo_score",
+        "model_version",
+        F.array(*[F.lit(s) for s in sorted(degraded_sources)]).cast("array<string>").alias("degraded_sources"),
+        F.lit(cfg.config_version).alias("config_version"),
+        F.lit(ds).alias("score_date"),
+    )
