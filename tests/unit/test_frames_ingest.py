@@ -9,60 +9,13 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs.ingest import IngestContext, classify, to_events
+from jobs.ingest import classify, to_events
 from jobs.privacy import pseudonymise_py
-from jobs.sources import CORRUPT, SOURCE_FILE, Source, conform
+from jobs.sources import conform
+from tests.unit.cdr_extract import CDR, CTX, KEY, raw_cdr
 
 pytestmark = pytest.mark.unit
 
-KEY = "unit-test-key"
-CTX = IngestContext(ds=date(2025, 3, 1), timezone="Europe/Paris", country_code="33", key=KEY, max_lateness_days=3)
-
-CDR = Source.from_config(
-    {
-        "name": "cdr",
-        "kind": "cdr",
-        "format": "csv",
-        "sync_frequency": "hourly",
-        "connection": {"path": "{raw_root}/cdr/{ds}/*.csv"},
-        "contract": {
-            "record_id": "string",
-            "msisdn": "string",
-            "record_type": "string",
-            "start_time": "string",
-            "duration_s": "long",
-            "bytes_down": "long",
-            "other_party": {"type": "string", "nullable": True, "pii": True},
-        },
-        "natural_key": ["record_id"],
-        "subscriber": {"column": "msisdn"},
-        "event_time": {"column": "start_time", "format": "yyyyMMddHHmmss", "zone": "local"},
-        "checks": [{"rule": "duration_s >= 0", "reason": "negative_duration"}],
-        "attributes": {"counterpart_id": {"pseudonymise": "other_party"}},
-        "mappings": [
-            {
-                "when": "record_type in ['MOC', 'MTC']",
-                "event_type": "cdr",
-                "event_subtype": {"map": "record_type", "values": {"MOC": "voice_out", "MTC": "voice_in"}},
-                "quantity": {"expr": "duration_s / 60.0"},
-                "unit": "minutes",
-                "channel": "network",
-            },
-            {
-                "when": "record_type == 'GPRS'",
-                "event_type": "cdr",
-                "event_subtype": "data_session",
-                "quantity": {"expr": "bytes_down / 1048576.0"},
-                "unit": "MB",
-            },
-            {"id": "any_call", "when": "record_type == 'MOC'", "event_type": "cdr", "event_subtype": "call_made"},
-        ],
-    }
-)
-RAW_COLUMNS = (
-    "record_id string, msisdn string, record_type string, start_time string, duration_s string, "
-    "bytes_down string, other_party string"
-)
 EVENTS_SCHEMA = (
     "event_id string, subscriber_id string, event_type string, event_subtype string, source string, "
     "event_ts timestamp, event_date date, quantity double, unit string, amount decimal(18,4), currency string, "
@@ -86,10 +39,7 @@ def test_to_events_whole_frame_one_event_per_matching_mapping(spark):
         # rejected by the negative_duration check: no event
         ("C4", "33612345678", "MOC", "20250301100000", "-5", "0", None),
     ]
-    # as a CSV read delivers them: all strings, no corrupt record, and the file they came from
-    raw = spark.createDataFrame([(*r, None) for r in rows], RAW_COLUMNS + f", {CORRUPT} string").withColumn(
-        SOURCE_FILE, F.lit("file:/raw/cdr/2025-03-01/cdr_10.csv")
-    )
+    raw = raw_cdr(spark, rows)  # as a CSV read delivers them, from file:/raw/cdr/2025-03-01/cdr_10.csv
     classified = classify(conform(raw, CDR), CDR, CTX, None)
 
     s1 = pseudonymise_py("+33612345678", KEY, "33")
