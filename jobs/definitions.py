@@ -30,12 +30,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from jobs.config import ConfigError, compose_yaml, parse_yaml
+from jobs.config import RESOURCE_ROOT, ConfigError, compose_yaml, parse_yaml
 
 ENVELOPE = ("id", "name", "version", "kind", "spec")
 ID = re.compile(r"^[a-z][a-z0-9_]*$")
 ID_PATTERN = ID.pattern
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_DIR = RESOURCE_ROOT / "docs" / "schemas"  # the committed copy the YAML files reference
 
 
 class DefinitionError(ConfigError):
@@ -155,6 +156,7 @@ class Family:
     kind: Kind
     location: str  # as the README names it: templates/missions/*.yaml, conf/segments.yaml
     key: str | None = None
+    required: bool = True  # the file must have `key` (else: no definitions of the kind)
 
     @property
     def schema_files(self) -> dict[str, dict[str, Any]]:
@@ -173,8 +175,8 @@ class Family:
         return {
             **header,
             "type": "object",
-            "title": f"{self.location}: {self.kind.title.lower()} definitions under `{key}` (other settings: see the file)",
-            "required": [key],
+            "title": f"{self.location}: {self.kind.name} definitions under `{key}`, beside the file's other settings",
+            **({"required": [key]} if self.required else {}),
             "properties": {key: {"type": "array", "items": {"$ref": "#/$defs/definition"}}},
             "$defs": {"definition": definition_schema(self.kind)},
         }
@@ -193,9 +195,9 @@ def families() -> list[Family]:
         Family(MISSION_TEMPLATE, "templates/missions/*.yaml"),
         Family(BADGE, "templates/badges/*.yaml"),
         Family(SEGMENT, "conf/segments.yaml", "segments"),
-        Family(AUDIENCE, "conf/campaigns.yaml", "audiences"),
+        Family(AUDIENCE, "conf/campaigns.yaml", "audiences", required=False),
         Family(TIER, "conf/loyalty.yaml", "tiers"),
-        Family(QUALITY_SUITE, "conf/quality.yaml", "tables"),
+        Family(QUALITY_SUITE, "conf/quality.yaml", "tables", required=False),
     ]
 
 
@@ -206,6 +208,31 @@ def schemas() -> dict[str, dict[str, Any]]:
 
 def render_schema(schema: Mapping[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
+
+
+def write_schemas(out: str | Path) -> list[Path]:
+    """Write every schema file into `out`; the written paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in schemas().items():
+        (out / name).write_text(render_schema(schema), encoding="utf-8")
+        written.append(out / name)
+    return written
+
+
+def stale_schemas(out: str | Path) -> list[str]:
+    """Schema files of `out` that are missing or differ from what the code generates, and
+    *.schema.json files it holds that the code no longer generates."""
+    out = Path(out)
+    expected = schemas()
+    stale = [
+        name
+        for name, schema in expected.items()
+        if not (out / name).exists() or (out / name).read_text(encoding="utf-8") != render_schema(schema)
+    ]
+    stale += sorted(p.name for p in out.glob("*.schema.json") if p.name not in expected)
+    return stale
 
 
 # -- the loader ------------------------------------------------------------------------------
