@@ -81,6 +81,11 @@ class Definition:
         found = value_node(spec, keys) if spec is not None else None
         return node_position(found) if found is not None else (self.line, self.column)
 
+    @property
+    def id_position(self) -> tuple[int, int]:
+        found = _child(self.node, "id")
+        return node_position(found) if found is not None else (self.line, self.column)
+
     def problem(self, keys: Sequence[str | int], message: str) -> str:
         """`file:line:column: spec.key: message` for a problem of the value at `keys`."""
         line, column = self.position(*keys)
@@ -310,9 +315,10 @@ def unique(definitions: Sequence[Definition], problems: list[str]) -> list[Defin
     for d in definitions:
         seen = first.get((d.kind, d.id))
         if seen is not None:
+            (line, column), (first_line, first_column) = d.id_position, seen.id_position
             problems.append(
-                f"{d.file}:{d.line}:{d.column}: id: {d.kind} {d.id!r} is already defined at "
-                f"{seen.file}:{seen.line}:{seen.column}"
+                f"{d.file}:{line}:{column}: id: {d.kind} {d.id!r} is already defined at "
+                f"{seen.file}:{first_line}:{first_column}"
             )
             continue
         first[(d.kind, d.id)] = d
