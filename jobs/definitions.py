@@ -397,6 +397,16 @@ def _spec_problems(path: Path, node: yaml.Node, kind: Kind, spec: Mapping[str, A
     problems = []
     for error in sorted(validator.iter_errors(_json_ready(spec)), key=lambda e: [str(p) for p in e.absolute_path]):
         keys = list(error.absolute_path)
+        if error.validator == "additionalProperties":  # each unknown key where it is written
+            allowed = ", ".join(error.schema.get("properties", {}))
+            parent = value_node(spec_node, keys)
+            for extra in (k for k in error.instance if k not in error.schema.get("properties", {})):
+                key_node = next((k for k, _ in getattr(parent, "value", []) if k.value == extra), parent)
+                line, column = node_position(key_node) if key_node is not None else node_position(node)
+                problems.append(
+                    f"{path}:{line}:{column}: {dotted(('spec', *keys, extra))}: unknown key (allowed: {allowed})"
+                )
+            continue
         found = value_node(spec_node, keys) or spec_node
         line, column = node_position(found) if found is not None else node_position(node)
         problems.append(f"{path}:{line}:{column}: {dotted(('spec', *keys))}: {_message(error)}")
@@ -405,9 +415,6 @@ def _spec_problems(path: Path, node: yaml.Node, kind: Kind, spec: Mapping[str, A
 
 def _message(error: jsonschema.ValidationError) -> str:
     """A schema error in the words of a configuration message."""
-    if error.validator == "additionalProperties":
-        allowed = ", ".join(error.schema.get("properties", {}))
-        return f"{error.message.removeprefix('Additional properties are not allowed ')} (allowed: {allowed})"
     if error.validator in ("anyOf", "oneOf") and error.context:
         options = "; or ".join(dict.fromkeys(e.message for e in error.context))
         return f"{error.instance!r} is not valid: {options}"

@@ -46,7 +46,8 @@ def test_a_template_naming_an_unknown_offer_is_rejected(tmp_path):
     path.write_text(path.read_text().replace('"ROAM_PASS_7D"', '"ROAM_PASS_UNKNOWN"'))
     config = load_config(root / "conf", env="test", environ={})
     with pytest.raises(
-        TemplateError, match=r"roaming_traveller\.yaml:\d+:\d+: spec\.reward\.offer_id: unknown offer 'ROAM_PASS_UNKNOWN'"
+        TemplateError,
+        match=r"roaming_traveller\.yaml:\d+:\d+: spec\.reward\.offer_id: unknown offer 'ROAM_PASS_UNKNOWN'",
     ):
         template_set(config)
 

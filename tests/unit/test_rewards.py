@@ -223,7 +223,9 @@ def test_badge_validation_names_file_line_and_column(tmp_path):
         badges.load_badges(tmp_path, ["total_data_mb", "loyalty"])
     problems = "\n".join(failed.value.problems)
     assert f"{tmp_path / 'a.yaml'}:12:16: unknown name 'total_data_mbb'" in problems
-    assert f"{tmp_path / 'b.yaml'}:13:11: spec.points: must not decrease from bronze to platinum: [1, 2, 0, 4]" in problems
+    assert (
+        f"{tmp_path / 'b.yaml'}:13:11: spec.points: must not decrease from bronze to platinum: [1, 2, 0, 4]" in problems
+    )
     assert f"{tmp_path / 'c.yaml'}:7:17: spec.unlock_order: 3 is also the order of d" in problems
     assert f"{tmp_path / 'd.yaml'}:7:17: spec.unlock_order: 3 is also the order of c" in problems
     assert len(failed.value.problems) == 4
