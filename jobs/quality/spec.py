@@ -140,6 +140,8 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
     for name, (definition, spec) in suites.items():
         try:
             tables[name] = _table_spec(name, spec, fail)
+        except CheckErrors as exc:
+            problems += [_suite_problem(path, definition, e) for e in exc.errors]
         except ConfigError as exc:
             problems.append(_suite_problem(path, definition, exc))
     if problems:
@@ -151,6 +153,14 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
         data_docs_dir=data.get("data_docs_dir"),
         sample_size=sample_size,
     )
+
+
+class CheckErrors(ConfigError):
+    """The problems of several checks of one suite."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__(errors[0].file, errors[0].key, "; ".join(e.message for e in errors))
 
 
 def _suite_problem(path: Path, definition: Definition | None, exc: ConfigError) -> str:
@@ -208,9 +218,14 @@ def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
     validated_by = spec.get("validated_by", "quality")
     if validated_by not in VALIDATING_STAGES:
         fail(f"{key}.validated_by", f"must be one of {', '.join(VALIDATING_STAGES)}, got {validated_by!r}")
-    checks = []
+    checks, errors = [], []
     for i, check in enumerate(spec.get("checks") or []):
-        checks.append(_check(check, f"{key}.checks[{i}]", fail))
+        try:
+            checks.append(_check(check, f"{key}.checks[{i}]", fail))
+        except ConfigError as exc:  # the other checks are still checked
+            errors.append(exc)
+    if errors:
+        raise CheckErrors(errors)
     return TableSpec(
         name=name,
         date_column=date_column,

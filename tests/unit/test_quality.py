@@ -342,6 +342,18 @@ def test_config_errors_name_the_key(tmp_path):
         load_spec(path, {"tables": {"t": {"checks": [{"expect": "distinct"}]}}})
 
 
+def test_every_check_problem_of_a_suite_is_listed_at_once(tmp_path):
+    path = tmp_path / "quality.yaml"
+    suite_file(path, "{expect: between, columns: [a]}", "{expect: in_set, columns: [b]}")
+    with pytest.raises(ConfigError) as error:
+        load_spec(path)
+    # each at its check (a missing key: the check's mapping, column 11 of its line)
+    assert error.value.problems == [
+        f"{path}:9:11: tables.t.checks[0]: between needs min, max or both",
+        f"{path}:10:11: tables.t.checks[1].values: in_set needs a list of values",
+    ]
+
+
 def test_suite_selection_accepts_globs_and_refuses_unknown_names():
     names = ["raw.cdr", "raw.app", "events", "behavior_scores"]
     assert selected(names, ["raw.*", "events"]) == ["raw.cdr", "raw.app", "events"]
