@@ -33,6 +33,7 @@ import yaml
 from jobs.config import RESOURCE_ROOT, ConfigError, compose_yaml, parse_yaml
 
 ENVELOPE = ("id", "name", "version", "kind", "spec")
+KINDS = ("mission_template", "badge", "segment", "audience", "tier", "quality_suite")  # see families()
 ID = re.compile(r"^[a-z][a-z0-9_]*$")
 ID_PATTERN = ID.pattern
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -370,7 +371,11 @@ def _read_one(path: Path, node: yaml.Node, data: Any, kinds: Sequence[Kind], pro
         bad("version", f"must be a positive integer, got {data['version']!r}")
     kind = known.get(data.get("kind")) if isinstance(data.get("kind"), str) else None
     if "kind" in data and kind is None:
-        bad("kind", f"must be {' or '.join(repr(k) for k in known)} here, got {data['kind']!r}")
+        expected = " or ".join(repr(k) for k in known)
+        if data["kind"] in KINDS:
+            bad("kind", f"a {data['kind']} does not belong in this file (expected {expected})")
+        else:
+            bad("kind", f"unknown kind {data['kind']!r} (known: {', '.join(KINDS)}; expected here: {expected})")
     if "spec" in data:
         if not isinstance(data["spec"], Mapping):
             bad("spec", "must be a mapping")

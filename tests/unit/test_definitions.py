@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from jobs import definitions
 from jobs.campaigns import CampaignSettings
 from jobs.cli import main
 from jobs.config import DEFAULT_CONF_DIR, ConfigError, load_config
@@ -48,7 +49,7 @@ def as_json(value):
 
 
 def test_there_is_one_family_per_kind():
-    assert {f.kind.name for f in families()} == KINDS
+    assert {f.kind.name for f in families()} == KINDS == set(definitions.KINDS)
     assert all(family_files(f) for f in families())
 
 
@@ -131,7 +132,8 @@ def test_every_envelope_mistake_of_a_file_is_reported_at_once(tmp_path):
         f"{path}:2:5: missing key(s): kind",
         f"{path}:13:14: version: must be a positive integer, got 0",
         f"{path}:18:15: version: must be a positive integer, got '2'",
-        f"{path}:19:11: kind: must be 'segment' here, got 'segmnet'",
+        f"{path}:19:11: kind: unknown kind 'segmnet' (known: mission_template, badge, segment, audience, tier, "
+        "quality_suite; expected here: 'segment')",
         f"{path}:25:5: unknown key 'rule': a definition has id, name, version, kind, spec "
         "(the kind's own settings go under `spec:`)",
         f"{path}:21:9: id: must be snake_case (lowercase letters, digits, _; a letter first), got 'Bad-Id'",
