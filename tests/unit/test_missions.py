@@ -139,7 +139,10 @@ def test_catalog_expands_templates_across_segments_levels_and_periods(tmp_path):
         (("      priority: 60\n", ""), "streak.yaml:6:3: spec: 'priority' is a required property"),
         (("id: streak", "id: streek"), "streak.yaml:1:5: id: 'streek' does not match the file name 'streak'"),
         (("version: 2", "version: 0"), "streak.yaml:3:10: version: must be a positive integer, got 0"),
-        (("kind: mission_template", "kind: badge"), "streak.yaml:4:7: kind: a badge does not belong in this file (expected 'mission_template')"),
+        (
+            ("kind: mission_template", "kind: badge"),
+            "streak.yaml:4:7: kind: a badge does not belong in this file (expected 'mission_template')",
+        ),
     ],
 )
 def test_validation_errors_are_precise(tmp_path, edit, expected):
