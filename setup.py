@@ -37,6 +37,7 @@ setup(
         "pyarrow>=18",
         "numpy>=1.26",
         "pyyaml>=6.0",
+        "jsonschema>=4.18",  # the definitions' spec schemas (jobs.definitions)
         "great-expectations>=1.0",  # the quality stage runs by default
     ],
     extras_require={

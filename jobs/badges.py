@@ -25,12 +25,42 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
+from jobs.definitions import Definition, Kind, read_definition_files
 from jobs.lifetime import badge_missions_name
-from jobs.templates import TemplateError, read_definition, value_position
+from jobs.templates import TemplateError
 
 LEVELS = ("bronze", "silver", "gold", "platinum")
 BADGE_MISSIONS = "badge_missions"  # in a badge's rules: completed missions whose template names it
-ENVELOPE = ("id", "name", "version", "kind", "description", "unlock_order", "auto_award_rules", "points")
+BADGE = Kind(
+    "badge",
+    "Badge type: four progressive levels, each with an auto-award rule and its points",
+    {
+        "required": ["description", "unlock_order", "auto_award_rules", "points"],
+        "additionalProperties": False,
+        "properties": {
+            "description": {"type": "string"},
+            "unlock_order": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the lowest is open to all; another unlocks once a badge of a lower order is held",
+            },
+            "auto_award_rules": {
+                "type": "object",
+                "description": "per level, in this order, a rule in the expression language",
+                "required": list(LEVELS),
+                "additionalProperties": False,
+                "properties": {level: {"type": "string"} for level in LEVELS},
+            },
+            "points": {
+                "type": "object",
+                "description": "per level, in this order, the points it is worth (never decreasing)",
+                "required": list(LEVELS),
+                "additionalProperties": False,
+                "properties": {level: {"type": "integer", "minimum": 0} for level in LEVELS},
+            },
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -53,46 +83,46 @@ def load_badges(directory: str | Path, names: Sequence[str]) -> list[BadgeType]:
     """Load and validate every badge type; raise TemplateError listing all problems."""
     directory = Path(directory)
     files = sorted(directory.glob("*.yaml"))
-    problems: list[str] = [] if files else [f"{directory}: no badge definitions (*.yaml) found"]
-    badges = [b for b in (_load_one(p, sorted(set(names)), problems) for p in files) if b is not None]
-    orders = [b.unlock_order for b in badges]
+    problems: list[str] = [] if files else [f"{directory}:1:1: no badge definitions (*.yaml) found"]
+    allowed = sorted(set(names))
+    definitions = read_definition_files(files, [BADGE], problems, id_is_file_name=True)
+    badges = [b for b in (_from_definition(d, allowed, problems) for d in definitions) if b is not None]
+    by_order: dict[int, list[BadgeType]] = {}
     for badge in badges:
-        if orders.count(badge.unlock_order) > 1:
-            problems.append(f"{badge.file}: unlock_order: {badge.unlock_order} is used by more than one badge")
+        by_order.setdefault(badge.unlock_order, []).append(badge)
+    for badge in badges:
+        others = [b.id for b in by_order[badge.unlock_order] if b is not badge]
+        if others:
+            line, column = next(d for d in definitions if d.id == badge.id).position("unlock_order")
+            problems.append(
+                f"{badge.file}:{line}:{column}: spec.unlock_order: {badge.unlock_order} is also the order of "
+                f"{', '.join(others)}"
+            )
     if problems:
         raise TemplateError(problems)
     return sorted(badges, key=lambda b: b.unlock_order)
 
 
-def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeType | None:
+def _from_definition(definition: Definition, names: Sequence[str], problems: list[str]) -> BadgeType | None:
+    """The badge type of a definition whose envelope and spec shape are valid: checks the level
+    order, the rules and the points."""
     start = len(problems)
-
-    def problem(key: str, message: str) -> None:
-        problems.append(f"{path}: {key}: {message}")
-
-    parsed = read_definition(path, ENVELOPE, "badge", problems)
-    if parsed is None:
-        return None
-    data, root = parsed
-    if data["kind"] != "badge":
-        problem("kind", "must be `badge`")
-    for key in ("version", "unlock_order"):
-        if not isinstance(data[key], int) or data[key] < 0:
-            problem(key, "must be a non-negative integer")
+    data = definition.spec
     rules, points = data["auto_award_rules"], data["points"]
-    positions: dict[str, tuple[int, int]] = {}
     for key, spec in (("auto_award_rules", rules), ("points", points)):
-        if not isinstance(spec, Mapping) or list(spec) != list(LEVELS):
-            problem(key, f"must define exactly the levels {', '.join(LEVELS)}, in that order")
-            return None
+        if list(spec) != list(LEVELS):
+            problems.append(definition.problem([key], f"must define the levels {', '.join(LEVELS)}, in that order"))
+    if len(problems) > start:
+        return None
+    positions: dict[str, tuple[int, int]] = {}
     for level in LEVELS:
-        line, column = value_position(root, ("auto_award_rules", level))
+        line, column = definition.position("auto_award_rules", level)
         positions[level] = (line, column)
         try:
             expressions.validate(
                 str(rules[level]),
                 names,
-                source=str(path),
+                source=definition.file,
                 line=line,
                 column=column,
                 types=expressions.subject_types(names),
@@ -101,21 +131,19 @@ def _load_one(path: Path, names: Sequence[str], problems: list[str]) -> BadgeTyp
         except expressions.ExpressionError as exc:
             problems.append(str(exc))
     values = [points[level] for level in LEVELS]
-    if not all(isinstance(v, int) and v >= 0 for v in values):
-        problem("points", "must be non-negative integers")
-    elif values != sorted(values):
-        problem("points", f"must not decrease from bronze to platinum: {values}")
+    if values != sorted(values):
+        problems.append(definition.problem(["points"], f"must not decrease from bronze to platinum: {values}"))
     if len(problems) > start:
         return None
     return BadgeType(
-        id=data["id"],
-        name=str(data["name"]),
-        version=int(data["version"]),
+        id=definition.id,
+        name=definition.name,
+        version=definition.version,
         description=str(data["description"]),
         unlock_order=int(data["unlock_order"]),
         rules={level: str(rules[level]) for level in LEVELS},
         points={level: int(points[level]) for level in LEVELS},
-        file=str(path),
+        file=definition.file,
         positions=positions,
     )
 

@@ -4,6 +4,10 @@ Triggers of a run date: missions assigned, missions completed, badges awarded, t
 scores crossing configured thresholds. Each has a deterministic id, the subscriber, and a
 payload of strings the campaign system renders from (offer id, mission text, badge, tier...).
 The universal holdout never produces triggers and is never in an audience.
+
+Audiences are definitions (jobs.definitions) of kind `audience` in the `audiences:` list of
+conf/campaigns.yaml, a rule each; the audience version written with each row is the highest
+version among them.
 """
 
 from __future__ import annotations
@@ -17,10 +21,26 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
-from jobs.config import ConfigError, load_yaml
+from jobs.config import compose_yaml, load_yaml
+from jobs.definitions import DefinitionError, Kind, newest_version, node_position, read_definitions, unique, value_node
 from jobs.offers import with_offer_grants
 
 TRIGGER_TYPES = ("mission_assigned", "mission_completed", "badge_awarded", "tier_changed", "score_crossed")
+AUDIENCE = Kind(
+    "audience",
+    "Campaign audience: the scored subscribers (holdout excluded) its rule matches, materialised daily",
+    {
+        "required": ["rule"],
+        "additionalProperties": False,
+        "properties": {
+            "rule": {
+                "type": "string",
+                "description": "expression language over scores, segment, features, tier and points_balance",
+            },
+            "description": {"type": "string"},
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -40,35 +60,61 @@ class CampaignSettings:
 
     @classmethod
     def load(cls, path: str | Path, scores: Sequence[str], names: Sequence[str]) -> CampaignSettings:
+        """Score crossings and audiences of `path`; raise DefinitionError listing every problem."""
         path = Path(path)
-        data = load_yaml(path) or {}
-        crossings = []
-        for i, spec in enumerate(data.get("score_thresholds") or []):
-            key = f"score_thresholds[{i}]"
-            if spec.get("score") not in scores:
-                raise ConfigError(path, f"{key}.score", f"must be one of {', '.join(scores)}")
-            if spec.get("direction", "up") not in ("up", "down"):
-                raise ConfigError(path, f"{key}.direction", "must be up or down")
-            if not isinstance(spec.get("threshold"), int | float):
-                raise ConfigError(path, f"{key}.threshold", "must be a number")
-            crossings.append(
-                ScoreCrossing(str(spec["name"]), spec["score"], float(spec["threshold"]), spec.get("direction", "up"))
-            )
+        problems: list[str] = []
         audiences = []
-        for name, spec in (data.get("audiences") or {}).items():
-            rule = str((spec or {}).get("rule", ""))
+        definitions = unique(read_definitions(path, [AUDIENCE], problems, key="audiences", required=False), problems)
+        for definition in definitions:
+            rule = str(definition.spec["rule"])
+            line, column = definition.position("rule")
             try:
                 expressions.validate(
                     rule,
                     names,
-                    source=f"{path}#audiences.{name}.rule",
+                    source=definition.file,
+                    line=line,
+                    column=column,
                     types=expressions.subject_types(names),
                     expect=expressions.BOOLEAN,
                 )
             except expressions.ExpressionError as exc:
-                raise ConfigError(path, f"audiences.{name}.rule", str(exc)) from exc
-            audiences.append((str(name), rule))
-        return cls(tuple(crossings), tuple(audiences), str(data.get("version", 1)), str(path))
+                problems.append(str(exc))
+            audiences.append((definition.id, rule))
+        crossings = _crossings(path, scores, problems) if path.exists() else []
+        if problems:
+            raise DefinitionError(problems)
+        return cls(tuple(crossings), tuple(audiences), str(newest_version(definitions)), str(path))
+
+
+def _crossings(path: Path, scores: Sequence[str], problems: list[str]) -> list[ScoreCrossing]:
+    text = path.read_text(encoding="utf-8")
+    data, root = load_yaml(path) or {}, compose_yaml(text)
+    crossings = []
+    for i, spec in enumerate(data.get("score_thresholds") or []):
+        start = len(problems)
+
+        def problem(key: str, message: str, i: int = i) -> None:
+            node = value_node(root, ("score_thresholds", i, key)) or value_node(root, ("score_thresholds", i))
+            line, column = node_position(node) if node is not None else (1, 1)
+            problems.append(f"{path}:{line}:{column}: score_thresholds[{i}].{key}: {message}")
+
+        if not isinstance(spec, dict):
+            problem("-", "must be a mapping of name, score, threshold, direction")
+            continue
+        if not spec.get("name"):
+            problem("name", "is required")
+        if spec.get("score") not in scores:
+            problem("score", f"must be one of {', '.join(scores)}")
+        if spec.get("direction", "up") not in ("up", "down"):
+            problem("direction", "must be up or down")
+        if not isinstance(spec.get("threshold"), int | float):
+            problem("threshold", "must be a number")
+        if len(problems) == start:
+            crossings.append(
+                ScoreCrossing(str(spec["name"]), spec["score"], float(spec["threshold"]), spec.get("direction", "up"))
+            )
+    return crossings
 
 
 def _trigger(df: DataFrame, kind: str, source_id: Column, payload: Mapping[str, Column], ds: date) -> DataFrame:

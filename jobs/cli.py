@@ -9,6 +9,7 @@ gamify sql -e "select * from mission_funnel" [--ds D] [--format table|csv|json|p
 gamify sql -f sql/mission_uplift.sql --ds 2025-03-01
 gamify sample-data --subscribers 2000 --days 28 --start 2025-03-01 --out data/raw
 gamify config validate [--env prod]
+gamify config schema [--out DIR] [--check]  JSON Schemas of the definitions (docs/schemas/) for editors
 gamify maintain [--tables events,daily_activity] [--retention-hours 168]
 gamify docs [--check]                       render the data dictionary docs/tables.md
 """
@@ -95,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("args", nargs=argparse.REMAINDER, help="see `gamify sample-data --help`")
 
     cfg = commands.add_parser("config", help="configuration tools")
-    cfg.add_argument("action", choices=["validate", "show"])
+    cfg.add_argument("action", choices=["validate", "show", "schema"])
+    cfg.add_argument("--out", help="schema: output folder (default: docs/schemas of the repository)")
+    cfg.add_argument("--check", action="store_true", help="schema: fail when the files are not current")
 
     sql = commands.add_parser(
         "sql",
@@ -169,19 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "maintain":
             return _maintain_command(args)
         return _run_command(args)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except TemplateError as exc:
-        print(f"{len(exc.problems)} template problem(s):", file=sys.stderr)
+    except TemplateError as exc:  # every problem of a set of definitions
+        print(f"{len(exc.problems)} definition problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _config_command(args: argparse.Namespace) -> int:
     from jobs.validation import config_problems, masked
 
+    if args.action == "schema":
+        return _schema_command(args)
     config = load_config(args.conf_dir, args.env)
     if args.action == "validate":
         problems = config_problems(config)
@@ -197,6 +202,24 @@ def _config_command(args: argparse.Namespace) -> int:
     shown = masked(dict(config.data))
     shown["privacy"] = {k: "***" for k in config.data.get("privacy", {})}
     print(yaml.safe_dump(shown, sort_keys=False))
+    return 0
+
+
+def _schema_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.definitions import SCHEMA_DIR, stale_schemas, write_schemas
+
+    out = Path(args.out) if args.out else SCHEMA_DIR
+    if args.check:
+        stale = stale_schemas(out)
+        if stale:
+            print(f"not current in {out}: {', '.join(stale)}: run `gamify config schema`", file=sys.stderr)
+            return 1
+        print(f"ok: the schemas in {out} are current")
+        return 0
+    written = write_schemas(out)
+    print(f"wrote {len(written)} schemas to {out}: {', '.join(p.name for p in written)}")
     return 0
 
 

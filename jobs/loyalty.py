@@ -29,12 +29,29 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from jobs import expressions
-from jobs.config import ConfigError, load_yaml
+from jobs.config import ConfigError, compose_yaml, load_yaml
+from jobs.definitions import DefinitionError, Kind, newest_version, node_position, read_definitions, unique, value_node
 
 ENTRY_COLUMNS = ("entry_id", "subscriber_id", "entry_type", "source_id", "points", "description", "expires_ds")
 LEDGER_COLUMNS = (*ENTRY_COLUMNS, "requested_points", "status", "status_reason", "entry_ds")
 BALANCE_NAMES = ("points_balance", "lifetime_points")
 CREDITED, CAPPED = "credited", "capped"
+TIER = Kind(
+    "tier",
+    "Loyalty tier: listed lowest first; a subscriber qualifies for the highest tier whose rule holds",
+    {
+        "required": ["rule"],
+        "additionalProperties": False,
+        "properties": {
+            "rule": {
+                "type": "string",
+                "description": "expression language over points_balance, lifetime_points and the five scores; "
+                "the first (base) tier's rule is usually `true`",
+            },
+            "description": {"type": "string"},
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -90,12 +107,12 @@ def load_budgets(path: Path, spec: object, segment_names: Sequence[str] | None) 
 
 def segment_names(conf_dir: Path) -> list[str] | None:
     """The segments of conf/segments.yaml beside this file (rules and default), or None without it."""
+    from jobs.segments import SEGMENT
+
     path = conf_dir / "segments.yaml"
     if not path.exists():
         return None
-    data = load_yaml(path) or {}
-    names = [str(s.get("name")) for s in data.get("segments") or [] if isinstance(s, Mapping)]
-    return sorted({*names, *([str(data["default"])] if data.get("default") else [])})
+    return sorted({d.id for d in read_definitions(path, [SEGMENT], [], key="segments")})  # problems: SegmentRules
 
 
 @dataclass(frozen=True)
@@ -109,34 +126,54 @@ class LoyaltySettings:
 
     @classmethod
     def load(cls, path: str | Path, names: Sequence[str]) -> LoyaltySettings:
+        """Tiers and points settings of `path`; raise DefinitionError listing every problem."""
         path = Path(path)
-        data = load_yaml(path) or {}
+        problems: list[str] = []
+        definitions = unique(read_definitions(path, [TIER], problems, key="tiers"), problems)
+        allowed = [*names, *BALANCE_NAMES]
         tiers = []
-        for i, spec in enumerate(data.get("tiers") or []):
-            if not isinstance(spec, dict) or "name" not in spec or "rule" not in spec:
-                raise ConfigError(path, f"tiers[{i}]", "needs a name and a rule")
+        for definition in definitions:
+            rule = str(definition.spec["rule"])
+            line, column = definition.position("rule")
             try:
-                allowed = [*names, *BALANCE_NAMES]
                 expressions.validate(
-                    str(spec["rule"]),
+                    rule,
                     allowed,
-                    source=f"{path}#tiers[{i}].rule",
+                    source=definition.file,
+                    line=line,
+                    column=column,
                     types=expressions.subject_types(allowed),
                     expect=expressions.BOOLEAN,
                 )
             except expressions.ExpressionError as exc:
-                raise ConfigError(path, f"tiers[{i}].rule", str(exc)) from exc
-            tiers.append((str(spec["name"]), str(spec["rule"])))
-        if not tiers:
-            raise ConfigError(path, "tiers", "needs at least one tier")
+                problems.append(str(exc))
+            tiers.append((definition.id, rule))
+        if not tiers and not problems:
+            problems.append(f"{path}:1:1: tiers: needs at least one tier")
+        if not path.exists():
+            raise DefinitionError(problems)
+        data, root = load_yaml(path) or {}, compose_yaml(path.read_text(encoding="utf-8"))
+
+        def problem(key: str, message: str) -> None:
+            keys = key.split(".")
+            node = next((n for i in range(len(keys), 0, -1) if (n := value_node(root, keys[:i])) is not None), None)
+            line, column = node_position(node) if node is not None else (1, 1)
+            problems.append(f"{path}:{line}:{column}: {key}: {message}")
+
         grace = data.get("downgrade_grace_days", 30)
         expiry = data.get("points_expiry_days")
         if not isinstance(grace, int) or grace < 0:
-            raise ConfigError(path, "downgrade_grace_days", "must be a non-negative integer")
+            problem("downgrade_grace_days", "must be a non-negative integer")
         if expiry is not None and (not isinstance(expiry, int) or expiry < 1):
-            raise ConfigError(path, "points_expiry_days", "must be a positive integer or null")
-        budgets = load_budgets(path, data.get("budgets"), segment_names(path.parent))
-        return cls(tuple(tiers), grace, expiry, str(data.get("version", 1)), str(path), budgets)
+            problem("points_expiry_days", "must be a positive integer or null")
+        budgets = Budgets()
+        try:
+            budgets = load_budgets(path, data.get("budgets"), segment_names(path.parent))
+        except ConfigError as exc:
+            problem(exc.key, exc.message)
+        if problems:
+            raise DefinitionError(problems)
+        return cls(tuple(tiers), grace, expiry, str(newest_version(definitions)), str(path), budgets)
 
     @property
     def names(self) -> list[str]:

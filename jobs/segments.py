@@ -1,4 +1,9 @@
-"""Segments (conf/segments.yaml): one segment per subscriber per day, first matching rule wins."""
+"""Segments (conf/segments.yaml): one segment per subscriber per day, first matching rule wins.
+
+Each segment is a definition (jobs.definitions) of kind `segment` in the `segments:` list: its
+spec has the rule (and a description); exactly one segment, the `default: true` one, has no rule
+and takes every subscriber no rule matches. The segments version written with each row is the
+highest version among the definitions."""
 
 from __future__ import annotations
 
@@ -11,9 +16,24 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
-from jobs.config import ConfigError, load_yaml
+from jobs.definitions import DefinitionError, Kind, newest_version, read_definitions, unique
 
 PROFILE_NAMES = ("payment_type", "plan_code", "status", "age_band", "region")
+SEGMENT = Kind(
+    "segment",
+    "Subscriber segment: the first segment whose rule matches, in file order, else the default one",
+    {
+        "additionalProperties": False,
+        "properties": {
+            "rule": {
+                "type": "string",
+                "description": "expression language over the scores, scoring features and CRM profile",
+            },
+            "default": {"const": True, "description": "the segment of subscribers no rule matches (exactly one)"},
+            "description": {"type": "string"},
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -36,31 +56,43 @@ class SegmentRules:
 
     @classmethod
     def load(cls, path: str | Path, allowed_names: Iterable[str]) -> SegmentRules:
+        """The segments of `path`; raise DefinitionError listing every problem."""
         path = Path(path)
-        data = load_yaml(path) or {}
         allowed = sorted(set(allowed_names) | set(PROFILE_NAMES))
-        segments = []
-        for i, spec in enumerate(data.get("segments") or []):
-            key = f"segments[{i}]"
-            if not spec.get("name") or not spec.get("rule"):
-                raise ConfigError(path, key, "every segment needs a name and a rule")
+        problems: list[str] = []
+        definitions = unique(read_definitions(path, [SEGMENT], problems, key="segments"), problems)
+        segments, defaults = [], []
+        for definition in definitions:
+            spec = definition.spec
+            if spec.get("default"):
+                defaults.append(definition)
+                if "rule" in spec:
+                    problems.append(definition.problem(["rule"], "the default segment has no rule"))
+                continue
+            if "rule" not in spec:
+                problems.append(definition.problem([], "needs a rule (or `default: true` for the default segment)"))
+                continue
+            line, column = definition.position("rule")
             try:
                 expressions.validate(
                     str(spec["rule"]),
                     allowed,
-                    source=f"{path}#{key}.rule",
+                    source=definition.file,
+                    line=line,
+                    column=column,
                     types=expressions.subject_types(allowed),
                     expect=expressions.BOOLEAN,
                 )
             except expressions.ExpressionError as exc:
-                raise ConfigError(path, f"{key}.rule", str(exc)) from exc
-            segments.append(Segment(spec["name"], str(spec["rule"]), spec.get("description", "")))
-        names = [s.name for s in segments]
-        if len(set(names)) != len(names):
-            raise ConfigError(path, "segments", "segment names must be unique")
-        if not data.get("default"):
-            raise ConfigError(path, "default", "a default segment is required")
-        return cls(str(data.get("version", "1")), str(data["default"]), tuple(segments), str(path))
+                problems.append(str(exc))
+            segments.append(Segment(definition.id, str(spec["rule"]), str(spec.get("description", ""))))
+        for extra in defaults[1:]:
+            problems.append(extra.problem(["default"], f"{defaults[0].id!r} is already the default segment"))
+        if not defaults and not problems:
+            problems.append(f"{path}:1:1: segments: one segment must be `default: true` (the segment of the rest)")
+        if problems:
+            raise DefinitionError(problems)
+        return cls(str(newest_version(definitions)), defaults[0].id, tuple(segments), str(path))
 
 
 def assign_segments(scored: DataFrame, rules: SegmentRules, ds: date) -> DataFrame:

@@ -290,7 +290,7 @@ _SPECS = (
             SUBSCRIBER_ID,
             ("segment", "string", "Segment name from conf/segments.yaml"),
             ("matched_rule", "string", "The rule that matched, or 'default'"),
-            ("segments_version", "string", "Version of conf/segments.yaml"),
+            ("segments_version", "string", "Highest version among the segment definitions of conf/segments.yaml"),
             ("segment_date", "date", "Day segmented (run date)"),
         ),
     ),
@@ -565,7 +565,7 @@ _SPECS = (
         columns=_columns(
             ("audience", "string", "Audience name from conf/campaigns.yaml"),
             SUBSCRIBER_ID,
-            ("audience_version", "string", "Version of conf/campaigns.yaml"),
+            ("audience_version", "string", "Highest version among the audience definitions of conf/campaigns.yaml"),
             ("audience_ds", "date", "Run date"),
         ),
     ),

@@ -1,10 +1,10 @@
 """Mission templates (templates/missions/*.yaml): loading, validation and catalog expansion.
 
-Every template has the same envelope (id, name, version, category, description, metric,
-aggregation, thresholds, periods, segments, eligibility, reward, badge, priority,
-cooldown_days, active_from, active_to). Validation collects every problem of every file, each
-naming the file (and for expressions the line and column), so a template with a typo never
-half-runs.
+Every template is a definition (jobs.definitions) of kind `mission_template`: id, name, version,
+and a spec of category, description, metric, aggregation, thresholds, periods, segments,
+eligibility, reward, badge, priority, cooldown_days, active_from, active_to. Validation collects
+every problem of every file, each as `file:line:column: message`, so a template with a typo
+never half-runs.
 """
 
 from __future__ import annotations
@@ -19,26 +19,103 @@ from typing import Any
 import yaml
 
 from jobs import expressions
-from jobs.config import ConfigError, compose_yaml, parse_yaml
+from jobs.definitions import Definition, DefinitionError, Kind, node_position, read_definition_files, value_node
 
 CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
 PERIODS = ("daily", "weekly", "monthly")
 LEVELS = ("easy", "medium", "hard")
 AGGREGATIONS = ("sum", "days", "streak", "max")
-ENVELOPE = (
-    "id", "name", "version", "category", "description", "metric", "aggregation", "thresholds", "periods",
-    "segments", "eligibility", "reward", "badge", "priority", "cooldown_days", "active_from", "active_to",
-)  # fmt: skip
 PLACEHOLDERS = {"target", "unit", "period", "points"}
-ID = re.compile(r"^[a-z][a-z0-9_]*$")
+SPEC_KEYS = (
+    "category", "description", "metric", "aggregation", "thresholds", "periods", "segments", "eligibility",
+    "reward", "badge", "priority", "cooldown_days", "active_from", "active_to",
+)  # fmt: skip
+TemplateError = DefinitionError  # every problem of a set of definitions, one per line
 
-
-class TemplateError(ValueError):
-    """All problems found in a set of templates, one per line."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+_COUNT = {"type": "integer", "minimum": 0}
+_LEVEL_TARGET = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {
+            "type": "object",
+            "required": ["relative"],
+            "additionalProperties": False,
+            "properties": {"relative": {"type": "number", "exclusiveMinimum": 0}, "min": {"type": "number"}},
+        },
+    ],
+    "description": "an absolute target, or {relative: x, min: y}: x times the subscriber's baseline, at least y",
+}
+_LEVELS = {
+    "type": "object",
+    "required": list(LEVELS),
+    "additionalProperties": False,
+    "properties": dict.fromkeys(LEVELS, _LEVEL_TARGET),
+}
+MISSION_TEMPLATE = Kind(
+    "mission_template",
+    "Mission template: expanded into missions per segment, level and period",
+    {
+        "required": list(SPEC_KEYS),
+        "additionalProperties": False,
+        "properties": {
+            "category": {"enum": list(CATEGORIES)},
+            "description": {
+                "type": "string",
+                "description": f"text shown to the subscriber; placeholders {{{'}, {'.join(sorted(PLACEHOLDERS))}}}",
+            },
+            "metric": {"type": "string", "description": "a mission metric of conf/metrics.yaml"},
+            "aggregation": {"enum": list(AGGREGATIONS), "description": "must match the metric's aggregation"},
+            "thresholds": {
+                "type": "object",
+                "description": "the levels (easy, medium, hard), or per period (daily, weekly, monthly) the levels",
+                "anyOf": [
+                    _LEVELS,
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "additionalProperties": False,
+                        "properties": dict.fromkeys(PERIODS, _LEVELS),
+                    },
+                ],
+            },
+            "periods": {
+                "anyOf": [{"enum": list(PERIODS)}, {"type": "array", "minItems": 1, "items": {"enum": list(PERIODS)}}]
+            },
+            "segments": {
+                "anyOf": [{"const": "all"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}],
+                "description": "`all` or the segments of conf/segments.yaml the missions are offered to",
+            },
+            "eligibility": {"type": "string", "description": "a rule in the expression language"},
+            "reward": {
+                "type": "object",
+                "required": ["points"],
+                "additionalProperties": False,
+                "properties": {
+                    "points": {
+                        "anyOf": [
+                            _COUNT,
+                            {
+                                "type": "object",
+                                "required": list(LEVELS),
+                                "additionalProperties": False,
+                                "properties": dict.fromkeys(LEVELS, _COUNT),
+                            },
+                        ]
+                    },
+                    "offer_id": {
+                        "type": ["string", "null"],
+                        "description": "an offer of conf/offers.yaml, `nbo` (the next-best offer) or null",
+                    },
+                },
+            },
+            "badge": {"type": "string", "description": "the badge type (templates/badges) the mission counts toward"},
+            "priority": _COUNT,
+            "cooldown_days": _COUNT,
+            "active_from": {"type": ["string", "null"], "format": "date"},
+            "active_to": {"type": ["string", "null"], "format": "date"},
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -125,25 +202,22 @@ def load_templates(
     files = sorted(directory.glob("*.yaml"))
     problems: list[str] = []
     if not files:
-        problems.append(f"{directory}: no mission templates (*.yaml) found")
+        problems.append(f"{directory}:1:1: no mission templates (*.yaml) found")
     templates = []
     segment_names, names = list(segments), sorted(set(eligibility_names))
     badge_names = None if badges is None else set(badges)
     offer_ids = None if offers is None else set(offers)
-    for path in files:
-        template = _load_one(path, metrics, segment_names, names, badge_names, offer_ids, problems)
+    for definition in read_definition_files(files, [MISSION_TEMPLATE], problems, id_is_file_name=True):
+        template = _from_definition(definition, metrics, segment_names, names, badge_names, offer_ids, problems)
         if template is not None:
             templates.append(template)
-    ids = [t.id for t in templates]
-    for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(f"{directory}: template id {duplicate!r} is used by more than one file")
     if problems:
         raise TemplateError(problems)
     return TemplateSet(tuple(templates), dict(metrics))
 
 
-def _load_one(
-    path: Path,
+def _from_definition(
+    definition: Definition,
     metrics: Mapping[str, MissionMetric],
     segments: Sequence[str],
     names: Sequence[str],
@@ -151,17 +225,16 @@ def _load_one(
     offers: set[str] | None,
     problems: list[str],
 ) -> MissionTemplate | None:
+    """The template of a definition whose envelope and spec shape are valid: checks its names
+    (metric, segments, badge, offer), rule and targets."""
     start = len(problems)
+    data = definition.spec
+    path = definition.file
 
     def problem(key: str, message: str) -> None:
-        problems.append(f"{path}: {key}: {message}")
+        keys = [int(k) if k.isdigit() else k for k in key.split(".")]
+        problems.append(definition.problem(keys, message))
 
-    parsed = read_definition(path, ENVELOPE, "template", problems)
-    if parsed is None:
-        return None
-    data, root = parsed
-    if data["category"] not in CATEGORIES:
-        problem("category", f"{data['category']!r} is not one of {', '.join(CATEGORIES)}")
     metric = metrics.get(data["metric"])
     if metric is None:
         problem("metric", f"unknown metric {data['metric']!r} (known: {', '.join(sorted(metrics))})")
@@ -171,13 +244,7 @@ def _load_one(
             f"{data['aggregation']!r} does not match metric {metric.name!r}, which is a {metric.aggregation}",
         )
     periods = data["periods"] if isinstance(data["periods"], list) else [data["periods"]]
-    for period in periods:
-        if period not in PERIODS:
-            problem("periods", f"{period!r} is not one of {', '.join(PERIODS)}")
     template_segments = segments if data["segments"] == "all" else data["segments"]
-    if not isinstance(template_segments, list) or not template_segments:
-        problem("segments", "must be `all` or a non-empty list")
-        template_segments = []
     for segment in template_segments:
         if segment not in segments:
             problem("segments", f"unknown segment {segment!r} (known: {', '.join(segments)})")
@@ -193,18 +260,18 @@ def _load_one(
     points = _points(data["reward"], problem)
     if badges is not None and data["badge"] not in badges:
         problem("badge", f"unknown badge type {data['badge']!r} (known: {', '.join(sorted(badges))})")
-    offer_id = (data["reward"] or {}).get("offer_id") if isinstance(data["reward"], dict) else None
+    offer_id = data["reward"].get("offer_id")
     if offers is not None and offer_id not in (None, "nbo") and offer_id not in offers:
         problem("reward.offer_id", f"unknown offer {offer_id!r} (conf/offers.yaml has: {', '.join(sorted(offers))})")
     for placeholder in re.findall(r"\{([^}]*)\}", str(data["description"])):
         if placeholder not in PLACEHOLDERS:
             problem("description", f"unknown placeholder {{{placeholder}}} (use {', '.join(sorted(PLACEHOLDERS))})")
-    line, column = value_position(root, ("eligibility",))
+    line, column = definition.position("eligibility")
     try:
         expressions.validate(
             str(data["eligibility"]),
             names,
-            source=str(path),
+            source=path,
             line=line,
             column=column,
             types=expressions.subject_types(names),
@@ -212,18 +279,15 @@ def _load_one(
         )
     except expressions.ExpressionError as exc:
         problems.append(str(exc))
-    for key in ("priority", "cooldown_days", "version"):
-        if not isinstance(data[key], int) or data[key] < 0:
-            problem(key, "must be a non-negative integer")
     for key in ("active_from", "active_to"):
         if data[key] is not None and not isinstance(data[key], date):
             problem(key, "must be a date (YYYY-MM-DD) or null")
     if len(problems) > start:
         return None
     return MissionTemplate(
-        id=data["id"],
-        name=str(data["name"]),
-        version=int(data["version"]),
+        id=definition.id,
+        name=definition.name,
+        version=definition.version,
         category=data["category"],
         description=str(data["description"]),
         metric=data["metric"],
@@ -233,66 +297,22 @@ def _load_one(
         segments=tuple(template_segments),
         eligibility=str(data["eligibility"]),
         points=points,
-        offer_id=(data["reward"] or {}).get("offer_id"),
+        offer_id=offer_id,
         badge=str(data["badge"]),
         priority=int(data["priority"]),
         cooldown_days=int(data["cooldown_days"]),
         active_from=data["active_from"],
         active_to=data["active_to"],
-        file=str(path),
+        file=path,
         eligibility_position=(line, column),
     )
 
 
-def read_definition(
-    path: Path, envelope: Sequence[str], what: str, problems: list[str]
-) -> tuple[dict[str, Any], yaml.Node] | None:
-    """Parse one YAML definition (a template, a badge) and check its envelope and id, appending
-    every problem; None when it cannot be checked further."""
-
-    def problem(key: str, message: str) -> None:
-        problems.append(f"{path}: {key}: {message}")
-
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = parse_yaml(text, path)  # duplicate keys, aliases and oversized files are refused
-        root = compose_yaml(text)
-    except ConfigError as exc:
-        problems.append(str(exc))
-        return None
-    if not isinstance(data, dict):
-        problem("-", f"a {what} must be a mapping")
-        return None
-    missing = [k for k in envelope if k not in data]
-    unknown = [k for k in data if k not in envelope]
-    if missing:
-        problem("-", f"missing key(s): {', '.join(missing)}")
-    if unknown:
-        problem("-", f"unknown key(s): {', '.join(unknown)} (allowed: {', '.join(envelope)})")
-    if missing:
-        return None
-    if not isinstance(data["id"], str) or not ID.match(data["id"]):
-        problem("id", "must be snake_case")
-    elif data["id"] != path.stem:
-        problem("id", f"{data['id']!r} does not match the file name {path.stem!r}")
-    return data, root
-
-
 def value_position(root: yaml.Node | None, keys: Sequence[str | int]) -> tuple[int, int]:
     """1-based line and column where the text of a (nested) key's value starts; an int key
-    indexes a list."""
-    node = root
-    for key in keys:
-        if isinstance(key, int) and isinstance(node, yaml.SequenceNode):
-            node = node.value[key] if 0 <= key < len(node.value) else None
-            continue
-        if not isinstance(node, yaml.MappingNode):
-            return 1, 1
-        node = next((v for k, v in node.value if k.value == key), None)
-    if node is None:
-        return 1, 1
-    quoted = getattr(node, "style", None) in ("'", '"')
-    return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
+    indexes a list; (1, 1) when absent."""
+    node = value_node(root, keys)
+    return node_position(node) if node is not None else (1, 1)
 
 
 def _thresholds(spec: Any, periods: Sequence[str], problem: Any) -> dict[str, tuple[Threshold, ...]]:

@@ -2,6 +2,10 @@
 configuration merged over it, read and validated into a QualitySpec (the table suites and their
 checks, the raw checks with per-source overrides, the Data Docs folder); every error names the
 file and the key. Raw suites are named ``raw.<source>``, table suites after their table.
+
+Each table suite is a definition (jobs.definitions) of kind `quality_suite` in the `tables:` list,
+its id the table's name. The run configuration's overlay addresses a suite by id
+(`quality.tables.<id>.<spec key>`), merged over its spec; an id the file lacks adds a suite.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from jobs import expressions
 from jobs.config import Config, ConfigError, load_yaml
 from jobs.context import PipelineError
+from jobs.definitions import Definition, DefinitionError, Kind, read_definitions, unique
 
 SEVERITIES = ("critical", "warning")
 VALIDATING_STAGES = ("quality", "exports")  # the gate, or the exports stage for what it writes itself
@@ -29,6 +34,36 @@ RAW_CHECKS = (
     "msisdn_valid",
 )
 RAW_PREFIX = "raw."
+QUALITY_SUITE = Kind(
+    "quality_suite",
+    "Quality suite of a lakehouse table (its id): the checks its run-date rows must pass",
+    {
+        "required": ["date_column"],
+        "additionalProperties": False,
+        "properties": {
+            "date_column": {"type": "string", "minLength": 1, "description": "equal to the run date on its rows"},
+            "partition_column": {"type": "string", "description": "when the table is partitioned by another date"},
+            "lookback_days": {"type": "integer", "minimum": 0, "description": "partitions read back from ds"},
+            "optional": {"type": "boolean", "description": "an absent table is skipped with a note"},
+            "validated_by": {"enum": list(VALIDATING_STAGES)},
+            "checks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["expect"],
+                    "properties": {
+                        "expect": {"enum": list(TABLE_CHECKS)},
+                        "severity": {"enum": list(SEVERITIES)},
+                        "column": {"type": "string"},
+                        "columns": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                        "mostly": {"type": "number", "minimum": 0, "maximum": 1},
+                        "min_rows": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+        },
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -72,10 +107,16 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
     """Read conf/quality.yaml, merge `overlay` (the `quality:` block of the run configuration)
     over it, and validate; errors name the file and the key."""
     path = Path(path)
+    problems: list[str] = []
+    definitions: list[Definition] = []
     data = load_yaml(path) if path.exists() else {}
     if not isinstance(data, dict):
         raise ConfigError(path, "-", "top level must be a mapping")
-    data = _deep_merge(data, overlay or {})
+    if path.exists():
+        definitions = unique(read_definitions(path, [QUALITY_SUITE], problems, key="tables", required=False), problems)
+    overlay = dict(overlay or {})
+    overlay_tables = overlay.pop("tables", None) or {}
+    data = _deep_merge({k: v for k, v in data.items() if k != "tables"}, overlay)
 
     def fail(key: str, message: str) -> None:
         raise ConfigError(path, key, message)
@@ -91,9 +132,20 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
         if key not in RAW_CHECKS:
             fail(f"raw.checks.{name}", f"unknown raw check; known: {', '.join(RAW_CHECKS)}")
         _check_common(spec, f"raw.checks.{name}", fail, required_severity=False)
+    suites: dict[str, tuple[Definition | None, Mapping[str, Any]]] = {d.id: (d, d.spec) for d in definitions}
+    for name, spec in overlay_tables.items():
+        found, base = suites.get(name, (None, {}))
+        suites[name] = (found, _deep_merge(base, spec or {}))
     tables = {}
-    for name, spec in (data.get("tables") or {}).items():
-        tables[name] = _table_spec(name, spec or {}, fail)
+    for name, (definition, spec) in suites.items():
+        try:
+            tables[name] = _table_spec(name, spec, fail)
+        except CheckErrors as exc:
+            problems += [_suite_problem(path, definition, e) for e in exc.errors]
+        except ConfigError as exc:
+            problems.append(_suite_problem(path, definition, exc))
+    if problems:
+        raise DefinitionError(problems)
     return QualitySpec(
         tables=tables,
         raw_checks=raw_checks,
@@ -101,6 +153,28 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
         data_docs_dir=data.get("data_docs_dir"),
         sample_size=sample_size,
     )
+
+
+class CheckErrors(ConfigError):
+    """The problems of several checks of one suite."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__(errors[0].file, errors[0].key, "; ".join(e.message for e in errors))
+
+
+def _suite_problem(path: Path, definition: Definition | None, exc: ConfigError) -> str:
+    """A suite's problem (key `tables.<id>.<spec key>`) at the line and column of that key."""
+    if definition is None:
+        return f"{path}:1:1: {exc.key}: {exc.message} (the run configuration's quality.tables)"
+    inner = exc.key.split(".", 2)[2] if exc.key.count(".") >= 2 else ""
+    keys: list[str | int] = []
+    for part in inner.replace("]", "").replace("[", ".").split(".") if inner else []:
+        keys.append(int(part) if part.isdigit() else part)
+    while keys and definition.position(*keys) == (definition.line, definition.column):
+        keys.pop()  # the key itself is absent: the nearest enclosing one
+    line, column = definition.position(*keys)
+    return f"{definition.file}:{line}:{column}: {exc.key}: {exc.message}"
 
 
 def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,9 +218,14 @@ def _table_spec(name: str, spec: Mapping[str, Any], fail: Any) -> TableSpec:
     validated_by = spec.get("validated_by", "quality")
     if validated_by not in VALIDATING_STAGES:
         fail(f"{key}.validated_by", f"must be one of {', '.join(VALIDATING_STAGES)}, got {validated_by!r}")
-    checks = []
+    checks, errors = [], []
     for i, check in enumerate(spec.get("checks") or []):
-        checks.append(_check(check, f"{key}.checks[{i}]", fail))
+        try:
+            checks.append(_check(check, f"{key}.checks[{i}]", fail))
+        except ConfigError as exc:  # the other checks are still checked
+            errors.append(exc)
+    if errors:
+        raise CheckErrors(errors)
     return TableSpec(
         name=name,
         date_column=date_column,

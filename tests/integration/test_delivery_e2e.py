@@ -114,7 +114,9 @@ def test_nbo_and_churn_missions_go_to_the_expected_personas(pipeline):
     # eligibility admits (segment listed, ML churn probability >= 0.4, active within 14 days); one
     # left without the mission must already hold the most missions a subscriber may get
     lakehouse, ds = pipeline.lakehouse, pipeline.last_day
-    template = yaml.safe_load((DEFAULT_CONF_DIR.parent / "templates/missions/use_line_this_week.yaml").read_text())
+    template = yaml.safe_load((DEFAULT_CONF_DIR.parent / "templates/missions/use_line_this_week.yaml").read_text())[
+        "spec"
+    ]
     cap = yaml.safe_load((DEFAULT_CONF_DIR / "missions.yaml").read_text())["max_active_per_subscriber"]
     day = [("score_date", "=", ds)]
     segments = lakehouse.read(SUBSCRIBER_SEGMENTS, partitions=[("segment_date", "=", ds)])

@@ -50,22 +50,24 @@ TEMPLATE = """\
 id: weekly_data_test
 name: Weekly data
 version: 1
-category: engagement
-description: "Use {target} {unit} of data this {period} and earn {points} points."
-metric: data_mb
-aggregation: sum
-thresholds: {easy: 500, medium: 1000, hard: 2000}
-periods: [weekly]
-segments: all
-eligibility: "true"
-reward:
-  points: {easy: 100, medium: 150, hard: 250}
-  offer_id: null
-badge: data_explorer
-priority: 50
-cooldown_days: 7
-active_from: null
-active_to: null
+kind: mission_template
+spec:
+  category: engagement
+  description: "Use {target} {unit} of data this {period} and earn {points} points."
+  metric: data_mb
+  aggregation: sum
+  thresholds: {easy: 500, medium: 1000, hard: 2000}
+  periods: [weekly]
+  segments: all
+  eligibility: "true"
+  reward:
+    points: {easy: 100, medium: 150, hard: 250}
+    offer_id: null
+  badge: data_explorer
+  priority: 50
+  cooldown_days: 7
+  active_from: null
+  active_to: null
 """
 
 
@@ -87,9 +89,9 @@ def _config(tmp_path):
             points_expiry_days: 365
             downgrade_grace_days: 30
             tiers:
-              - {name: member, rule: "true"}
-              - {name: silver, rule: "points_balance >= 200"}
-              - {name: gold, rule: "points_balance >= 5000"}
+              - {id: member, name: Member, version: 1, kind: tier, spec: {rule: "true"}}
+              - {id: silver, name: Silver, version: 1, kind: tier, spec: {rule: "points_balance >= 200"}}
+              - {id: gold, name: Gold, version: 1, kind: tier, spec: {rule: "points_balance >= 5000"}}
             """
         )
     )

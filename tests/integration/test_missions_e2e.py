@@ -27,13 +27,14 @@ def assignments(pipeline):
 
 def _expansion_from_yaml(ds: date) -> list[tuple[str, str, str, str]]:
     """(template, segment, level, period) of every template active on `ds`, read from the YAML
-    files with plain Python: `segments: all` is every segment of segments.yaml and its default;
+    files with plain Python: `segments: all` is every segment of segments.yaml (the default included);
     thresholds are either per period or shared by every period."""
     segments_yaml = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())
-    every_segment = [s["name"] for s in segments_yaml["segments"]] + [segments_yaml["default"]]
+    every_segment = [s["id"] for s in segments_yaml["segments"]]
     rows = []
     for path in sorted((DEFAULT_CONF_DIR.parent / "templates" / "missions").glob("*.yaml")):
-        t = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text())
+        t = {**doc["spec"], "id": doc["id"]}
         if t["active_from"] > ds or (t["active_to"] is not None and t["active_to"] < ds):
             continue
         periods = t["periods"] if isinstance(t["periods"], list) else [t["periods"]]
@@ -130,20 +131,22 @@ def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path
             id: weekend_explorer
             name: Weekend explorer
             version: 1
-            category: engagement
-            description: "Be active {target} days this {period}."
-            metric: active_days
-            aggregation: days
-            thresholds: {easy: 2, medium: 4, hard: 6}
-            periods: [weekly]
-            segments: all
-            eligibility: "engagement >= 0"
-            reward: {points: 10, offer_id: null}
-            badge: streak_keeper
-            priority: 100
-            cooldown_days: 1
-            active_from: 2025-01-01
-            active_to: null
+            kind: mission_template
+            spec:
+              category: engagement
+              description: "Be active {target} days this {period}."
+              metric: active_days
+              aggregation: days
+              thresholds: {easy: 2, medium: 4, hard: 6}
+              periods: [weekly]
+              segments: all
+              eligibility: "engagement >= 0"
+              reward: {points: 10, offer_id: null}
+              badge: streak_keeper
+              priority: 100
+              cooldown_days: 1
+              active_from: 2025-01-01
+              active_to: null
             """
         )
     )
@@ -166,7 +169,7 @@ def test_a_new_template_file_is_assigned_without_code_changes(pipeline, tmp_path
         F.col("template_id") == "weekend_explorer"
     )
     segments = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())
-    every_segment = [s["name"] for s in segments["segments"]] + [segments["default"]]
+    every_segment = [s["id"] for s in segments["segments"]]
     assert sorted((r.segment, r.level, r.target_value) for r in catalog.collect()) == sorted(
         (segment, level, target)
         for segment in every_segment

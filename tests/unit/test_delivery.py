@@ -46,7 +46,8 @@ def test_a_template_naming_an_unknown_offer_is_rejected(tmp_path):
     path.write_text(path.read_text().replace('"ROAM_PASS_7D"', '"ROAM_PASS_UNKNOWN"'))
     config = load_config(root / "conf", env="test", environ={})
     with pytest.raises(
-        TemplateError, match=r"roaming_traveller\.yaml: reward\.offer_id: unknown offer 'ROAM_PASS_UNKNOWN'"
+        TemplateError,
+        match=r"roaming_traveller\.yaml:\d+:\d+: spec\.reward\.offer_id: unknown offer 'ROAM_PASS_UNKNOWN'",
     ):
         template_set(config)
 
@@ -504,14 +505,15 @@ id: {id}
 name: Test badge
 version: 1
 kind: badge
-description: "A test badge."
-unlock_order: {order}
-auto_award_rules:
-  bronze:   "total_data_mb >= 10 or badge_missions >= 2"
-  silver:   "total_data_mb >= 20"
-  gold:     "total_data_mb >= 30"
-  platinum: "total_data_mb >= 40"
-points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
+spec:
+  description: "A test badge."
+  unlock_order: {order}
+  auto_award_rules:
+    bronze:   "total_data_mb >= 10 or badge_missions >= 2"
+    silver:   "total_data_mb >= 20"
+    gold:     "total_data_mb >= 30"
+    platinum: "total_data_mb >= 40"
+  points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
 """
 
 

@@ -41,23 +41,24 @@ id: {id}
 name: {id} badge
 version: {version}
 kind: badge
-description: "A test badge."
-unlock_order: {order}
-auto_award_rules:
+spec:
+  description: "A test badge."
+  unlock_order: {order}
+  auto_award_rules:
 {rules}
-points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
+  points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
 """
 DATA_RULES = """\
-  bronze:   "total_data_mb >= 10"
-  silver:   "total_data_mb >= 20"
-  gold:     "total_data_mb >= 30 and loyalty >= 50"
-  platinum: "total_data_mb >= 40"
+    bronze:   "total_data_mb >= 10"
+    silver:   "total_data_mb >= 20"
+    gold:     "total_data_mb >= 30 and loyalty >= 50"
+    platinum: "total_data_mb >= 40"
 """
 LOYAL_RULES = """\
-  bronze:   "loyalty >= 50"
-  silver:   "loyalty >= 70"
-  gold:     "loyalty >= 80"
-  platinum: "loyalty >= 95"
+    bronze:   "loyalty >= 50"
+    silver:   "loyalty >= 70"
+    gold:     "loyalty >= 80"
+    platinum: "loyalty >= 95"
 """
 AWARD_SCHEMA = (
     "award_id string, subscriber_id string, badge_id string, badge_type string, level string, level_rank int, "

@@ -14,11 +14,14 @@ pytestmark = pytest.mark.unit
 
 DS = date(2025, 3, 10)
 RULES = """
-    version: 2
-    default: everyone_else
-    segments:
-      - {name: at_risk, rule: "risk >= 70"}
-      - {name: postpaid_high, rule: "payment_type == 'POSTPAID' and revenue >= 60"}
+    segments:  # segments_version: the highest version among them, 2
+      - {id: at_risk, name: At risk, version: 2, kind: segment, spec: {rule: "risk >= 70"}}
+      - id: postpaid_high
+        name: Postpaid, high revenue
+        version: 1
+        kind: segment
+        spec: {rule: "payment_type == 'POSTPAID' and revenue >= 60"}
+      - {id: everyone_else, name: Everyone else, version: 1, kind: segment, spec: {default: true}}
 """
 
 

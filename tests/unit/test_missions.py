@@ -38,45 +38,49 @@ STREAK = """\
     id: streak
     name: Streak
     version: 2
-    category: engagement
-    description: "Use your line {target} days in a row this {period} for {points} points."
-    metric: usage_streak_days
-    aggregation: streak
-    thresholds:
-      weekly: {easy: 3, medium: 5, hard: 7}
-      monthly: {easy: 7, medium: 14, hard: 21}
-    periods: [weekly, monthly]
-    segments: all
-    eligibility: "engagement >= 20 and risk < 70"
-    reward:
-      points: {easy: 50, medium: 100, hard: 200}
-      offer_id: null
-    badge: streak_keeper
-    priority: 60
-    cooldown_days: 7
-    active_from: 2025-01-01
-    active_to: null
+    kind: mission_template
+    spec:
+      category: engagement
+      description: "Use your line {target} days in a row this {period} for {points} points."
+      metric: usage_streak_days
+      aggregation: streak
+      thresholds:
+        weekly: {easy: 3, medium: 5, hard: 7}
+        monthly: {easy: 7, medium: 14, hard: 21}
+      periods: [weekly, monthly]
+      segments: all
+      eligibility: "engagement >= 20 and risk < 70"
+      reward:
+        points: {easy: 50, medium: 100, hard: 200}
+        offer_id: null
+      badge: streak_keeper
+      priority: 60
+      cooldown_days: 7
+      active_from: 2025-01-01
+      active_to: null
 """
 MORE_DATA = """\
     id: more_data
     name: More data
     version: 1
-    category: revenue
-    description: "Use {target} {unit} of data this {period}."
-    metric: data_mb
-    aggregation: sum
-    thresholds: {easy: {relative: 1.1, min: 50}, medium: {relative: 1.2, min: 100}, hard: {relative: 1.5, min: 200}}
-    periods: [weekly]
-    segments: [mass_prepaid, young_digital]
-    eligibility: "data_mb_30 > 0"
-    reward:
-      points: 80
-      offer_id: nbo
-    badge: data_explorer
-    priority: 40
-    cooldown_days: 3
-    active_from: 2025-01-01
-    active_to: 2025-12-31
+    kind: mission_template
+    spec:
+      category: revenue
+      description: "Use {target} {unit} of data this {period}."
+      metric: data_mb
+      aggregation: sum
+      thresholds: {easy: {relative: 1.1, min: 50}, medium: {relative: 1.2, min: 100}, hard: {relative: 1.5, min: 200}}
+      periods: [weekly]
+      segments: [mass_prepaid, young_digital]
+      eligibility: "data_mb_30 > 0"
+      reward:
+        points: 80
+        offer_id: nbo
+      badge: data_explorer
+      priority: 40
+      cooldown_days: 3
+      active_from: 2025-01-01
+      active_to: 2025-12-31
 """
 
 
@@ -109,28 +113,36 @@ def test_catalog_expands_templates_across_segments_levels_and_periods(tmp_path):
     [
         (
             ('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "engagement >= 20 and riskk < 70"'),
-            "streak.yaml:13:36: unknown name 'riskk'",
+            "streak.yaml:15:38: unknown name 'riskk'",
         ),
         (
             ('eligibility: "engagement >= 20 and risk < 70"', 'eligibility: "max(engagement) > 3"'),
-            "streak.yaml:13:15: function calls are not allowed",
+            "streak.yaml:15:17: function calls are not allowed",
         ),
-        (("metric: usage_streak_days", "metric: streaks"), "streak.yaml: metric: unknown metric 'streaks'"),
+        (("metric: usage_streak_days", "metric: streaks"), "streak.yaml:8:11: spec.metric: unknown metric 'streaks'"),
         (
             ("aggregation: streak", "aggregation: sum"),
-            "streak.yaml: aggregation: 'sum' does not match metric 'usage_streak_days', which is a streak",
+            "streak.yaml:9:16: spec.aggregation: 'sum' does not match metric 'usage_streak_days', which is a streak",
         ),
-        (("segments: all", "segments: [vip]"), "streak.yaml: segments: unknown segment 'vip'"),
-        (("badge: streak_keeper", "badge: unicorn"), "streak.yaml: badge: unknown badge type 'unicorn'"),
-        (("hard: 7}", "hard: 9}"), "streak.yaml: thresholds.weekly.hard: 9 days cannot be reached in a weekly period"),
+        (("segments: all", "segments: [vip]"), "streak.yaml:14:13: spec.segments: unknown segment 'vip'"),
+        (("badge: streak_keeper", "badge: unicorn"), "streak.yaml:19:10: spec.badge: unknown badge type 'unicorn'"),
+        (
+            ("hard: 7}", "hard: 9}"),
+            "streak.yaml:11:40: spec.thresholds.weekly.hard: 9 days cannot be reached in a weekly period",
+        ),
         (
             ("easy: 3, medium: 5", "easy: 6, medium: 5"),
-            "streak.yaml: thresholds.weekly: targets must grow from easy to hard",
+            "streak.yaml:11:13: spec.thresholds.weekly: targets must grow from easy to hard",
         ),
-        (("category: engagement", "category: fun"), "streak.yaml: category: 'fun' is not one of"),
-        (("{points} points", "{reward} points"), "streak.yaml: description: unknown placeholder {reward}"),
-        (("    priority: 60\n", ""), "streak.yaml: -: missing key(s): priority"),
-        (("id: streak", "id: streek"), "streak.yaml: id: 'streek' does not match the file name 'streak'"),
+        (("category: engagement", "category: fun"), "streak.yaml:6:13: spec.category: 'fun' is not one of onboarding"),
+        (("{points} points", "{reward} points"), "streak.yaml:7:17: spec.description: unknown placeholder {reward}"),
+        (("      priority: 60\n", ""), "streak.yaml:6:3: spec: 'priority' is a required property"),
+        (("id: streak", "id: streek"), "streak.yaml:1:5: id: 'streek' does not match the file name 'streak'"),
+        (("version: 2", "version: 0"), "streak.yaml:3:10: version: must be a positive integer, got 0"),
+        (
+            ("kind: mission_template", "kind: badge"),
+            "streak.yaml:4:7: kind: a badge does not belong in this file (expected 'mission_template')",
+        ),
     ],
 )
 def test_validation_errors_are_precise(tmp_path, edit, expected):
@@ -160,10 +172,10 @@ def test_the_repository_templates_are_valid_and_rich_enough():
     counts = expansion_counts(templates)
     # expected catalog size read straight from the template files, not from the code under test
     segment_file = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())
-    every_segment = [s["name"] for s in segment_file["segments"]] + [segment_file["default"]]
+    every_segment = [s["id"] for s in segment_file["segments"]]
     expected = 0
     for path in sorted((DEFAULT_CONF_DIR.parent / "templates" / "missions").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text())["spec"]
         if data["segments"] == "all":
             data["segments"] = every_segment
         thresholds = data["thresholds"]
@@ -346,9 +358,9 @@ def test_cli_validate_lists_every_problem_and_fails(tmp_path, capsys):
     assert main(["--env", "test", "templates", "validate", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert (
-        "2 template problem(s):" in err
-        and "streak.yaml: badge: unknown badge type 'x'" in err
-        and "more_data.yaml: metric: unknown metric 'y'" in err
+        "2 definition problem(s):" in err
+        and "streak.yaml:19:10: spec.badge: unknown badge type 'x'" in err
+        and "more_data.yaml:8:11: spec.metric: unknown metric 'y'" in err
     )
 
 

@@ -317,15 +317,41 @@ def test_the_shipped_quality_config_loads():
     }  # fmt: skip
 
 
+def suite_file(path, *checks: str, name: str = "t") -> None:
+    """conf/quality.yaml with one table suite (date column d) and the given checks (flow mappings)."""
+    path.write_text(
+        f"tables:\n  - id: {name}\n    name: T\n    version: 1\n    kind: quality_suite\n    spec:\n"
+        "      date_column: d\n      checks:\n" + "".join(f"        - {c}\n" for c in checks)
+    )
+
+
 def test_config_errors_name_the_key(tmp_path):
     path = tmp_path / "quality.yaml"
-    path.write_text(
-        "tables:\n  t:\n    date_column: d\n    checks:\n      - {expect: unique, column: id, severity: fatal}\n"
-    )
-    with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.severity: must be critical or warning"):
+    suite_file(path, "{expect: unique, column: id, severity: fatal}", "{expect: unique, column: id, mostly: 2}")
+    with pytest.raises(ConfigError) as error:
         load_spec(path)
-    with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.expect: unknown check 'distinct'"):
+    # both checks' mistakes at once, at the line and column of the value (line 9 and 10, column 50 and 48)
+    assert error.value.problems == [
+        f"{path}:9:50: spec.checks[0].severity: 'fatal' is not one of critical, warning",
+        f"{path}:10:48: spec.checks[1].mostly: 2 is greater than the maximum of 1",
+    ]
+    suite_file(path, "{expect: unique, column: id, severity: critical}")
+    with pytest.raises(
+        ConfigError, match=r"quality\.yaml:9:20: tables\.t\.checks\[0\]\.expect: unknown check 'distinct'"
+    ):
         load_spec(path, {"tables": {"t": {"checks": [{"expect": "distinct"}]}}})
+
+
+def test_every_check_problem_of_a_suite_is_listed_at_once(tmp_path):
+    path = tmp_path / "quality.yaml"
+    suite_file(path, "{expect: between, columns: [a]}", "{expect: in_set, columns: [b]}")
+    with pytest.raises(ConfigError) as error:
+        load_spec(path)
+    # each at its check (a missing key: the check's mapping, column 11 of its line)
+    assert error.value.problems == [
+        f"{path}:9:11: tables.t.checks[0]: between needs min, max or both",
+        f"{path}:10:11: tables.t.checks[1].values: in_set needs a list of values",
+    ]
 
 
 def test_suite_selection_accepts_globs_and_refuses_unknown_names():
@@ -413,9 +439,7 @@ def test_export_runs_are_validated_by_the_exports_stage_not_the_gate(spark, good
 
 def test_floor_and_stage_config_errors_name_the_key(tmp_path):
     path = tmp_path / "quality.yaml"
-    path.write_text(
-        "tables:\n  t:\n    date_column: d\n    checks:\n      - {expect: not_null, column: c, min_rows: 9}\n"
-    )
+    suite_file(path, "{expect: not_null, column: c, min_rows: 9}")
     with pytest.raises(ConfigError, match=r"tables\.t\.checks\[0\]\.min_rows: applies to a ratio check"):
         load_spec(path)
     with pytest.raises(ConfigError, match=r"raw\.checks\.keys_not_null\.min_rows: must be a non-negative integer"):

@@ -186,15 +186,21 @@ id: {id}
 name: Test badge
 version: 1
 kind: badge
-description: "A test badge."
-unlock_order: {order}
-auto_award_rules:
-  bronze:   "total_data_mb >= 10"
-  silver:   "total_data_mb >= 20"
-  gold:     "total_data_mb >= 30 and loyalty >= 50"
-  platinum: "{platinum}"
-points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
+spec:
+  description: "A test badge."
+  unlock_order: {order}
+  auto_award_rules:
+    bronze:   "total_data_mb >= 10"
+    silver:   "total_data_mb >= 20"
+    gold:     "total_data_mb >= 30 and loyalty >= 50"
+    platinum: "{platinum}"
+  points: {{bronze: 1, silver: 2, gold: 3, platinum: 4}}
 """
+
+
+def tier(name: str, rule: str) -> str:
+    """One tier definition as a flow-style list item of conf/loyalty.yaml."""
+    return f'  - {{id: {name}, name: {name.title()}, version: 1, kind: tier, spec: {{rule: "{rule}"}}}}\n'
 
 
 def test_default_badges_are_12_types_of_4_levels():
@@ -216,9 +222,13 @@ def test_badge_validation_names_file_line_and_column(tmp_path):
     with pytest.raises(TemplateError) as failed:
         badges.load_badges(tmp_path, ["total_data_mb", "loyalty"])
     problems = "\n".join(failed.value.problems)
-    assert f"{tmp_path / 'a.yaml'}:11:14" in problems and "total_data_mbb" in problems
-    assert "points: must not decrease" in problems
-    assert "unlock_order: 3 is used by more than one badge" in problems
+    assert f"{tmp_path / 'a.yaml'}:12:16: unknown name 'total_data_mbb'" in problems
+    assert (
+        f"{tmp_path / 'b.yaml'}:13:11: spec.points: must not decrease from bronze to platinum: [1, 2, 0, 4]" in problems
+    )
+    assert f"{tmp_path / 'c.yaml'}:7:17: spec.unlock_order: 3 is also the order of d" in problems
+    assert f"{tmp_path / 'd.yaml'}:7:17: spec.unlock_order: 3 is also the order of c" in problems
+    assert len(failed.value.problems) == 4
 
 
 def test_awards_are_progressive_and_never_repeated(spark, tmp_path):
@@ -270,18 +280,23 @@ def _loyalty_settings(tmp_path, grace=2, expiry=30):
     path = tmp_path / "loyalty.yaml"
     path.write_text(
         f"points_expiry_days: {expiry}\ndowngrade_grace_days: {grace}\ntiers:\n"
-        '  - {name: member, rule: "true"}\n'
-        '  - {name: silver, rule: "points_balance >= 100"}\n'
-        '  - {name: gold, rule: "points_balance >= 500 and loyalty >= 50"}\n'
+        + tier("member", "true")
+        + tier("silver", "points_balance >= 100")
+        + tier("gold", "points_balance >= 500 and loyalty >= 50")
     )
     return loyalty.LoyaltySettings.load(path, ["loyalty"])
 
 
 def test_tier_rules_are_validated(tmp_path):
     path = tmp_path / "loyalty.yaml"
-    path.write_text('tiers:\n  - {name: member, rule: "true"}\n  - {name: silver, rule: "pointz >= 1"}\n')
-    with pytest.raises(ConfigError, match=r"tiers\[1\]\.rule.*pointz"):
+    path.write_text("tiers:\n" + tier("member", "true") + tier("silver", "pointz >= 1") + tier("silver", "true"))
+    with pytest.raises(ConfigError) as failed:
         loyalty.LoyaltySettings.load(path, ["loyalty"])
+    # `pointz` is at column 70 of line 3 (the rule's text); the repeated id is reported too
+    first_lines = [p.splitlines()[0] for p in failed.value.problems]
+    assert first_lines[0] == f"{path}:4:10: id: tier 'silver' is already defined at {path}:3:10"
+    assert first_lines[1].startswith(f"{path}:3:70: unknown name 'pointz'")
+    assert len(first_lines) == 2
 
 
 def _tiers(spark, settings, balance, loyalty_score, previous, ds):
@@ -351,10 +366,11 @@ def test_score_crossings_and_audiences_skip_the_holdout(spark, tmp_path):
         "  - {name: risk_high, score: risk, threshold: 50, direction: up}\n"
         "  - {name: risk_cleared, score: risk, threshold: 50, direction: down}\n"
         "audiences:\n"
-        '  risky: {rule: "risk >= 50"}\n'
-        '  digital: {rule: "digital >= 80"}\n'
+        '  - {id: risky, name: Risky, version: 1, kind: audience, spec: {rule: "risk >= 50"}}\n'
+        '  - {id: digital, name: Digital, version: 2, kind: audience, spec: {rule: "digital >= 80"}}\n'
     )
     settings = campaigns.CampaignSettings.load(path, ["risk", "digital"], ["risk", "digital"])
+    assert settings.version == "2"  # the highest version among the audiences
     pairs = spark.createDataFrame(
         [("up", 55.0, 40.0, 90.0, False), ("down", 20.0, 60.0, 10.0, False), ("same", 70.0, 60.0, 10.0, False),
          ("held", 55.0, 40.0, 90.0, True)],
@@ -473,9 +489,13 @@ def test_points_beyond_a_segment_or_daily_budget_are_recorded_capped_in_order(sp
 def test_budget_config_is_validated_with_file_and_key(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()
-    (conf / "segments.yaml").write_text("default: mass\nsegments:\n  - {name: vip, rule: 'true'}\n")
+    (conf / "segments.yaml").write_text(
+        "segments:\n"
+        "  - {id: vip, name: VIP, version: 1, kind: segment, spec: {rule: 'true'}}\n"
+        "  - {id: mass, name: Mass, version: 1, kind: segment, spec: {default: true}}\n"
+    )
     path = conf / "loyalty.yaml"
-    tiers = 'tiers:\n  - {name: member, rule: "true"}\n'
+    tiers = "tiers:\n" + tier("member", "true")
     path.write_text(tiers + "budgets:\n  daily_points: 10\n  segments:\n    vip: {daily_points: 5}\n")
     assert loyalty.LoyaltySettings.load(path, ["loyalty"]).budgets == loyalty.Budgets(10, {"vip": loyalty.Budget(5)})
     for budgets, key in (

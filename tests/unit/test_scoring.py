@@ -285,11 +285,14 @@ def test_segments_first_matching_rule_wins(spark, tmp_path):
             tmp_path,
             "segments.yaml",
             """
-            version: 2
-            default: everyone_else
             segments:
-              - {name: at_risk, rule: "risk >= 70"}
-              - {name: postpaid_high, rule: "payment_type == 'POSTPAID' and revenue >= 60"}
+              - {id: at_risk, name: At risk, version: 2, kind: segment, spec: {rule: "risk >= 70"}}
+              - id: postpaid_high
+                name: Postpaid, high revenue
+                version: 1
+                kind: segment
+                spec: {rule: "payment_type == 'POSTPAID' and revenue >= 60"}
+              - {id: everyone_else, name: Everyone else, version: 1, kind: segment, spec: {default: true}}
             """,
         ),
         ["risk", "revenue"],
@@ -303,6 +306,7 @@ def test_segments_first_matching_rule_wins(spark, tmp_path):
         ],
         "subscriber_id string, risk double, revenue double, payment_type string",
     )
+    assert rules.version == "2"  # the highest version among the segments
     got = {r.subscriber_id: (r.segment, r.matched_rule) for r in assign_segments(df, rules, DS).collect()}
     assert got == {
         "a": ("at_risk", "risk >= 70"),
@@ -313,9 +317,21 @@ def test_segments_first_matching_rule_wins(spark, tmp_path):
 
 
 def test_segment_rule_errors_point_at_the_rule(tmp_path):
-    path = write(tmp_path, "segments.yaml", 'default: x\nsegments:\n  - {name: a, rule: "riskk > 3"}\n')
-    with pytest.raises(ConfigError, match=r"segments\[0\].rule: .*unknown name 'riskk'"):
+    path = write(
+        tmp_path,
+        "segments.yaml",
+        "segments:\n"
+        '  - {id: a, name: A, version: 1, kind: segment, spec: {rule: "riskk > 3"}}\n'
+        "  - {id: b, name: B, version: 1, kind: segment, spec: {default: true}}\n"
+        "  - {id: c, name: C, version: 1, kind: segment, spec: {default: true}}\n",
+    )
+    with pytest.raises(ConfigError) as error:
         SegmentRules.load(path, ["risk"])
+    # `riskk` starts at column 63 of line 2, the second `default: true` at column 65 of line 4
+    first_lines = [p.splitlines()[0] for p in error.value.problems]
+    assert len(first_lines) == 2
+    assert first_lines[0].startswith(f"{path}:2:63: unknown name 'riskk'")
+    assert first_lines[1] == f"{path}:4:65: spec.default: 'b' is already the default segment"
 
 
 def test_the_repository_segments_config_loads():
@@ -348,7 +364,11 @@ def test_unknown_tenure_is_not_a_new_joiner(spark, tmp_path):
     assert {r.subscriber_id: r.tenure_days for r in df.collect()} == {"known": 90.0, "future": 0.0, "unknown": None}
     rules = SegmentRules.load(
         write(
-            tmp_path, "segments.yaml", 'default: others\nsegments:\n  - {name: new_joiners, rule: "tenure_days < 90"}\n'
+            tmp_path,
+            "segments.yaml",
+            "segments:\n"
+            '  - {id: new_joiners, name: New joiners, version: 1, kind: segment, spec: {rule: "tenure_days < 90"}}\n'
+            "  - {id: others, name: Others, version: 1, kind: segment, spec: {default: true}}\n",
         ),
         ["tenure_days"],
     )
