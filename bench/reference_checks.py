@@ -25,8 +25,8 @@ from deltalake import DeltaTable
 
 from jobs.config import Config
 from jobs.scoring import ScoringConfig
+from jobs.settings import load_settings
 from jobs.sources import Source, list_extract_files
-from jobs.stages import metric_registry, scoring_config
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 FILE_REASONS = (
@@ -257,7 +257,7 @@ def check_daily_activity(ref: Reference, config: Config, ds: date) -> Check:
     check.reference_seconds = ref.timed(
         f"create or replace temp table activity_reference as {sql('daily_activity.sql')}", {"ds": ds}
     )
-    metrics = metric_registry(config).names
+    metrics = load_settings(config).metrics.names
     spark = "(select * from daily_activity where activity_date = $ds)"
     check.details = compare_rows(ref, spark, "activity_reference", "subscriber_id", metrics, {"ds": ds})
     check.agree = _rows_agree(check.details)
@@ -271,7 +271,7 @@ def check_scores(ref: Reference, config: Config, ds: date) -> Check:
     """behavior_features and behavior_scores of the run date: every feature, every component
     value of the breakdowns and the five scores (within SCORE_TOLERANCE points)."""
     check = Check("scores")
-    cfg = scoring_config(config)
+    cfg = load_settings(config).scoring
     for table in ("daily_activity", "subscriber_profile", "behavior_features", "behavior_scores"):
         ref.register(table)
     ref.register("ml_predictions", _ml_schema())
