@@ -13,8 +13,14 @@ from jobs.context import PipelineError, RunContext
 from jobs.missions import with_holdout
 from jobs.profiles import profile_as_of
 from jobs.scoring import PLAN_CHANGE_DAYS
-from jobs.segments import PROFILE_NAMES
-from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, MISSION_PROGRESS, SUBSCRIBER_SEGMENTS, schema_of
+from jobs.tables import (
+    BEHAVIOR_FEATURES,
+    BEHAVIOR_SCORES,
+    MISSION_PROGRESS,
+    PROFILE_NAMES,
+    SUBSCRIBER_SEGMENTS,
+    schema_of,
+)
 
 __all__ = ["completed_by", "latest_before", "read_day", "scored_subjects", "scoring_base"]
 

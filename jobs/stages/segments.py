@@ -9,9 +9,9 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
-from jobs.segments import PROFILE_NAMES, assign_segments
+from jobs.segments import assign_segments
 from jobs.stages.readers import scoring_base
-from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, SUBSCRIBER_SEGMENTS
+from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, PROFILE_NAMES, SUBSCRIBER_SEGMENTS
 
 __all__ = ["run"]
 
