@@ -169,7 +169,7 @@ def _build(config: Config) -> Settings:
         file = config.file_of(f"sources.{name}")
         source = attempt(file, lambda spec=spec, file=file: Source.from_config(spec, file))
         if source is not None:
-            problems.found.extend(source_problems(source))
+            problems.found.extend(attempt(file, lambda source=source: source_problems(source)) or [])
             sources[name] = source
     ingest = attempt("ingest", lambda: _ingest(config))
 
@@ -202,11 +202,7 @@ def _build(config: Config) -> Settings:
                 lambda: _load_templates(config, missions, scoring, segments, mission_metrics, offers, None),
             )
         if lifetime is not None:
-            badge_names = [
-                *eligibility_names(list(scoring.scores), scoring.feature_names),
-                *lifetime_names(lifetime, CATEGORIES),
-                BADGE_MISSIONS,
-            ]
+            badge_names = [*rule_names, *lifetime_names(lifetime, CATEGORIES), BADGE_MISSIONS]
             badges = attempt("badges", lambda: load_badges(conf.parent / missions.badges_dir, badge_names))
 
     predictions_file = conf / "ml_predictions.yaml"

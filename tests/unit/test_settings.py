@@ -19,6 +19,7 @@ from jobs.config import DEFAULT_CONF_DIR, SettingsError, load_config
 from jobs.context import PipelineError, RunContext
 from jobs.metrics import MetricRegistry
 from jobs.settings import Settings, load_settings, templates_in
+from jobs.stages import predictions as predictions_stage
 from jobs.validation import config_problems
 
 pytestmark = pytest.mark.unit
@@ -239,6 +240,17 @@ def test_the_context_selects_its_sources_from_the_settings(yaml_reads):
     assert all(s is ctx.settings.sources[s.name] for s in ctx.sources())
     with pytest.raises(PipelineError, match=r"unknown source\(s\) \['nope'\]"):
         RunContext(None, config, None, date(2025, 3, 1), only_sources=["nope"]).sources()
+    assert not yaml_reads
+
+
+def test_a_stage_reads_its_settings_from_the_context(tmp_path, yaml_reads):
+    conf = _conf_copy(tmp_path)
+    (conf / "ml_predictions.yaml").unlink()
+    config = load_config(conf, env="test", environ={})
+    ctx = RunContext(None, config, None, date(2025, 3, 1))  # no session, no lakehouse: the stage needs neither
+    assert ctx.settings.predictions is None
+    yaml_reads.clear()
+    assert predictions_stage.run(ctx) == {"status": "not_configured", "read": 0, "accepted": 0}
     assert not yaml_reads
 
 
