@@ -58,8 +58,8 @@ from jobs.config import Config, load_config
 from jobs.lakehouse import Lakehouse
 from jobs.metrics import MetricRegistry, with_derived_flags
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
+from jobs.settings import load_settings
 from jobs.spark import build_session
-from jobs.stages import metric_registry
 from jobs.tables import DAILY_ACTIVITY, PIPELINE_RUNS, SUBSCRIBER_PROFILE
 
 DEFAULT_SIZES = (100_000, 300_000, 1_000_000)
@@ -231,7 +231,7 @@ def write_synthetic_history(
         .distinct()
     )
     lakehouse.write(
-        synthetic_activity(subscribers, days, metric_registry(config), seed),
+        synthetic_activity(subscribers, days, load_settings(config).metrics, seed),
         DAILY_ACTIVITY,
         partition_by=["activity_date"],
         replace_where={"activity_date": list(days)},

@@ -25,8 +25,8 @@ from deltalake import DeltaTable
 
 from jobs.config import Config
 from jobs.scoring import ScoringConfig
+from jobs.settings import load_settings
 from jobs.sources import Source, list_extract_files
-from jobs.stages import metric_registry, scoring_config
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 FILE_REASONS = (
@@ -147,14 +147,15 @@ def check_cdr_ingest(ref: Reference, config: Config, ds: date) -> Check:
     if set_aside:
         check.excluded.append(f"{len(set_aside)} file(s) quarantined whole by Spark's file screening (not re-screened)")
     inner, outer = hmac_pads(str(config.require("privacy.pseudonymisation_key")))
-    lateness = int(config.get("ingest.max_lateness_days", 7))
+    ingest = load_settings(config).ingest
+    lateness = ingest.max_lateness_days
     params = {
         "files": files,
         "delim": "\x01",
         "ds": ds,
         "earliest": ds - timedelta(days=lateness),
-        "known_from": ds - timedelta(days=int(config.get("ingest.subscriber_lookback_days", 7))),
-        "country_code": str(config.require("operator.country_code")),
+        "known_from": ds - timedelta(days=ingest.subscriber_lookback_days),
+        "country_code": ingest.country_code,
         "inner_pad": inner,
         "outer_pad": outer,
     }
@@ -257,7 +258,7 @@ def check_daily_activity(ref: Reference, config: Config, ds: date) -> Check:
     check.reference_seconds = ref.timed(
         f"create or replace temp table activity_reference as {sql('daily_activity.sql')}", {"ds": ds}
     )
-    metrics = metric_registry(config).names
+    metrics = load_settings(config).metrics.names
     spark = "(select * from daily_activity where activity_date = $ds)"
     check.details = compare_rows(ref, spark, "activity_reference", "subscriber_id", metrics, {"ds": ds})
     check.agree = _rows_agree(check.details)
@@ -271,13 +272,14 @@ def check_scores(ref: Reference, config: Config, ds: date) -> Check:
     """behavior_features and behavior_scores of the run date: every feature, every component
     value of the breakdowns and the five scores (within SCORE_TOLERANCE points)."""
     check = Check("scores")
-    cfg = scoring_config(config)
+    settings = load_settings(config)
+    cfg = settings.scoring
     for table in ("daily_activity", "subscriber_profile", "behavior_features", "behavior_scores"):
         ref.register(table)
     ref.register("ml_predictions", _ml_schema())
     params = {
         "ds": ds,
-        "lookback": int(config.get("ingest.subscriber_lookback_days", 7)),
+        "lookback": settings.ingest.subscriber_lookback_days,
         "ml_max_age": cfg.ml_max_age_days,
     }
     seconds = ref.timed(f"create or replace temp table features as {sql('scoring_features.sql')}", params)

@@ -23,7 +23,7 @@ import time
 from datetime import date
 from typing import Any
 
-from jobs.config import ConfigError, load_config
+from jobs.config import ConfigError, SettingsError, load_config
 from jobs.templates import TemplateError
 
 log = logging.getLogger("gamify")
@@ -172,14 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "maintain":
             return _maintain_command(args)
         return _run_command(args)
-    except TemplateError as exc:  # every problem of a set of definitions
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"{len(exc.problems)} configuration problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except TemplateError as exc:
         print(f"{len(exc.problems)} definition problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
 
 
 def _config_command(args: argparse.Namespace) -> int:
@@ -246,16 +251,17 @@ def _docs_command(args: argparse.Namespace) -> int:
 def _templates_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jobs.stages import badge_types, template_set
+    from jobs.settings import load_settings, templates_in
     from jobs.templates import expansion_counts
 
     overrides = {"lakehouse.root": args.lakehouse_root} if args.lakehouse_root else None
     config = load_config(args.conf_dir, args.env, overrides)
-    templates = template_set(config, templates_dir=Path(args.dir) if args.dir else None)
+    settings = load_settings(config)  # raises SettingsError listing every problem
+    templates = templates_in(config, Path(args.dir)) if args.dir else settings.templates
     if args.action == "validate":
         categories = sorted({t.category for t in templates.templates})
         print(f"ok: {len(templates.templates)} templates, categories: {', '.join(categories)}")
-        badges = badge_types(config)  # raises TemplateError listing every badge problem
+        badges = settings.badges
         print(f"ok: {len(badges)} badge types, {sum(len(b.rules) for b in badges)} badge levels")
         return 0
     if args.action == "expand":
@@ -277,17 +283,17 @@ def _preview(config, templates, args: argparse.Namespace) -> int:
     from jobs.context import RunContext, build_lakehouse
     from jobs.missions import candidates
     from jobs.spark import build_session
-    from jobs.stages import mission_settings, mission_subjects
+    from jobs.stages import mission_subjects
 
-    settings = mission_settings(config)
     spark = build_session(config.get("spark", {}))
     ctx = RunContext(spark, config, build_lakehouse(spark, config), args.ds)
+    settings = ctx.settings.missions
     chosen = [t for t in templates.active_on(args.ds) if not args.template or t.id == args.template]
     if not chosen:
         print(f"no active template {args.template or ''} on {args.ds}", file=sys.stderr)
         return 1
     preview = (
-        candidates(mission_subjects(ctx, templates, settings), chosen, templates.metrics, settings, args.ds)
+        candidates(mission_subjects(ctx, templates), chosen, templates.metrics, settings, args.ds)
         .filter(~F.col("holdout"))
         .groupBy("template_id", "segment", "level")
         .agg(F.count(F.lit(1)).alias("subscribers"), F.sum("reward_points").alias("points"))

@@ -17,7 +17,7 @@ import copy
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,14 @@ class ConfigError(ValueError):
     def __init__(self, file: str | Path, key: str, message: str) -> None:
         self.file, self.key, self.message = str(file), key, message
         super().__init__(f"{file}: {key}: {message}")
+
+
+class SettingsError(ValueError):
+    """Every problem found in the configuration and template files (jobs.settings), one per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} configuration problem(s):\n" + "\n".join(self.problems))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What a stage gets for one run date: session, configuration, lakehouse and the date."""
+"""What a stage gets for one run date: session, configuration (raw and as typed settings),
+lakehouse and the date."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
 
 from jobs.config import Config
 from jobs.lakehouse import DEFAULT_PROPERTIES, Lakehouse
 from jobs.sources import Source
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
 
 
 class PipelineError(RuntimeError):
@@ -31,22 +35,24 @@ class RunContext:
     results: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def settings(self) -> Settings:
+        """Every stage's settings (jobs.settings), loaded and validated on first use and shared by
+        every context of the same Config: no stage parses a configuration file."""
+        from jobs.settings import load_settings  # the settings' modules import this one
+
+        return load_settings(self.config)
+
+    @property
     def raw_root(self) -> str:
         return str(self.config.require("raw.root"))
 
     def sources(self) -> list[Source]:
-        selected = []
-        for name, spec in self.config.sources.items():
-            if self.only_sources and name not in self.only_sources:
-                continue
-            selected.append(Source.from_config(spec, self.config.file_of(f"sources.{name}")))
-        unknown = set(self.only_sources or ()) - set(self.config.sources)
+        """The configured sources this run ingests (all, or those `only_sources` names)."""
+        configured = self.settings.sources
+        unknown = set(self.only_sources or ()) - set(configured)
         if unknown:
-            raise PipelineError(f"unknown source(s) {sorted(unknown)}; configured: {sorted(self.config.sources)}")
-        return selected
-
-    def conf_path(self, name: str) -> Path:
-        return Path(self.config.conf_dir) / name
+            raise PipelineError(f"unknown source(s) {sorted(unknown)}; configured: {sorted(configured)}")
+        return [s for name, s in configured.items() if not self.only_sources or name in self.only_sources]
 
 
 def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:

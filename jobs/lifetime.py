@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs.config import ConfigError, load_yaml
 
 AGGREGATIONS = ("sum", "days", "max", "streak", "return_gap")
+RETURN_WINDOW_DAYS = 30  # return_gap without a `window`: the return counts when within the last month
 COMPLETED = "missions_completed"
 
 
@@ -31,7 +32,7 @@ class LifetimeMetric:
     name: str
     daily: str
     aggregation: str
-    window: int = 30  # return_gap: how recent the return must be
+    window: int = RETURN_WINDOW_DAYS  # return_gap: how recent the return must be
 
 
 def load_lifetime_metrics(path: str | Path, daily_names: Sequence[str]) -> dict[str, LifetimeMetric]:
@@ -43,7 +44,9 @@ def load_lifetime_metrics(path: str | Path, daily_names: Sequence[str]) -> dict[
             raise ConfigError(path, f"{key}.daily", f"must name a daily metric ({', '.join(daily_names)})")
         if spec.get("aggregation") not in AGGREGATIONS:
             raise ConfigError(path, f"{key}.aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
-        metrics[name] = LifetimeMetric(name, spec["daily"], spec["aggregation"], int(spec.get("window", 30)))
+        metrics[name] = LifetimeMetric(
+            name, spec["daily"], spec["aggregation"], int(spec.get("window", RETURN_WINDOW_DAYS))
+        )
     return metrics
 
 

@@ -24,7 +24,8 @@ from pyspark.sql.window import Window
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
 from jobs.metrics import longest_streak
-from jobs.templates import LEVELS, MissionMetric, MissionTemplate
+from jobs.tables import PROFILE_NAMES
+from jobs.templates import DEFAULT_PERIOD_DAYS, LEVELS, MissionMetric, MissionTemplate
 
 BASELINE_PREFIX = "_baseline_"
 
@@ -61,7 +62,7 @@ class MissionSettings:
             badges_dir=str(data.get("badges_dir", "templates/badges")),
             max_active=max_active,
             baseline_days=int(data.get("baseline_days", 28)),
-            period_days=dict(data.get("period_days") or {"daily": 1, "weekly": 7, "monthly": 30}),
+            period_days=dict(data.get("period_days") or DEFAULT_PERIOD_DAYS),
             holdout_share=float(share),
             holdout_salt=str(holdout.get("salt", "")),
             dynamic_levels=levels,
@@ -360,8 +361,9 @@ def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSetti
 
 def eligibility_names(score_names: Sequence[str], feature_names: Sequence[str]) -> list[str]:
     """Names a template's eligibility expression may use."""
-    profile = ["payment_type", "plan_code", "status", "age_band", "region"]
-    return sorted({*score_names, *feature_names, *profile, "segment", "churn_probability", "nbo_offer_id", "nbo_score"})
+    return sorted(
+        {*score_names, *feature_names, *PROFILE_NAMES, "segment", "churn_probability", "nbo_offer_id", "nbo_score"}
+    )
 
 
 def catalog_frame(spark: Any, rows: list[dict[str, Any]], ds: date) -> DataFrame:

@@ -17,8 +17,8 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.definitions import DefinitionError, Kind, newest_version, read_definitions, unique
+from jobs.tables import PROFILE_NAMES
 
-PROFILE_NAMES = ("payment_type", "plan_code", "status", "age_band", "region")
 SEGMENT = Kind(
     "segment",
     "Subscriber segment: the first segment whose rule matches, in file order, else the default one",

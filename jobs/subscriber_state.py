@@ -46,9 +46,10 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-RECENT_DAYS = 7
-EXPIRING_DAYS = 30
-SCORES = ("engagement", "revenue", "loyalty", "risk", "digital")
+from jobs.tables import SCORES
+
+RECENT_DAYS = 7  # the app shows the missions completed in the last week
+EXPIRING_DAYS = 30  # ... and warns of the points expiring within a month
 LIVE = ("assigned", "active")
 REASONS = ("new", "profile", "missions", "completions", "badges", "points")
 PROFILE = ("segment", *SCORES, "holdout", "points_balance", "tier", "next_tier", "points_to_next_tier")

@@ -34,6 +34,9 @@ CAMPAIGN_AUDIENCES = "campaign_audiences"
 QUALITY_RESULTS = "quality_results"  # written by jobs.quality: one row per expectation per run date
 
 SCORES = ("engagement", "revenue", "loyalty", "risk", "digital")
+# The subscriber_profile columns that describe the contract (all text): the profile attributes
+# segment, eligibility, badge, tier and audience rules may name, and that rule subjects carry.
+PROFILE_NAMES = ("payment_type", "plan_code", "status", "age_band", "region")
 BREAKDOWN = (
     "map<string,struct<raw:double,normalized:double,weight:double,contribution:double,missing:boolean,"
     "degraded:boolean>>"

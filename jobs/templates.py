@@ -24,6 +24,9 @@ from jobs.definitions import Definition, DefinitionError, Kind, node_position, r
 CATEGORIES = ("onboarding", "engagement", "revenue", "loyalty", "correction")
 PERIODS = ("daily", "weekly", "monthly")
 LEVELS = ("easy", "medium", "hard")
+# Days in each mission period when conf/missions.yaml sets no `period_days`: a monthly mission is
+# 30 days whatever the calendar month, so every subscriber gets the same time to reach a target.
+DEFAULT_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
 AGGREGATIONS = ("sum", "days", "streak", "max")
 PLACEHOLDERS = {"target", "unit", "period", "points"}
 SPEC_KEYS = (
@@ -251,7 +254,7 @@ def _from_definition(
     thresholds = _thresholds(data["thresholds"], periods, problem)
     if metric is not None and metric.aggregation in ("days", "streak"):
         for period, levels in thresholds.items():
-            longest = {"daily": 1, "weekly": 7, "monthly": 30}.get(period, 30)
+            longest = DEFAULT_PERIOD_DAYS.get(period, DEFAULT_PERIOD_DAYS["monthly"])
             for t in levels:
                 if t.target is not None and t.target > longest:
                     problem(

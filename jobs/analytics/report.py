@@ -347,9 +347,8 @@ def default_path(config: Config, ds: date) -> Path:
 def data_docs_index(ctx: RunContext) -> Path | None:
     """The run date's quality Data Docs index, when it was built locally."""
     from jobs.quality import site_dir
-    from jobs.stages.settings import quality_spec
 
-    site = site_dir(ctx, quality_spec(ctx))
+    site = site_dir(ctx, ctx.settings.quality)
     index = Path(site, "index.html") if site else None
     return index if index and index.exists() else None
 

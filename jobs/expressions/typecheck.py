@@ -14,6 +14,7 @@ from jobs.expressions.inspection import check_names
 from jobs.expressions.nodes import Binary, BoolOp, Compare, InList, IsNull, Literal, Name, Node, Unary, Value
 from jobs.expressions.parser import parse
 from jobs.expressions.text import literal_text, to_text
+from jobs.tables import PROFILE_NAMES
 
 NUMBER, STRING, BOOLEAN, DATE, TIMESTAMP, NULL, ANY = (
     "number",
@@ -142,7 +143,7 @@ def check_types(
 
 # Names of subscriber attributes that hold text; every other score, feature, balance or lifetime
 # metric a rule can name is a number.
-TEXT_NAMES = frozenset({"payment_type", "plan_code", "status", "age_band", "region", "segment", "nbo_offer_id", "tier"})
+TEXT_NAMES = frozenset({*PROFILE_NAMES, "segment", "nbo_offer_id", "tier"})
 
 
 def subject_types(names: Iterable[str]) -> dict[str, str]:

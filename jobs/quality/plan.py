@@ -37,7 +37,7 @@ def read_day(ctx: RunContext, spec: TableSpec, ds: date) -> DataFrame:
     low = ds
     if spec.partition_column != spec.date_column:
         lookback = spec.lookback_days
-        low = ds - timedelta(days=ctx.config.get("ingest.max_lateness_days", 7) if lookback is None else lookback)
+        low = ds - timedelta(days=ctx.settings.ingest.max_lateness_days if lookback is None else lookback)
     partitions = [(spec.partition_column, ">=", low), (spec.partition_column, "<=", ds)]
     df = ctx.lakehouse.read(spec.name, partitions=partitions).filter(F.col(spec.date_column) == F.lit(ds))
     if spec.name == PIPELINE_RUNS:
@@ -155,6 +155,6 @@ def plan_raw(ctx: RunContext, spec: QualitySpec, source: Source) -> SuitePlan:
         shown = "; ".join(f"{f.path.rsplit('/', 1)[-1]}: {f.message}" for f in set_aside[:5])
         note("contract_columns", "expect_extract_columns_to_match_contract", "failed", mask_text(shown))
     raw = extract.rows
-    plan.batch = raw_batch(conform(raw, source), source, str(ctx.config.require("operator.country_code")))
+    plan.batch = raw_batch(conform(raw, source), source, ctx.settings.ingest.country_code)
     plan.planned = raw_expectations(suite, source, checks, plan.batch.columns)
     return plan

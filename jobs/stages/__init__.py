@@ -7,7 +7,8 @@ pipeline order). The modules: ingest, predictions, activity, scores, segments, m
 progress, badges (with the subscriber_lifetime fold), loyalty, campaigns, subscriber_state,
 exports.
 
-Shared by the runners: `settings` (the config loaders, each file parsed once per Config) and
+Every runner reads its settings from `ctx.settings` (jobs.settings: every configuration and
+template file parsed and validated once per run) and never a YAML file. Shared by the runners:
 `readers` (one day of a table, the newest earlier day, the scoring base, the scored subjects,
 the missions completed by a day).
 """
@@ -30,38 +31,20 @@ from jobs.stages import (
 )
 from jobs.stages.missions import mission_subjects
 from jobs.stages.readers import scored_subjects
-from jobs.stages.settings import (
-    badge_types,
-    export_settings,
-    loyalty_settings,
-    metric_registry,
-    mission_settings,
-    offer_catalogue,
-    scoring_config,
-    template_set,
-)
 
 __all__ = [
     "activity",
-    "badge_types",
     "badges",
     "campaigns",
-    "export_settings",
     "exports",
     "ingest",
     "loyalty",
-    "loyalty_settings",
-    "metric_registry",
-    "mission_settings",
     "mission_subjects",
     "missions",
-    "offer_catalogue",
     "predictions",
     "progress",
     "scored_subjects",
     "scores",
-    "scoring_config",
     "segments",
     "subscriber_state",
-    "template_set",
 ]

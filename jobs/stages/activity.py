@@ -10,7 +10,6 @@ from pyspark.sql import functions as F
 
 from jobs.context import RunContext
 from jobs.metrics import activity_dates_to_refresh, daily_activity
-from jobs.stages.settings import max_lateness_days, metric_registry
 from jobs.tables import DAILY_ACTIVITY, EVENTS
 
 __all__ = ["run"]
@@ -19,7 +18,10 @@ __all__ = ["run"]
 def run(ctx: RunContext) -> dict[str, Any]:
     """events -> daily_activity for the run date and any earlier day that got late events."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    window = [("event_date", ">=", ds - timedelta(days=max_lateness_days(ctx))), ("event_date", "<=", ds)]
+    window = [
+        ("event_date", ">=", ds - timedelta(days=ctx.settings.ingest.max_lateness_days)),
+        ("event_date", "<=", ds),
+    ]
     events = lakehouse.read(EVENTS, partitions=window).filter(F.col("ingest_date") <= F.lit(ds))
     late = [
         r[0]
@@ -29,7 +31,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         .collect()  # at most max_lateness_days dates
     ]
     dates = activity_dates_to_refresh(ds, late)
-    daily = daily_activity(events.filter(F.col("event_date").isin(dates)), metric_registry(ctx))
+    daily = daily_activity(events.filter(F.col("event_date").isin(dates)), ctx.settings.metrics)
     result = lakehouse.write(
         daily, DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": dates}
     )

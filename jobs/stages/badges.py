@@ -4,6 +4,7 @@ values -> badge_awards, never a level twice."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from jobs.frames import with_nullable_nesting
 from jobs.lifetime import LifetimeMetric, advance, completed_missions, snapshot
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.stages.readers import latest_before, read_day, scored_subjects
-from jobs.stages.settings import badge_types, lifetime_metrics, max_lateness_days, template_set
 from jobs.tables import (
     BADGE_AWARDS,
     BADGE_CATALOG,
@@ -34,8 +34,8 @@ __all__ = ["lifetime_snapshot", "run"]
 def run(ctx: RunContext) -> dict[str, Any]:
     """daily_activity + completions -> subscriber_lifetime; rules -> badge_catalog, badge_awards."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    types = badge_types(ctx)
-    metrics = lifetime_metrics(ctx)
+    types = ctx.settings.badges
+    metrics = ctx.settings.lifetime_metrics
     levels = catalog_badges(types)
     catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
     lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
@@ -52,12 +52,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return {"catalog_badges": len(levels), "awards": result.rows_added}
 
 
-def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge_ids: list[str]) -> DataFrame:
+def lifetime_snapshot(ctx: RunContext, metrics: Mapping[str, LifetimeMetric], badge_ids: list[str]) -> DataFrame:
     """Fold the days since the previous snapshot into subscriber_lifetime for the run date
     (jobs.lifetime: the settled and recent layers) and return the rows written; completed
     missions count per category and toward the badge their template names."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    lateness = max_lateness_days(ctx)
+    lateness = ctx.settings.ingest.max_lateness_days
     settled_through = ds - timedelta(days=lateness)
     previous = latest_before(ctx, SUBSCRIBER_LIFETIME, "stats_date")
     progress = lakehouse.read_or_empty(MISSION_PROGRESS, schema_of(MISSION_PROGRESS))
@@ -74,7 +74,7 @@ def lifetime_snapshot(ctx: RunContext, metrics: dict[str, LifetimeMetric], badge
             ("activity_date", "<=", settled_through),
         ]
         progress = progress.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
-    completions = completed_missions(progress, {t.id: t.badge for t in template_set(ctx).templates})
+    completions = completed_missions(progress, {t.id: t.badge for t in ctx.settings.templates.templates})
     settled = advance(
         state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES, badge_ids
     )

@@ -13,13 +13,6 @@ from jobs.campaigns import audiences, triggers
 from jobs.context import RunContext
 from jobs.frames import with_nullable_nesting
 from jobs.stages.readers import latest_before, read_day, scored_subjects
-from jobs.stages.settings import (
-    campaign_settings,
-    loyalty_settings,
-    mission_settings,
-    offer_catalogue,
-    scoring_config,
-)
 from jobs.tables import (
     BADGE_AWARDS,
     BEHAVIOR_SCORES,
@@ -38,9 +31,9 @@ __all__ = ["run"]
 def run(ctx: RunContext) -> dict[str, Any]:
     """The run date's assignments, completions, awards, tier changes and score moves ->
     campaign_triggers; configured audiences -> campaign_audiences."""
-    cfg = scoring_config(ctx)
+    cfg = ctx.settings.scoring
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    settings = campaign_settings(ctx)
+    settings = ctx.settings.campaigns
     tier_rows = read_day(ctx, LOYALTY_TIERS, "tier_ds")
     subjects = scored_subjects(ctx).join(
         tier_rows.select("subscriber_id", "tier", "points_balance"), "subscriber_id", "left"
@@ -53,7 +46,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "subscriber_id", *[F.col(s).alias(f"prev_{s}") for s in cfg.scores]
     )
     score_pairs = score_pairs.join(before, "subscriber_id")
-    longest = max(mission_settings(ctx).period_days.values()) + 1
+    longest = max(ctx.settings.missions.period_days.values()) + 1
     assignment_offers = lakehouse.read_or_empty(
         MISSION_ASSIGNMENTS,
         schema_of(MISSION_ASSIGNMENTS),
@@ -68,9 +61,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         settings,
         ds,
         assignment_offers,
-        offer_catalogue(ctx).frame(ctx.spark),
+        ctx.settings.offers.frame(ctx.spark),
         segments=read_day(ctx, SUBSCRIBER_SEGMENTS, "segment_date"),
-        segment_grants=loyalty_settings(ctx).budgets.segment_offer_grants,
+        segment_grants=ctx.settings.loyalty.budgets.segment_offer_grants,
     )
     result = lakehouse.write(
         with_nullable_nesting(rows), CAMPAIGN_TRIGGERS, partition_by=["trigger_ds"], replace_where={"trigger_ds": ds}

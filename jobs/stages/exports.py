@@ -13,7 +13,6 @@ from jobs.exports import audience_changes, export_files, export_jdbc, state_chan
 from jobs.sources import list_extract_files, render_template, template_values
 from jobs.stages import quality
 from jobs.stages.readers import latest_before, read_day
-from jobs.stages.settings import export_settings, quality_spec
 from jobs.tables import (
     CAMPAIGN_AUDIENCES,
     CAMPAIGN_TRIGGERS,
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 def run(ctx: RunContext) -> dict[str, Any]:
     """The run date's changed subscriber_state rows, triggers, audience changes and ledger
     entries -> one delivery per active consumer of conf/exports.yaml; export_runs."""
-    settings = export_settings(ctx)
+    settings = ctx.settings.exports
     lakehouse, ds = ctx.lakehouse, ctx.ds
     previous_audience_day = latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
     before = (
@@ -53,7 +52,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
         mapping = reader.option("header", True).csv(path) if settings.mapping_format == "csv" else reader.parquet(path)
         mapping = mapping.dropDuplicates(["subscriber_id"]).localCheckpoint()
-    root = str(ctx.config.get("exports.root", "./exports"))
+    root = ctx.settings.exports_root
     records, summary = [], {}
     for consumer in settings.active:
         log.info(
@@ -104,7 +103,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # the suites of conf/quality.yaml validated by this stage (export_runs): after the gate, a
     # critical failure fails the run once the delivery is made
-    after = [name for name, table in quality_spec(ctx).tables.items() if table.validated_by == "exports"]
+    after = [name for name, table in ctx.settings.quality.tables.items() if table.validated_by == "exports"]
     if after:
         quality.run(ctx, after)
     return summary

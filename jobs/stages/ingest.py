@@ -27,13 +27,11 @@ from jobs.ingest.classify import classify, with_prior_duplicates
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext, SourceResult
 from jobs.ingest.outputs import accounting, file_rejects, to_events, to_profile, to_rejects
 from jobs.ingest.shrink_guard import ExtractShrank, ShrinkGuard
-from jobs.ingest.values import source_problems
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.profiles import profile_as_of
 from jobs.run_log import describe_failure, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
-from jobs.stages.settings import max_lateness_days, subscriber_lookback_days
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
 
 __all__ = ["known_subscribers", "run", "run_ingest"]
@@ -188,7 +186,8 @@ def run_ingest(
     written together: one commit per table. Should that combined write fail, each source is
     written alone, so a failure stays with the source that caused it.
 
-    Whatever goes wrong with one source (its configuration, its files, Spark) is recorded for
+    The sources come compiled and checked (jobs.settings: a configuration problem stops the run
+    before any stage). Whatever goes wrong with one source (its files, Spark) is recorded for
     that source and the run goes on: `failed` for a mandatory source (the caller fails the run),
     `degraded` for an optional one, `missing` when an optional extract is absent, `held` when a
     shrunken extract was held back. Every configured source gets a row.
@@ -210,11 +209,6 @@ def run_ingest(
                 continue
             started = time.monotonic()
             try:
-                problems = source_problems(source)
-                if problems:
-                    raise SourceError(
-                        f"source {source.name}: {len(problems)} configuration problem(s): " + "; ".join(problems)
-                    )
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
                 ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name))
@@ -271,16 +265,22 @@ def _failure(source: Source, exc: Exception, seconds: float) -> SourceResult:
 
 def run(ctx: RunContext) -> list[SourceResult]:
     """Raw extracts of every due source -> events, events_rejected, subscriber_profile."""
-    config = ctx.config
+    settings = ctx.settings.ingest
     ingest_ctx = IngestContext(
         ds=ctx.ds,
-        timezone=config.require("operator.timezone"),
-        country_code=str(config.require("operator.country_code")),
-        key=config.require("privacy.pseudonymisation_key"),
-        max_lateness_days=max_lateness_days(ctx),
+        timezone=settings.timezone,
+        country_code=settings.country_code,
+        key=ctx.config.require("privacy.pseudonymisation_key"),  # a secret: never kept in the settings
+        max_lateness_days=settings.max_lateness_days,
     )
-    guard = ShrinkGuard.from_config(config.get("ingest.shrink_guard"))
-    results = run_ingest(ctx.lakehouse, ctx.sources(), ingest_ctx, ctx.raw_root, subscriber_lookback_days(ctx), guard)
+    results = run_ingest(
+        ctx.lakehouse,
+        ctx.sources(),
+        ingest_ctx,
+        ctx.raw_root,
+        settings.subscriber_lookback_days,
+        settings.shrink_guard,
+    )
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PipelineError("; ".join(f"{r.source}: {r.message}" for r in failed))

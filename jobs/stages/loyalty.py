@@ -13,7 +13,6 @@ from jobs.context import RunContext
 from jobs.loyalty import CAPPED, balances, earnings, expiries, ledger_entries, tiers, with_budgets
 from jobs.missions import with_holdout
 from jobs.stages.readers import latest_before, read_day
-from jobs.stages.settings import loyalty_settings, mission_settings, scoring_config
 from jobs.tables import (
     BADGE_AWARDS,
     BEHAVIOR_SCORES,
@@ -35,7 +34,7 @@ LEDGER_GUARD_DAYS = 62
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """Completions and badge awards -> loyalty_ledger; balances and scores -> loyalty_tiers."""
-    settings = loyalty_settings(ctx)
+    settings = ctx.settings.loyalty
     lakehouse, ds = ctx.lakehouse, ctx.ds
     earned = earnings(
         read_day(ctx, MISSION_PROGRESS, "progress_ds"), read_day(ctx, BADGE_AWARDS, "awarded_ds"), settings, ds
@@ -62,9 +61,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         moved = lakehouse.read(LOYALTY_LEDGER, partitions=[("entry_ds", ">", previous), ("entry_ds", "<=", ds)])
         before = read_day(ctx, LOYALTY_TIERS, "tier_ds", previous)
     scores_today = lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)]).select(
-        "subscriber_id", *scoring_config(ctx).scores
+        "subscriber_id", *ctx.settings.scoring.scores
     )
-    subjects = with_holdout(scores_today, mission_settings(ctx))
+    subjects = with_holdout(scores_today, ctx.settings.missions)
     tier_rows = tiers(subjects, balances(before, moved), before, settings, ds)
     result = lakehouse.write(tier_rows, LOYALTY_TIERS, partition_by=["tier_ds"], replace_where={"tier_ds": ds})
     return {"ledger_entries": written.rows_added, "capped_entries": capped, "subscribers_tiered": result.rows_added}

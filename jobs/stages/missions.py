@@ -10,9 +10,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
-from jobs.missions import MissionSettings, assign, baselines, candidates, catalog_frame
+from jobs.missions import assign, baselines, candidates, catalog_frame
 from jobs.stages.readers import completed_by, scored_subjects
-from jobs.stages.settings import mission_settings, template_set
 from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_CATALOG, schema_of
 from jobs.templates import TemplateSet, catalog_rows
 
@@ -21,8 +20,8 @@ __all__ = ["mission_subjects", "run"]
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """Templates -> mission_catalog; eligible subscribers -> mission_assignments."""
-    settings = mission_settings(ctx)
-    templates = template_set(ctx, settings)
+    settings = ctx.settings.missions
+    templates = ctx.settings.templates
     lakehouse, ds = ctx.lakehouse, ctx.ds
     active_templates = templates.active_on(ds)
     rows = catalog_rows(active_templates, templates.metrics)
@@ -32,7 +31,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         partition_by=["catalog_date"],
         replace_where={"catalog_date": ds},
     )
-    subjects = mission_subjects(ctx, templates, settings)
+    subjects = mission_subjects(ctx, templates)
     window = [
         ("assigned_ds", ">=", ds - timedelta(days=settings.lookback_days(templates.templates))),
         ("assigned_ds", "<", ds),
@@ -56,14 +55,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return {"catalog_missions": len(rows), "templates": len(active_templates), "assignments": result.rows_added}
 
 
-def mission_subjects(ctx: RunContext, templates: TemplateSet, settings: MissionSettings) -> DataFrame:
-    """Scored subjects with a segment, plus their baselines of every mission metric in use."""
-    lakehouse, ds = ctx.lakehouse, ctx.ds
+def mission_subjects(ctx: RunContext, templates: TemplateSet) -> DataFrame:
+    """Scored subjects with a segment, plus their baselines of every mission metric the
+    templates use (the configured ones, or another folder's for a preview)."""
+    lakehouse, ds, settings = ctx.lakehouse, ctx.ds, ctx.settings.missions
     start = ds - timedelta(days=settings.baseline_days - 1)
     activity_rows = lakehouse.read(
         DAILY_ACTIVITY, partitions=[("activity_date", ">=", start), ("activity_date", "<=", ds)]
     )
     used = sorted({t.metric for t in templates.templates})
     usual = baselines(activity_rows, [templates.metrics[m] for m in used], ds, settings.baseline_days)
-    subjects = scored_subjects(ctx, settings).filter(F.col("segment").isNotNull())
+    subjects = scored_subjects(ctx).filter(F.col("segment").isNotNull())
     return subjects.join(usual, "subscriber_id", "left")

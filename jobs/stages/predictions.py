@@ -21,7 +21,6 @@ from jobs.predictions import counts as prediction_counts
 from jobs.run_log import record_runs
 from jobs.sources import SourceError, conform, read_extract
 from jobs.stages.ingest import known_subscribers
-from jobs.stages.settings import offer_catalogue, prediction_contract, subscriber_lookback_days
 from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
 
 __all__ = ["load_predictions", "run"]
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 def run(ctx: RunContext) -> dict[str, Any]:
     """The data-science team's dated delivery -> ml_predictions, quarantine and accounting.
     An operator without conf/ml_predictions.yaml has no such delivery: nothing to load."""
-    contract = prediction_contract(ctx)
+    contract = ctx.settings.predictions
     if contract is None:
         return {"status": "not_configured", "read": 0, "accepted": 0}
     source, ds = contract.source, ctx.ds
@@ -54,9 +53,9 @@ def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceRes
     extract = read_extract(ctx.spark, source, ds, ctx.raw_root)
     conformed = conform(extract.rows, source)
     file_lines = sum(r.lines for r in extract.rejected_files)  # files set aside whole: their lines are rejected
-    known = known_subscribers(lakehouse, ds, subscriber_lookback_days(ctx))
+    known = known_subscribers(lakehouse, ds, ctx.settings.ingest.subscriber_lookback_days)
     classified = classify_predictions(
-        conformed, source.columns, ds, contract.max_lateness_days, known, offer_catalogue(ctx).ids
+        conformed, source.columns, ds, contract.max_lateness_days, known, ctx.settings.offers.ids
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = prediction_counts(classified)
@@ -65,7 +64,7 @@ def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceRes
         )
         rejects = to_prediction_rejects(classified, source.columns, source.name, ds)
         if extract.rejected_files:
-            batch = IngestContext(ds, str(ctx.config.get("operator.timezone")), "", "")
+            batch = IngestContext(ds, ctx.settings.ingest.timezone, "", "")
             rejects = rejects.unionByName(file_rejects(ctx.spark, extract.rejected_files, source, batch))
         lakehouse.write(
             rejects,

@@ -11,7 +11,6 @@ from pyspark.sql import functions as F
 from jobs.context import RunContext
 from jobs.progress import prior_completions, track
 from jobs.stages.readers import read_day
-from jobs.stages.settings import mission_metrics, mission_settings
 from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_PROGRESS, schema_of
 
 __all__ = ["run"]
@@ -19,8 +18,8 @@ __all__ = ["run"]
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """Live mission_assignments x daily_activity -> mission_progress for the run date."""
-    settings = mission_settings(ctx)
-    metrics = mission_metrics(ctx)
+    settings = ctx.settings.missions
+    metrics = ctx.settings.mission_metrics
     lakehouse, ds = ctx.lakehouse, ctx.ds
     longest = max(settings.period_days.values()) + 1
     window = [("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)]

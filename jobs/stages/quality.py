@@ -23,7 +23,6 @@ from jobs.quality.outcomes import Outcome, QualityError
 from jobs.quality.plan import due_sources, plan_raw, plan_table
 from jobs.quality.spec import RAW_PREFIX, selected, suite_names
 from jobs.quality.validation import SITE_NAME, gx_context, site_dir, validate
-from jobs.stages.settings import quality_spec
 from jobs.tables import QUALITY_RESULTS, schema_of
 
 __all__ = ["run"]
@@ -35,7 +34,7 @@ def run(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
     """Validate the run date's raw extracts and tables, record the outcomes in quality_results,
     build Data Docs, and raise QualityError if a critical expectation failed."""
     started = time.monotonic()
-    spec = quality_spec(ctx)
+    spec = ctx.settings.quality
     wanted = set(selected(suite_names(ctx.config, spec), suites))
     plans = [plan_raw(ctx, spec, s) for s in due_sources(ctx) if f"{RAW_PREFIX}{s.name}" in wanted]
     if suites is None:  # the gate: suites another stage validates wait for it

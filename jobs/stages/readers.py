@@ -10,12 +10,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
-from jobs.missions import MissionSettings, with_holdout
+from jobs.missions import with_holdout
 from jobs.profiles import profile_as_of
 from jobs.scoring import PLAN_CHANGE_DAYS
-from jobs.segments import PROFILE_NAMES
-from jobs.stages.settings import mission_settings, scoring_config, subscriber_lookback_days
-from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, MISSION_PROGRESS, SUBSCRIBER_SEGMENTS, schema_of
+from jobs.tables import (
+    BEHAVIOR_FEATURES,
+    BEHAVIOR_SCORES,
+    MISSION_PROGRESS,
+    PROFILE_NAMES,
+    SUBSCRIBER_SEGMENTS,
+    schema_of,
+)
 
 __all__ = ["completed_by", "latest_before", "read_day", "scored_subjects", "scoring_base"]
 
@@ -41,7 +46,7 @@ def completed_by(ctx: RunContext, day: date) -> DataFrame:
 
 def scoring_base(ctx: RunContext) -> DataFrame:
     """Known subscribers with their profile and the plan they had PLAN_CHANGE_DAYS earlier."""
-    lookback = subscriber_lookback_days(ctx)
+    lookback = ctx.settings.ingest.subscriber_lookback_days
     profile = profile_as_of(ctx.lakehouse, ctx.ds, lookback)
     if profile is None:
         raise PipelineError(f"no subscriber_profile snapshot within {lookback} days before {ctx.ds}: run ingest first")
@@ -54,10 +59,10 @@ def scoring_base(ctx: RunContext) -> DataFrame:
     )
 
 
-def scored_subjects(ctx: RunContext, settings: MissionSettings | None = None) -> DataFrame:
+def scored_subjects(ctx: RunContext) -> DataFrame:
     """One row per subscriber scored on the run date: scores, ML columns, segment, features,
     profile and the holdout flag."""
-    cfg = scoring_config(ctx)
+    cfg = ctx.settings.scoring
     lakehouse, ds = ctx.lakehouse, ctx.ds
     day = [("score_date", "=", ds)]
     scored = lakehouse.read(BEHAVIOR_SCORES, partitions=day).select(
@@ -75,4 +80,4 @@ def scored_subjects(ctx: RunContext, settings: MissionSettings | None = None) ->
         .join(features, "subscriber_id", "left")
         .join(profile, "subscriber_id", "left")
     )
-    return with_holdout(subjects, settings or mission_settings(ctx))
+    return with_holdout(subjects, ctx.settings.missions)

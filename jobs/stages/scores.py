@@ -25,7 +25,6 @@ from jobs.scoring import (
     window_aggregates,
 )
 from jobs.stages.readers import scoring_base
-from jobs.stages.settings import metric_registry, profile_source, scoring_config
 from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, DAILY_ACTIVITY, PIPELINE_RUNS
 
 __all__ = ["UNAVAILABLE", "history_days", "latest_predictions", "run", "stale_predictions", "unavailable_sources"]
@@ -35,7 +34,7 @@ UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that 
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """daily_activity windows + profile + ML -> behavior_features and behavior_scores."""
-    cfg = scoring_config(ctx)
+    cfg = ctx.settings.scoring
     lakehouse, ds = ctx.lakehouse, ctx.ds
     start = ds - timedelta(days=cfg.max_window - 1)
     activity_rows = lakehouse.read(
@@ -50,7 +49,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         unavailable = unavailable_sources(ctx) - {ML_SOURCE}  # a missed delivery matters once stale
         if stale_predictions(ctx, cfg):
             unavailable.add(ML_SOURCE)
-        degraded = degraded_features(cfg, metric_registry(ctx), unavailable, profile_source(ctx))
+        degraded = degraded_features(cfg, ctx.settings.metrics, unavailable, ctx.settings.ingest.profile_source)
         scored = compute_scores(features, percentile_cuts(features, cfg), cfg, ds, degraded, sorted(unavailable))
         lakehouse.write(
             with_nullable_nesting(features_snapshot(features, cfg, ds)),
@@ -76,8 +75,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
 def unavailable_sources(ctx: RunContext) -> set[str]:
     """Sources the metrics need that are not configured (or not active), and sources whose
     ingest failed, was missing or held back on the run date."""
-    configured = {name for name, spec in ctx.config.sources.items() if spec.get("active", True)}
-    absent = unconfigured_sources(metric_registry(ctx), configured, profile_source(ctx))
+    settings = ctx.settings
+    configured = {name for name, source in settings.sources.items() if source.active}
+    absent = unconfigured_sources(settings.metrics, configured, settings.ingest.profile_source)
     if not ctx.lakehouse.exists(PIPELINE_RUNS):
         return absent
     runs = ctx.lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ctx.ds)])

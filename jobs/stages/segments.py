@@ -9,10 +9,9 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
-from jobs.segments import PROFILE_NAMES, assign_segments
+from jobs.segments import assign_segments
 from jobs.stages.readers import scoring_base
-from jobs.stages.settings import scoring_config, segment_rules
-from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, SUBSCRIBER_SEGMENTS
+from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, PROFILE_NAMES, SUBSCRIBER_SEGMENTS
 
 __all__ = ["run"]
 
@@ -21,8 +20,8 @@ log = logging.getLogger(__name__)
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """behavior_scores + behavior_features + profile -> subscriber_segments."""
-    cfg = scoring_config(ctx)
-    rules = segment_rules(ctx)
+    cfg = ctx.settings.scoring
+    rules = ctx.settings.segments
     lakehouse, ds = ctx.lakehouse, ctx.ds
     day = [("score_date", "=", ds)]
     scored = lakehouse.read(BEHAVIOR_SCORES, partitions=day).select("subscriber_id", *cfg.scores)

@@ -15,7 +15,6 @@ from jobs.context import RunContext
 from jobs.frames import with_nullable_nesting
 from jobs.missions import with_holdout
 from jobs.stages.readers import latest_before, read_day
-from jobs.stages.settings import loyalty_settings, mission_settings, scoring_config
 from jobs.subscriber_state import (
     RECENT_DAYS,
     active_missions,
@@ -54,9 +53,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     recomputing only the subscribers whose state can have changed since the previous state day
     (jobs.subscriber_state: the incremental rule); the others carry their previous row."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    settings = mission_settings(ctx)
-    loyalty_conf = loyalty_settings(ctx)
-    cfg = scoring_config(ctx)
+    settings = ctx.settings.missions
+    loyalty_conf = ctx.settings.loyalty
+    cfg = ctx.settings.scoring
     subjects = with_holdout(
         lakehouse.read(BEHAVIOR_SCORES, partitions=[("score_date", "=", ds)])
         .select("subscriber_id", *cfg.scores)
@@ -69,7 +68,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     tier_rows = with_next_tier(read_day(ctx, LOYALTY_TIERS, "tier_ds"), tier_ladder(loyalty_conf.tiers))
     previous_day = latest_before(ctx, SUBSCRIBER_STATE, "state_ds")
-    full = previous_day is None or bool(ctx.config.get("subscriber_state.full_refresh", False))
+    full = previous_day is None or ctx.settings.state_full_refresh
     since = ds if full else previous_day  # progress rows read from (since - RECENT_DAYS, ds]
     longest = max(settings.period_days.values()) + RECENT_DAYS + 1
     assignments = lakehouse.read_or_empty(

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.missions import MissionSettings, with_holdout
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
-from jobs.stages import metric_registry
+from jobs.settings import load_settings
 from jobs.tables import (
     BADGE_AWARDS,
     BADGE_CATALOG,
@@ -104,7 +104,7 @@ def _config(tmp_path):
 
 
 def _activity_rows(config):
-    names = metric_registry(config).names
+    names = load_settings(config).metrics.names
     usage = {FOLLOWED: {D1 - timedelta(days=1): 900.0, **dict.fromkeys(DAYS[1:5], 150.0), DAYS[5]: 9500.0}}
     usage[BUSY] = {d: 20.0 for d in [D1 - timedelta(days=1), *DAYS]}
     rows = []

@@ -30,7 +30,7 @@ from jobs.definitions import (
 )
 from jobs.loyalty import LoyaltySettings
 from jobs.segments import SEGMENT, Segment, SegmentRules
-from jobs.stages import settings
+from jobs.settings import load_settings
 from jobs.templates import MISSION_TEMPLATE
 
 pytestmark = pytest.mark.unit
@@ -74,20 +74,20 @@ def test_every_repository_definition_loads_through_the_one_loader(family):
 
 
 def test_the_typed_objects_are_built_from_the_specs():
-    config = load_config(env="test", environ={})
+    settings = load_settings(load_config(env="test", environ={}))
     items = yaml.safe_load((DEFAULT_CONF_DIR / "segments.yaml").read_text())["segments"]
-    rules = settings.segment_rules(config)
+    rules = settings.segments
     assert rules.segments == tuple(
         Segment(i["id"], i["spec"]["rule"], i["spec"].get("description", "")) for i in items if "rule" in i["spec"]
     )
     assert rules.default == next(i["id"] for i in items if i["spec"].get("default"))
     assert rules.version == str(max(i["version"] for i in items))
     tiers = yaml.safe_load((DEFAULT_CONF_DIR / "loyalty.yaml").read_text())["tiers"]
-    assert settings.loyalty_settings(config).tiers == tuple((t["id"], t["spec"]["rule"]) for t in tiers)
+    assert settings.loyalty.tiers == tuple((t["id"], t["spec"]["rule"]) for t in tiers)
     audiences = yaml.safe_load((DEFAULT_CONF_DIR / "campaigns.yaml").read_text())["audiences"]
-    assert settings.campaign_settings(config).audiences == tuple((a["id"], a["spec"]["rule"]) for a in audiences)
+    assert settings.campaigns.audiences == tuple((a["id"], a["spec"]["rule"]) for a in audiences)
     suites = yaml.safe_load((DEFAULT_CONF_DIR / "quality.yaml").read_text())["tables"]
-    spec = settings.quality_spec(config)
+    spec = settings.quality
     assert list(spec.tables) == [s["id"] for s in suites]
     assert [t.date_column for t in spec.tables.values()] == [s["spec"]["date_column"] for s in suites]
 

@@ -12,10 +12,9 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from jobs import exports, offers, predictions, subscriber_state
-from jobs.config import DEFAULT_CONF_DIR, ConfigError
+from jobs.config import DEFAULT_CONF_DIR, ConfigError, SettingsError
+from jobs.settings import load_settings
 from jobs.sources import conform, read_extract
-from jobs.stages import template_set
-from jobs.templates import TemplateError
 
 pytestmark = pytest.mark.unit
 
@@ -46,10 +45,11 @@ def test_a_template_naming_an_unknown_offer_is_rejected(tmp_path):
     path.write_text(path.read_text().replace('"ROAM_PASS_7D"', '"ROAM_PASS_UNKNOWN"'))
     config = load_config(root / "conf", env="test", environ={})
     with pytest.raises(
-        TemplateError,
+        SettingsError,
         match=r"roaming_traveller\.yaml:\d+:\d+: spec\.reward\.offer_id: unknown offer 'ROAM_PASS_UNKNOWN'",
-    ):
-        template_set(config)
+    ) as raised:
+        load_settings(config)
+    assert len(raised.value.problems) == 1
 
 
 def test_offer_grants_beyond_the_daily_budget_are_capped_not_dropped(spark):

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.metrics import longest_streak
 from jobs.missions import MissionSettings, assign, candidates, friendly, with_holdout
-from jobs.stages import template_set
+from jobs.settings import load_settings, templates_in
 from jobs.templates import (
     CATEGORIES,
     TemplateError,
@@ -165,7 +165,7 @@ def test_every_broken_template_is_reported_at_once(tmp_path):
 
 
 def test_the_repository_templates_are_valid_and_rich_enough():
-    templates = template_set(load_config(env="test", environ={})).templates
+    templates = load_settings(load_config(env="test", environ={})).templates.templates
     assert len(templates) >= 25
     per_category = {c: sum(t.category == c for t in templates) for c in CATEGORIES}
     assert min(per_category.values()) >= 4, per_category
@@ -333,12 +333,12 @@ def test_assignment_respects_active_missions_cooldowns_and_the_cap(spark):
 def test_a_new_template_is_only_a_yaml_file(tmp_path):
     folder = tmp_path / "missions"
     shutil.copytree(DEFAULT_CONF_DIR.parent / "templates" / "missions", folder)
-    before = len(template_set(load_config(env="test", environ={}), templates_dir=folder).templates)
+    before = len(templates_in(load_config(env="test", environ={}), folder).templates)
     write_templates(
         folder,
         weekend_data=STREAK.replace("id: streak", "id: weekend_data").replace("segments: all", "segments: [at_risk]"),
     )
-    after = template_set(load_config(env="test", environ={}), templates_dir=folder).templates
+    after = templates_in(load_config(env="test", environ={}), folder).templates
     assert len(after) == before + 1
     new = next(t for t in after if t.id == "weekend_data")
     assert [r["mission_id"] for r in catalog_rows([new], METRICS)][:2] == [
@@ -375,7 +375,7 @@ def test_cli_expand_prints_the_product_per_template(tmp_path, capsys):
 
 
 def test_earlier_assignments_are_read_back_as_far_as_the_longest_period_and_cooldown():
-    templates = template_set(load_config(env="test", environ={})).templates
+    templates = load_settings(load_config(env="test", environ={})).templates.templates
     longest_period = max(SETTINGS.period_days.values())
     assert SETTINGS.lookback_days(templates) == longest_period + max(t.cooldown_days for t in templates)
     long_cooldown = [dataclasses.replace(templates[0], cooldown_days=90)]

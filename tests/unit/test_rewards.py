@@ -205,9 +205,9 @@ def tier(name: str, rule: str) -> str:
 
 def test_default_badges_are_12_types_of_4_levels():
     from jobs.config import load_config
-    from jobs.stages import badge_types
+    from jobs.settings import load_settings
 
-    types = badge_types(load_config(env="test", environ={}))
+    types = load_settings(load_config(env="test", environ={})).badges
     rows = badges.catalog_rows(types)
     assert (len(types), len(rows)) == (12, 48)
     assert len({r["badge_id"] for r in rows}) == 48
@@ -406,9 +406,9 @@ def test_campaign_config_errors_name_the_key(tmp_path):
 
 def test_default_reward_configs_load():
     from jobs.config import load_config
-    from jobs.stages import loyalty_settings
+    from jobs.settings import load_settings
 
-    settings = loyalty_settings(load_config(env="test", environ={}))
+    settings = load_settings(load_config(env="test", environ={})).loyalty
     assert settings.names[0] == "member" and settings.downgrade_grace_days > 0
     assert settings.budgets == loyalty.Budgets(
         500000,
