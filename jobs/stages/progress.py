@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
 from jobs.progress import prior_completions, track
-from jobs.stages.readers import read_day
 from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_PROGRESS, schema_of
 
 __all__ = ["run"]
@@ -34,10 +34,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # completions recorded so far, materialised before this date's rows are replaced
     recorded = prior_completions(earlier, ds).localCheckpoint()
-    rows = track(assignments, activity_rows, recorded, metrics, ds)
-    result = lakehouse.write(rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds})
-    counts = {
-        r.status: r.n
-        for r in read_day(ctx, MISSION_PROGRESS, "progress_ds").groupBy("status").agg(F.count("*").alias("n")).collect()
-    }  # one row per status
+    rows = track(assignments, activity_rows, recorded, metrics, ds).persist(StorageLevel.MEMORY_AND_DISK)
+    try:  # written, then counted per status, from one computation
+        result = lakehouse.write(
+            rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds}
+        )
+        counts = {r.status: r.n for r in rows.groupBy("status").agg(F.count("*").alias("n")).collect()}  # <= 4 rows
+    finally:
+        rows.unpersist()
     return {"rows": result.rows_added, **counts}
