@@ -42,4 +42,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
         counts = {r.status: r.n for r in rows.groupBy("status").agg(F.count("*").alias("n")).collect()}  # <= 4 rows
     finally:
         rows.unpersist()
-    return {"rows": result.rows_added, **counts}
+    return {"rows": result.rows_added, **dict(sorted(counts.items()))}
