@@ -82,6 +82,7 @@ def test_a_days_partition_is_a_handful_of_files(pipeline):
 def test_a_metric_added_in_yaml_becomes_a_column_and_older_rows_read_null(pipeline, spark, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(DEFAULT_CONF_DIR, conf)
+    shutil.copytree(DEFAULT_CONF_DIR.parent / "templates", tmp_path / "templates")  # beside conf/, as in a checkout
     metrics = yaml.safe_load((conf / "metrics.yaml").read_text())
     metrics["daily_metrics"]["sms_out_count"] = {
         "when": "event_type == 'cdr' and event_subtype == 'sms_out'",
