@@ -172,19 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "maintain":
             return _maintain_command(args)
         return _run_command(args)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
     except SettingsError as exc:
         print(f"{len(exc.problems)} configuration problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except TemplateError as exc:
+    except TemplateError as exc:  # every problem of a set of definitions (before ConfigError: it is one)
         print(f"{len(exc.problems)} definition problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _config_command(args: argparse.Namespace) -> int:
