@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from jobs.scoring.config import SCORE_NAMES, Component, ScoringConfig
 
 PERCENTILES = [i / 100 for i in range(1, 100)]
+ML_COLUMNS = ("churn_probability", "nbo_offer_id", "nbo_score", "model_version")
 
 BREAKDOWN_TYPE = T.MapType(
     T.StringType(),
@@ -65,22 +66,29 @@ def _normalized(score: str, component: Component) -> Column:
         scaled = (value - F.lit(component.low)) / F.lit(component.high - component.low)
         normalized = F.least(F.greatest(scaled, F.lit(0.0)), F.lit(1.0))
     else:
+        # cut points below the value, and equal to it, without a lambda per cut point (higher-order
+        # functions run interpreted): the value's first position among the sorted cut points + it
         cuts = F.col(_quantile_column(score, component))
-        below = F.size(F.filter(cuts, lambda q: q < value))
-        at_or_below = F.size(F.filter(cuts, lambda q: q <= value))
+        below = F.array_position(F.sort_array(F.concat(cuts, F.array(value))), value) - 1
+        at_or_below = below + F.size(cuts) - F.size(F.array_remove(cuts, value))
         normalized = F.when(value.isNotNull() & cuts.isNotNull(), (below + at_or_below) / (2.0 * F.size(cuts)))
     if component.direction == "lower":
         normalized = 1.0 - normalized
     return normalized
 
 
+def _normalized_name(score: str, component: Component) -> str:
+    return f"_n_{score}_{component.name}"
+
+
 def score_columns(score: str, components: Sequence[Component], degraded: set[str]) -> tuple[Column, Column]:
-    """The score (0-100) and its breakdown map for one score."""
+    """The score (0-100) and its breakdown map for one score, from the normalized values
+    `compute_scores` adds as columns."""
     parts = []
     for c in components:
         raw = F.col(c.feature).cast("double")
         missing = raw.isNull()
-        normalized = _normalized(score, c)
+        normalized = F.col(_normalized_name(score, c))
         filled = {"zero": F.lit(0.0), "neutral": F.lit(0.5), "exclude": F.lit(0.0)}[c.missing]
         value = F.when(missing, filled).otherwise(F.coalesce(normalized, filled))
         counted = ~missing if c.missing == "exclude" else F.lit(True)
@@ -116,7 +124,11 @@ def compute_scores(
     degraded_sources: Sequence[str],
 ) -> DataFrame:
     """Features -> one behavior_scores row per subscriber."""
-    df = features
+    # only the columns the scores read: a wide row (every feature and profile column) would
+    # exceed whole-stage code generation's field limit and run the projections below slowly
+    components = [c for s in SCORE_NAMES for c in cfg.scores[s]]
+    read = {c.feature for c in components} | {c.by for c in components if c.by != "all"}
+    df = features.select("subscriber_id", *sorted(read - {"subscriber_id", *ML_COLUMNS}), *ML_COLUMNS)
     for by, cut in cuts.items():
         key = F.lit("all") if by == "all" else F.col(by)
         df = df.join(
@@ -126,6 +138,9 @@ def compute_scores(
             key == F.col("_cut_key"),
             "left",
         ).drop("_cut_key")
+    # each normalized value computed once, in its own projection: a percentile rank scans the
+    # component's 99 cut points, and the score, its contribution and the breakdown all read it
+    df = df.select("*", *[_normalized(s, c).alias(_normalized_name(s, c)) for s in SCORE_NAMES for c in cfg.scores[s]])
     columns = []
     for score in SCORE_NAMES:
         total, breakdown = score_columns(score, cfg.scores[score], degraded_features)
