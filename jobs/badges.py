@@ -225,10 +225,8 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
                     ),
                 )
             )
-    exploded = rows.select(
-        "subscriber_id", "holdout", F.explode(F.filter(F.array(*options), lambda a: a.isNotNull())).alias("a")
-    )
-    return exploded.select(
+    exploded = rows.select("subscriber_id", "holdout", F.explode(F.array(*options)).alias("a"))
+    return exploded.filter(F.col("a").isNotNull()).select(
         F.sha2(F.concat_ws("|", "subscriber_id", "a.badge_id"), 256).alias("award_id"),
         "subscriber_id",
         "a.*",

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs import expressions
 from jobs.config import compose_yaml, load_yaml
 from jobs.definitions import DefinitionError, Kind, newest_version, node_position, read_definitions, unique, value_node
+from jobs.frames import string_map
 from jobs.offers import with_offer_grants
 
 TRIGGER_TYPES = ("mission_assigned", "mission_completed", "badge_awarded", "tier_changed", "score_crossed")
@@ -118,9 +119,6 @@ def _crossings(path: Path, scores: Sequence[str], problems: list[str]) -> list[S
 
 
 def _trigger(df: DataFrame, kind: str, source_id: Column, payload: Mapping[str, Column], ds: date) -> DataFrame:
-    entries = F.map_from_arrays(
-        F.array(*[F.lit(k) for k in payload]), F.array(*[v.cast("string") for v in payload.values()])
-    )
     return df.select(
         F.sha2(F.concat_ws("|", F.lit(kind), F.col("subscriber_id"), source_id, F.lit(ds.isoformat())), 256).alias(
             "trigger_id"
@@ -128,7 +126,7 @@ def _trigger(df: DataFrame, kind: str, source_id: Column, payload: Mapping[str, 
         "subscriber_id",
         F.lit(kind).alias("trigger_type"),
         source_id.alias("source_id"),
-        F.map_filter(entries, lambda _, v: v.isNotNull()).alias("payload"),
+        string_map(payload).alias("payload"),
         F.lit(ds).alias("trigger_ds"),
     )
 
@@ -267,9 +265,10 @@ def audiences(subjects: DataFrame, settings: CampaignSettings, ds: date) -> Data
         return subjects.sparkSession.createDataFrame(
             [], "audience string, subscriber_id string, audience_version string, audience_ds date"
         )
-    return subjects.filter(~F.col("holdout")).select(
-        F.explode(F.filter(F.array(*members), lambda a: a.isNotNull())).alias("audience"),
+    exploded = subjects.filter(~F.col("holdout")).select(
+        F.explode(F.array(*members)).alias("audience"),
         "subscriber_id",
         F.lit(settings.version).alias("audience_version"),
         F.lit(ds).alias("audience_ds"),
     )
+    return exploded.filter(F.col("audience").isNotNull())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -29,4 +31,16 @@ def with_nullable_nesting(df: DataFrame) -> DataFrame:
             else F.col(f.name)
             for f in df.schema.fields
         ]
+    )
+
+
+def string_map(entries: Mapping[str, Column]) -> Column:
+    """A map<string,string> of the entries whose value is not null, as one map_concat of
+    one-entry maps: map_filter or array_compact would run a lambda per entry, outside
+    generated code."""
+    empty = F.create_map().cast("map<string,string>")
+    if not entries:
+        return empty
+    return F.map_concat(
+        *[F.when(v.isNotNull(), F.create_map(F.lit(k), v.cast("string"))).otherwise(empty) for k, v in entries.items()]
     )

@@ -298,9 +298,9 @@ def candidates(
         "subscriber_id",
         "segment",
         "holdout",
-        F.explode(F.filter(F.array(*[plan.mission() for plan in plans]), lambda m: m.isNotNull())).alias("m"),
+        F.explode(F.array(*[plan.mission() for plan in plans])).alias("m"),
     )
-    return exploded.select("subscriber_id", "segment", "holdout", "m.*")
+    return exploded.filter(F.col("m").isNotNull()).select("subscriber_id", "segment", "holdout", "m.*")
 
 
 def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSettings, ds: date) -> DataFrame:

@@ -14,6 +14,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from jobs.frames import string_map
 from jobs.ingest.classify import mapping_conditions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import value_column
@@ -70,10 +71,12 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
             _attributes(attributes, source, ctx, where).alias("attributes"),
         )
         candidates.append(F.when(condition, event))
+    # exploded with its nulls, then filtered: dropping them inside the array takes a lambda,
+    # which would keep the whole projection out of generated code
     exploded = classified.filter(F.col("_status") == ACCEPTED).select(
-        "*", F.explode(F.filter(F.array(*candidates), lambda e: e.isNotNull())).alias("_event")
+        "*", F.explode(F.array(*candidates)).alias("_event")
     )
-    return exploded.select(
+    return exploded.filter(F.col("_event").isNotNull()).select(
         F.sha2(F.concat_ws("|", F.col("record_key"), F.col("_event.mapping_id")), 256).alias("event_id"),
         "subscriber_id",
         "_event.event_type",
@@ -113,11 +116,12 @@ def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestC
 def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, where: str) -> Column:
     if not specs:
         return F.create_map().cast("map<string,string>")
-    pairs = []
-    for name, spec in sorted(specs.items()):
-        pairs += [F.lit(name), value_column(spec, source, ctx, where=f"{where}.attributes.{name}").cast("string")]
-    entries = F.map_from_arrays(F.array(*pairs[0::2]), F.array(*pairs[1::2]))
-    return F.map_filter(entries, lambda _k, v: v.isNotNull())
+    return string_map(
+        {
+            name: value_column(spec, source, ctx, where=f"{where}.attributes.{name}")
+            for name, spec in sorted(specs.items())
+        }
+    )
 
 
 def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
