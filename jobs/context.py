@@ -66,6 +66,7 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
         storage_options=settings.get("storage_options") or {},
         target_file_size_mb=int(settings.get("target_file_size_mb", 256)),
         single_file_tables=tuple(settings.get("single_file_tables") or ()),
+        unshuffled_tables=tuple(settings.get("unshuffled_tables") or ()),
         properties={**DEFAULT_PROPERTIES, **(settings.get("table_properties") or {})},
         docs=specs.get,
     )

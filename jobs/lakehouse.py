@@ -87,6 +87,7 @@ class Lakehouse:
     storage_options: Mapping[str, str] = field(default_factory=dict)
     target_file_size_mb: int = 256
     single_file_tables: Sequence[str] = ()
+    unshuffled_tables: Sequence[str] = ()
     properties: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTIES))
     docs: Callable[[str], TableDoc | None] = field(default=lambda table: None)
     commit_info: dict[str, str] = field(default_factory=dict)
@@ -232,6 +233,7 @@ class Lakehouse:
             writer = (
                 (rows.coalesce(1) if single_file else rows)
                 .write.format("delta")
+                .option("optimizeWrite", str(table not in self.unshuffled_tables).lower())
                 .mode("overwrite")
                 .option("replaceWhere", replaced)
                 .option("userMetadata", json.dumps({**self.commit_info, "write_id": write_id}, sort_keys=True))

@@ -31,7 +31,9 @@ DOCS = {"t": Doc("one row per test event; by event_date", {"id": "event number",
 
 @pytest.fixture
 def lakehouse(spark, tmp_path):
-    return Lakehouse(spark, str(tmp_path / "lake"), docs=DOCS.get, single_file_tables=("small",))
+    return Lakehouse(
+        spark, str(tmp_path / "lake"), docs=DOCS.get, single_file_tables=("small",), unshuffled_tables=("direct",)
+    )
 
 
 def day_rows(spark, ingest: str, rows: list[tuple[int, str]]):
@@ -175,6 +177,15 @@ def test_a_write_is_one_file_per_partition_however_many_tasks_made_it(spark, lak
     result = write(lakehouse, scattered, "2025-03-02")
     assert result.files_added == 2  # one per event_date, not 16 x 2
     assert len(parquet_files(lakehouse, "t")) == 2
+
+
+def test_an_unshuffled_table_writes_each_task_s_rows_where_they_are(spark, lakehouse):
+    rows = [(i, f"2025-03-0{1 + i % 2}") for i in range(200)]
+    scattered = day_rows(spark, "2025-03-02", rows).repartition(4)
+    result = write(lakehouse, scattered, "2025-03-02", table="direct")
+    assert result.files_added == 8  # no optimized-write shuffle: each of the 4 tasks writes both dates
+    assert len(parquet_files(lakehouse, "direct")) == 8
+    assert ids(lakehouse.read("direct")) == sorted((i, d, "2025-03-02") for i, d in rows)
 
 
 def test_single_file_tables_write_one_file_per_commit(spark, lakehouse):
