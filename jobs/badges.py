@@ -225,8 +225,13 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
                     ),
                 )
             )
-    exploded = rows.select("subscriber_id", "holdout", F.explode(F.array(*options)).alias("a"))
-    return exploded.filter(F.col("a").isNotNull()).select(
+    # the lambda keeps this projection interpreted on purpose: generated as one stage, the 48
+    # award rules' code outgrows the JVM's 64 KB method limit (Spark logs a compile error, then
+    # falls back)
+    exploded = rows.select(
+        "subscriber_id", "holdout", F.explode(F.filter(F.array(*options), lambda a: a.isNotNull())).alias("a")
+    )
+    return exploded.select(
         F.sha2(F.concat_ws("|", "subscriber_id", "a.badge_id"), 256).alias("award_id"),
         "subscriber_id",
         "a.*",
