@@ -124,8 +124,8 @@ def compute_scores(
     degraded_sources: Sequence[str],
 ) -> DataFrame:
     """Features -> one behavior_scores row per subscriber."""
-    # only the columns the scores read: a wide row (every feature and profile column) would
-    # exceed whole-stage code generation's field limit and run the projections below slowly
+    # only the columns the scores read, not every feature and profile column, through the
+    # projections below
     components = [c for s in SCORE_NAMES for c in cfg.scores[s]]
     read = {c.feature for c in components} | {c.by for c in components if c.by != "all"}
     df = features.select("subscriber_id", *sorted(read - {"subscriber_id", *ML_COLUMNS}), *ML_COLUMNS)
