@@ -233,13 +233,14 @@ class Lakehouse:
             writer = (
                 (rows.coalesce(1) if single_file else rows)
                 .write.format("delta")
-                .option("optimizeWrite", str(table not in self.unshuffled_tables).lower())
                 .mode("overwrite")
                 .option("replaceWhere", replaced)
                 .option("userMetadata", json.dumps({**self.commit_info, "write_id": write_id}, sort_keys=True))
             )
             if added:
                 writer = writer.option("mergeSchema", "true")
+            if table in self.unshuffled_tables:  # the other tables follow the session's optimizeWrite
+                writer = writer.option("optimizeWrite", "false")
             writer.save(uri)
 
         self._with_retries(table, attempt)

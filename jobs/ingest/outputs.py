@@ -114,8 +114,6 @@ def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestC
 
 
 def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, where: str) -> Column:
-    if not specs:
-        return F.create_map().cast("map<string,string>")
     return string_map(
         {
             name: value_column(spec, source, ctx, where=f"{where}.attributes.{name}")

@@ -148,10 +148,7 @@ def compute_scores(
     return df.select(
         "subscriber_id",
         *columns,
-        "churn_probability",
-        "nbo_offer_id",
-        "nbo_score",
-        "model_version",
+        *ML_COLUMNS,
         F.array(*[F.lit(s) for s in sorted(degraded_sources)]).cast("array<string>").alias("degraded_sources"),
         F.lit(cfg.config_version).alias("config_version"),
         F.lit(ds).alias("score_date"),
