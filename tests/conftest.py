@@ -9,15 +9,9 @@ from jobs.spark import build_session
 
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
-    packages = load_config(env="test", environ={}).get("spark.packages")  # the JDBC driver beside Delta's jars
-    session = build_session(
-        {
-            "master": "local[2]",
-            "app_name": "gamify-tests",
-            "packages": packages,
-            "conf": {"spark.sql.shuffle.partitions": "2"},
-        }
-    )
+    """One session for the whole run, built from the test environment's `spark:` block
+    (conf/env/test.yaml) with the JDBC driver beside Delta's jars."""
+    session = build_session(load_config(env="test", environ={}).get("spark"))
     yield session
     session.stop()
 
