@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-GENERATED_CODE = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode")
+from jobs.config import load_config
+
+# what conf/env/test.yaml sets to interpret expressions instead of generating code
+GENERATED_CODE = [
+    k for k in load_config(env="test", environ={}).get("spark")["conf"] if k.startswith("spark.sql.codegen.")
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
