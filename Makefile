@@ -64,10 +64,11 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 # Nightly benchmark: one night stage by stage at each size, checked against the DuckDB reference.
 BENCH_SUBSCRIBERS ?= 100000 300000 1000000
 BENCH_HISTORY_DAYS ?= 30
+BENCH_REPEAT ?= 1
 BENCH_ARGS ?=
 
-bench: $(STAMP) ## one night per size, stage by stage, vs DuckDB (BENCH_SUBSCRIBERS=100000; results in bench/results/)
-	$(PY) -m bench.bench_night --subscribers $(BENCH_SUBSCRIBERS) --history-days $(BENCH_HISTORY_DAYS) $(BENCH_ARGS)
+bench: $(STAMP) ## one night per size, stage by stage, vs DuckDB (BENCH_SUBSCRIBERS=100000 BENCH_REPEAT=3; results in bench/results/)
+	$(PY) -m bench.bench_night --subscribers $(BENCH_SUBSCRIBERS) --history-days $(BENCH_HISTORY_DAYS) --repeat $(BENCH_REPEAT) $(BENCH_ARGS)
 
 clean-data: ## remove the generated sample, the local lakehouse and the exports
 	rm -rf $(RAW) lakehouse exports

@@ -1,6 +1,6 @@
 """Benchmark: one nightly run measured stage by stage, checked against a DuckDB reference.
 
-    python -m bench.bench_night --subscribers 100000 300000 1000000 [--history-days 30]
+    python -m bench.bench_night --subscribers 100000 300000 1000000 [--history-days 30] [--repeat 3]
 
 For each size, in one invocation on the same inputs:
 
@@ -26,6 +26,10 @@ For each size, in one invocation on the same inputs:
    `daily_activity` and the scores on the same inputs, checks that Spark's tables agree with
    it and prints the ratio Spark seconds / DuckDB seconds per referenced stage.
 
+With `--repeat N` steps 3 and 4 run N times, each on a copy of the lakehouse the history left:
+the figures are the medians, every run's seconds are kept beside them, and a stage agrees with
+the reference only when every run did.
+
 Writes every figure to bench/results/<timestamp>.json (`--results-dir`); with several sizes it
 also prints the scaling curve (time per size and time growth / size growth).
 """
@@ -39,6 +43,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -238,11 +243,12 @@ def write_synthetic_history(
     )
 
 
-def bench_config(work: Path, env: str, spark_conf: dict[str, str]) -> Config:
+def bench_config(work: Path, env: str, spark_conf: dict[str, str], copy: str = "") -> Config:
+    """The configuration of a size's work directory; `copy` names a lakehouse and exports of their own."""
     overrides: dict[str, Any] = {
         "raw.root": str(work / "raw"),
-        "lakehouse.root": str(work / "lakehouse"),
-        "exports.root": str(work / "exports"),
+        "lakehouse.root": str(work / f"lakehouse{copy}"),
+        "exports.root": str(work / f"exports{copy}"),
     }
     if spark_conf:
         overrides["spark.conf"] = spark_conf
@@ -261,13 +267,16 @@ def run_size(
     env: str,
     stages: Sequence[str],
     history_stages: Sequence[str],
+    repeat: int = 1,
     spark_conf: dict[str, str] | None = None,
     reference_threads: int | None = None,
     reference_memory: str | None = None,
     sources: Sequence[str] | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Generate, run the history and the new night, run the reference; every figure as a dict."""
+    """Generate, run the history, then `repeat` times the new night and the reference, each
+    time on a copy of the lakehouse as the history left it; every figure as a dict, the
+    seconds as the median of the repeats."""
     work = workdir / f"n{subscribers}"
     shutil.rmtree(work, ignore_errors=True)
     config = bench_config(work, env, spark_conf or {})
@@ -283,7 +292,6 @@ def run_size(
     lakehouse = build_lakehouse(spark, config)
     traffic = TableTraffic()
     instrument(lakehouse, traffic)
-    pid = jvm_pid(spark)
 
     history_seconds = 0.0
     for offset in range(real_days):
@@ -294,17 +302,109 @@ def run_size(
         out(f"   history {day}: {took():7.1f} s ({', '.join(history_stages)})")
     synthetic_days = [start + timedelta(days=offset) for offset in range(history_days - real_days)]
 
-    def synthesize(snapshot: date) -> None:
+    def synthesize(target: Lakehouse, snapshot: date) -> None:
         nonlocal history_seconds
         with stopwatch() as took:
-            write_synthetic_history(lakehouse, config, synthetic_days, snapshot, seed)
+            write_synthetic_history(target, config, synthetic_days, snapshot, seed)
         history_seconds += took()
         out(f"   history {synthetic_days[0]} .. {synthetic_days[-1]}: {took():7.1f} s (synthetic daily_activity)")
 
     if synthetic_days and real_days:
-        synthesize(first_real)
+        synthesize(lakehouse, first_real)
+    after_ingest = (lambda target: synthesize(target, ds)) if synthetic_days and not real_days else None
 
+    history = work / "lakehouse_history"
+    if repeat > 1:  # every repeat starts from the lakehouse the history left (none without real history)
+        first = Path(str(config.require("lakehouse.root")))
+        first.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(first, history)
+    runs: list[Night] = []
+    for number in range(1, repeat + 1):
+        night_config, night_lakehouse = config, lakehouse
+        if number > 2:  # the previous copy; the first lakehouse and the last copy stay for --keep
+            for previous in (f"lakehouse_repeat{number - 1}", f"exports_repeat{number - 1}"):
+                shutil.rmtree(work / previous, ignore_errors=True)
+        if number > 1:
+            night_config = bench_config(work, env, spark_conf or {}, copy=f"_repeat{number}")
+            shutil.copytree(history, str(night_config.require("lakehouse.root")))
+            night_lakehouse = build_lakehouse(spark, night_config)
+            instrument(night_lakehouse, traffic)
+        if repeat > 1:
+            out(f"   -- night {number} of {repeat}")
+        night = run_night(
+            spark,
+            night_config,
+            night_lakehouse,
+            traffic,
+            ds,
+            stages,
+            sources,
+            f"{subscribers}-{number}",
+            after_ingest,
+            out,
+        )
+        night.checks = run_references(
+            night_config, ds, {r["stage"] for r in night.rows}, reference_threads, out, reference_memory
+        )
+        report_references(night, out)
+        runs.append(night)
+        if night.failure:
+            break
+    shutil.rmtree(history, ignore_errors=True)
+    rows = median_stages(runs)
+    nights = [n.seconds for n in runs]
+    if len(runs) > 1:
+        out(
+            f"   {'night (median)':<24}{statistics.median(nights):9.1f}   runs: {', '.join(f'{s:.1f}' for s in nights)}"
+        )
+    return {
+        "subscribers": subscribers,
+        "history_days": history_days,
+        "real_history_days": real_days,
+        "synthetic_history_days": len(synthetic_days),
+        "history_stages": list(history_stages),
+        "ds": ds.isoformat(),
+        "raw_rows_new_day": new_day_rows,
+        "generate_seconds": round(gen_seconds, 3),
+        "history_seconds": round(history_seconds, 3),
+        "repeats": len(runs),
+        "night_seconds": round(statistics.median(nights), 3),
+        "night_seconds_runs": [round(s, 3) for s in nights],
+        "failure": next((n.failure for n in runs if n.failure), None),
+        "stages": rows,
+        "references": {name: check.as_dict() for name, check in runs[-1].checks.items()},
+        "workdir": str(work),
+    }
+
+
+@dataclass
+class Night:
+    """One run of the new night: its stage entries, the failure that stopped it, the reference checks."""
+
+    rows: list[dict[str, Any]]
+    failure: str | None
+    checks: dict[str, Check] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r["seconds"] for r in self.rows if ":" not in r["stage"])
+
+
+def run_night(
+    spark: SparkSession,
+    config: Config,
+    lakehouse: Lakehouse,
+    traffic: TableTraffic,
+    ds: date,
+    stages: Sequence[str],
+    sources: Sequence[str] | None,
+    label: str,
+    after_ingest: Callable[[Lakehouse], None] | None,
+    out: Callable[[str], None],
+) -> Night:
+    """The new night stage by stage; stops at the first failed stage (the later ones lack inputs)."""
     ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
+    pid = jvm_pid(spark)
     rows: list[dict[str, Any]] = []
     out(
         f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}"
@@ -313,12 +413,12 @@ def run_size(
     failure = None
     for name in [s for s in STAGES if s in stages]:
         traffic.reset()
-        group = f"bench-{subscribers}-{name}"
+        group = f"bench-{label}-{name}"
         spark.sparkContext.setJobGroup(group, f"benchmark stage {name}")
         try:
             with stopwatch() as took:
                 run_stages(ctx, [name])
-        except Exception as exc:  # the stages after a failed one have no inputs: stop the night
+        except Exception as exc:
             failure = f"{name}: {type(exc).__name__}: {exc}"[:4000]
             out("   " + "\n   ".join(f"{name} failed: {failure}".splitlines()[:12]))
             break
@@ -327,8 +427,8 @@ def run_size(
         entry = stage_entry(name, took(), traffic, lakehouse.root, ctx, pid)
         # Spark jobs the stage started: a fixed cost per job that the data size does not change
         entry["spark_jobs"] = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
-        if name == "ingest" and synthetic_days and not real_days:  # the subscribers come from this night's CRM snapshot
-            synthesize(ds)
+        if name == "ingest" and after_ingest:  # the subscribers come from this night's CRM snapshot
+            after_ingest(lakehouse)
         rows.append(entry)
         out(_stage_line(entry))
         if name == "ingest":
@@ -347,19 +447,21 @@ def run_size(
                 }
                 rows.append(sub)
                 out(_stage_line(sub, indent=5))
-    night_seconds = sum(r["seconds"] for r in rows if ":" not in r["stage"])
-    out(f"   {'night':<24}{night_seconds:9.1f}")
+    out(f"   {'night':<24}{sum(r['seconds'] for r in rows if ':' not in r['stage']):9.1f}")
+    return Night(rows, failure)
 
-    checks = run_references(config, ds, {r["stage"] for r in rows}, reference_threads, out, reference_memory)
-    for entry in rows:
-        check = checks.get(REFERENCED.get(entry["stage"], ""))
+
+def report_references(night: Night, out: Callable[[str], None]) -> None:
+    """Put each reference's seconds, the ratio and the verdict on the stage it checks, and print them."""
+    for entry in night.rows:
+        check = night.checks.get(REFERENCED.get(entry["stage"], ""))
         if check is not None:
             entry["reference_seconds"] = round(check.reference_seconds, 3)
             entry["ratio"] = round(entry["seconds"] / check.reference_seconds, 2) if check.reference_seconds else None
             entry["agree"] = check.agree
     for stage, name in REFERENCED.items():
-        entry = next((r for r in rows if r["stage"] == stage), None)
-        check = checks.get(name)
+        entry = next((r for r in night.rows if r["stage"] == stage), None)
+        check = night.checks.get(name)
         if entry is None or check is None:
             continue
         verdict = "agree" if check.agree else "DISAGREE"
@@ -371,22 +473,33 @@ def run_size(
             out(f"      excluded: {note}")
         if not check.agree:
             out(f"      {json.dumps(_disagreement(check.details), default=str)[:2000]}")
-    return {
-        "subscribers": subscribers,
-        "history_days": history_days,
-        "real_history_days": real_days,
-        "synthetic_history_days": len(synthetic_days),
-        "history_stages": list(history_stages),
-        "ds": ds.isoformat(),
-        "raw_rows_new_day": new_day_rows,
-        "generate_seconds": round(gen_seconds, 3),
-        "history_seconds": round(history_seconds, 3),
-        "night_seconds": round(night_seconds, 3),
-        "failure": failure,
-        "stages": rows,
-        "references": {name: check.as_dict() for name, check in checks.items()},
-        "workdir": str(work),
-    }
+
+
+def median_stages(runs: Sequence[Night]) -> list[dict[str, Any]]:
+    """One entry per stage over the repeats: the median seconds (every run's in `seconds_runs`),
+    the median reference seconds and their ratio, agreement only when every repeat agreed, the
+    highest peak memory. Rows and jobs are the first run's (a rerun of the same inputs)."""
+    if len(runs) == 1:
+        return runs[0].rows
+    merged = []
+    for entry in runs[0].rows:
+        same = [e for night in runs for e in night.rows if e["stage"] == entry["stage"]]
+        seconds = [e["seconds"] for e in same]
+        row = {**entry, "seconds": round(statistics.median(seconds), 3), "seconds_runs": seconds}
+        row["rows_per_s"] = round(max(row["rows_in"], row["rows_out"]) / row["seconds"]) if row["seconds"] else None
+        for key in ("driver_peak_rss_mb", "jvm_peak_rss_mb"):
+            peaks = [e[key] for e in same if e.get(key) is not None]
+            if peaks:
+                row[key] = max(peaks)
+        references = [e["reference_seconds"] for e in same if e.get("reference_seconds") is not None]
+        if "agree" in entry:
+            row["agree"] = len(references) == len(runs) and all(e.get("agree") for e in same)
+        if references:
+            row["reference_seconds"] = round(statistics.median(references), 3)
+            row["reference_seconds_runs"] = references
+            row["ratio"] = round(row["seconds"] / row["reference_seconds"], 2) if row["reference_seconds"] else None
+        merged.append(row)
+    return merged
 
 
 def stage_entry(
@@ -510,6 +623,12 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         default=",".join(DEFAULT_HISTORY_STAGES),
         help="stages run for each history night (default %(default)s; 'all' for a steady-state night)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of the new night per size, each from the same history; medians reported",
+    )
     parser.add_argument("--sources", default=None, help="ingest only these sources, comma separated (default all)")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
@@ -524,6 +643,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     )
     if args.real_history_days < args.history_days and args.real_history_days <= 0 and "ingest" not in stages:
         parser.error("synthetic history without a real history day takes its subscribers from the new night's ingest")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     unknown = sorted(set(stages + history_stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
@@ -546,6 +667,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
                 env=args.env,
                 stages=stages,
                 history_stages=history_stages,
+                repeat=args.repeat,
                 spark_conf=spark_conf,
                 reference_threads=args.reference_threads,
                 reference_memory=args.reference_memory,
@@ -568,6 +690,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             "env": args.env,
             "stages": stages,
             "history_stages": history_stages,
+            "repeat": args.repeat,
             "sources": args.sources or "all",
             "spark": settings,
         },

@@ -1,0 +1,56 @@
+"""The benchmark's summary of repeated nights: medians, every run's seconds, agreement of all runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.bench_night import Night, median_stages
+
+pytestmark = pytest.mark.unit
+
+
+def _stage(stage: str, seconds: float, **extra) -> dict:
+    return {"stage": stage, "seconds": seconds, "rows_in": 1000, "rows_out": 500, "rows_per_s": None, **extra}
+
+
+def _night(ingest: float, scores: float, reference: float, agree: bool, jvm: float) -> Night:
+    return Night(
+        [
+            _stage("ingest", ingest, jvm_peak_rss_mb=jvm, driver_peak_rss_mb=300.0, spark_jobs=40),
+            _stage("scores", scores, reference_seconds=reference, ratio=scores / reference, agree=agree),
+        ],
+        failure=None,
+    )
+
+
+def test_one_run_is_reported_as_it_ran():
+    night = _night(10.0, 6.0, 2.0, True, 4000.0)
+    assert median_stages([night]) == night.rows
+    assert night.seconds == 16.0
+
+
+def test_three_runs_give_the_median_of_each_stage_and_keep_every_run():
+    runs = [
+        _night(12.0, 9.0, 2.0, True, 4000.0),
+        _night(10.0, 6.0, 3.0, True, 5000.0),
+        _night(30.0, 7.0, 2.5, True, 4500.0),
+    ]
+    ingest, scores = median_stages(runs)
+
+    assert ingest["seconds"] == 12.0 and ingest["seconds_runs"] == [12.0, 10.0, 30.0]
+    assert ingest["rows_per_s"] == round(1000 / 12.0)
+    assert ingest["jvm_peak_rss_mb"] == 5000.0 and ingest["driver_peak_rss_mb"] == 300.0
+    assert ingest["spark_jobs"] == 40 and "agree" not in ingest and "ratio" not in ingest
+
+    assert scores["seconds"] == 7.0 and scores["reference_seconds"] == 2.5
+    assert scores["reference_seconds_runs"] == [2.0, 3.0, 2.5]
+    assert scores["ratio"] == 2.8  # median over median, not the median of the runs' ratios
+    assert scores["agree"] is True
+
+
+def test_a_stage_agrees_only_when_every_run_agreed():
+    runs = [_night(10.0, 6.0, 2.0, True, 4000.0), _night(10.0, 6.0, 2.0, False, 4000.0)]
+    assert median_stages(runs)[1]["agree"] is False
+    missing = _night(10.0, 6.0, 2.0, True, 4000.0)
+    del missing.rows[1]["reference_seconds"], missing.rows[1]["agree"]  # its reference could not run
+    assert median_stages([runs[0], missing])[1]["agree"] is False
