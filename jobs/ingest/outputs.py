@@ -49,47 +49,48 @@ def _masked_line(line: Column) -> Column:
 
 
 def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
-    """Accepted rows -> normalized events: one per matching mapping, exploded in one pass."""
+    """Accepted rows -> normalized events: one per matching mapping.
+
+    The explode only numbers the matching mappings; each field is then one CASE over that
+    number, and the attributes every mapping shares are computed once per record. Building
+    whole event structs inside the explode would repeat every value per mapping in one
+    generated method, outside common-subexpression elimination."""
     if not source.mappings:  # a snapshot source that only feeds the profile
         return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
     conditions = mapping_conditions(source, ctx)
-    candidates = []
-    for i, (mapping, condition) in enumerate(zip(source.mappings, conditions, strict=True)):
-        where = f"mappings[{i}]"
-        subtype = value_column(mapping["event_subtype"], source, ctx, where=f"{where}.event_subtype")
-        mapping_id = mapping.get("id") or f"{mapping['event_type']}/{_describe(mapping['event_subtype'])}"
-        attributes = {**source.attributes, **(mapping.get("attributes") or {})}
-        event = F.struct(
-            F.lit(mapping_id).alias("mapping_id"),
-            F.lit(mapping["event_type"]).alias("event_type"),
-            subtype.cast("string").alias("event_subtype"),
-            _optional(mapping, "quantity", source, ctx, where).try_cast("double").alias("quantity"),
-            _optional(mapping, "unit", source, ctx, where).cast("string").alias("unit"),
-            _optional(mapping, "amount", source, ctx, where).try_cast("decimal(18,4)").alias("amount"),
-            _optional(mapping, "currency", source, ctx, where).cast("string").alias("currency"),
-            _optional(mapping, "channel", source, ctx, where).cast("string").alias("channel"),
-            _attributes(attributes, source, ctx, where).alias("attributes"),
-        )
-        candidates.append(F.when(condition, event))
+    per_mapping = [_mapping_fields(i, mapping, source, ctx) for i, mapping in enumerate(source.mappings)]
+    shared, attributes = _attribute_values(source, ctx)
     # exploded with its nulls, then filtered: dropping them inside the array takes a lambda,
     # which would keep the whole projection out of generated code
-    exploded = classified.filter(F.col("_status") == ACCEPTED).select(
-        "*", F.explode(F.array(*candidates)).alias("_event")
+    numbered = (
+        classified.filter(F.col("_status") == ACCEPTED)
+        .select(
+            "*",
+            *[value.alias(name) for name, value in shared.items()],
+            F.explode(F.array(*[F.when(c, F.lit(i)) for i, c in enumerate(conditions)])).alias(_MAPPING),
+        )
+        .filter(F.col(_MAPPING).isNotNull())
     )
-    return exploded.filter(F.col("_event").isNotNull()).select(
-        F.sha2(F.concat_ws("|", F.col("record_key"), F.col("_event.mapping_id")), 256).alias("event_id"),
+
+    def field(name: str) -> Column:
+        return _by_mapping([fields[name] for fields in per_mapping]).alias(name)
+
+    return numbered.select(
+        F.sha2(F.concat_ws("|", F.col("record_key"), _by_mapping([f["mapping_id"] for f in per_mapping])), 256).alias(
+            "event_id"
+        ),
         "subscriber_id",
-        "_event.event_type",
-        "_event.event_subtype",
+        field("event_type"),
+        field("event_subtype"),
         F.lit(source.name).alias("source"),
         "event_ts",
         "event_date",
-        "_event.quantity",
-        "_event.unit",
-        "_event.amount",
-        "_event.currency",
-        "_event.channel",
-        "_event.attributes",
+        field("quantity"),
+        field("unit"),
+        field("amount"),
+        field("currency"),
+        field("channel"),
+        string_map(attributes).alias("attributes"),
         "record_key",
         F.lit(f"{source.name}-{ctx.batch_suffix}").alias("ingest_batch_id"),
         F.lit(ctx.ds).alias("ingest_date"),
@@ -97,6 +98,56 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
         .otherwise(F.lit("normalized"))
         .alias("processing_status"),
     )
+
+
+_MAPPING = "_mapping"  # which of the source's mappings an exploded row is
+
+
+def _by_mapping(values: Sequence[Column]) -> Column:
+    """The value of the mapping this event came from."""
+    if len(values) == 1:
+        return values[0]
+    chosen = F.when(F.col(_MAPPING) == 0, values[0])
+    for i, value in enumerate(values[1:], start=1):
+        chosen = chosen.when(F.col(_MAPPING) == i, value)
+    return chosen
+
+
+def _mapping_fields(i: int, mapping: Mapping[str, Any], source: Source, ctx: IngestContext) -> dict[str, Column]:
+    where = f"mappings[{i}]"
+    subtype = value_column(mapping["event_subtype"], source, ctx, where=f"{where}.event_subtype")
+    return {
+        "mapping_id": F.lit(mapping.get("id") or f"{mapping['event_type']}/{_describe(mapping['event_subtype'])}"),
+        "event_type": F.lit(mapping["event_type"]),
+        "event_subtype": subtype.cast("string"),
+        "quantity": _optional(mapping, "quantity", source, ctx, where).try_cast("double"),
+        "unit": _optional(mapping, "unit", source, ctx, where).cast("string"),
+        "amount": _optional(mapping, "amount", source, ctx, where).try_cast("decimal(18,4)"),
+        "currency": _optional(mapping, "currency", source, ctx, where).cast("string"),
+        "channel": _optional(mapping, "channel", source, ctx, where).cast("string"),
+    }
+
+
+def _attribute_values(source: Source, ctx: IngestContext) -> tuple[dict[str, Column], dict[str, Column]]:
+    """The attributes of an event by name (a mapping's own attributes override the source's),
+    and the values to compute once per record before the explode (`_attribute_<name>`): the
+    source's attributes no mapping overrides."""
+    names = sorted({*source.attributes, *(k for m in source.mappings for k in m.get("attributes") or {})})
+    shared: dict[str, Column] = {}
+    attributes: dict[str, Column] = {}
+    for name in names:
+        if not any(name in (m.get("attributes") or {}) for m in source.mappings):
+            column = f"_attribute_{name}"
+            shared[column] = value_column(source.attributes[name], source, ctx, where=f"attributes.{name}")
+            attributes[name] = F.col(column)
+            continue
+        values = []
+        for i, mapping in enumerate(source.mappings):
+            spec = {**source.attributes, **(mapping.get("attributes") or {})}.get(name)
+            where = f"mappings[{i}].attributes.{name}"
+            values.append(F.lit(None) if spec is None else value_column(spec, source, ctx, where=where))
+        attributes[name] = _by_mapping(values)
+    return shared, attributes
 
 
 def _describe(spec: Any) -> str:
@@ -111,15 +162,6 @@ def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestC
     if key not in mapping or mapping[key] is None:
         return F.lit(None)
     return value_column(mapping[key], source, ctx, where=f"{where}.{key}")
-
-
-def _attributes(specs: Mapping[str, Any], source: Source, ctx: IngestContext, where: str) -> Column:
-    return string_map(
-        {
-            name: value_column(spec, source, ctx, where=f"{where}.attributes.{name}")
-            for name, spec in sorted(specs.items())
-        }
-    )
 
 
 def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:

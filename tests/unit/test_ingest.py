@@ -41,6 +41,28 @@ def test_voice_call_becomes_two_events_with_pseudonymised_ids(spark):
     assert len(set(ids)) == 2 and all(len(i) == 64 for i in ids)
 
 
+def test_a_mapping_s_attributes_override_the_source_s_for_its_events_only(spark):
+    mappings = (
+        {**CDR.mappings[0], "attributes": {"counterpart_id": "hidden", "leg": "caller"}},
+        *CDR.mappings[1:],
+    )
+    source = dataclasses.replace(
+        CDR, attributes={**CDR.attributes, "raw_type": {"column": "record_type"}}, mappings=mappings
+    )
+    rows = [
+        ("C1", "0612345678", "MOC", "20250301103000", "90", "0", "+33 6 99 99 99 99"),
+        ("D1", "0612345678", "GPRS", "20250301110000", "0", "1048576", None),
+    ]
+    events = to_events(classify(conform(raw_cdr(spark, rows), source), source, CTX, None), source, CTX)
+    got = sorted((r.event_subtype, r.quantity, r.attributes) for r in events.collect())
+    counterpart = pseudonymise_py("0699999999", KEY, "33")
+    assert got == [
+        ("call_made", None, {"counterpart_id": counterpart, "raw_type": "MOC"}),
+        ("data_session", 1.0, {"raw_type": "GPRS"}),
+        ("voice_out", 1.5, {"counterpart_id": "hidden", "leg": "caller", "raw_type": "MOC"}),
+    ]
+
+
 def test_local_midnight_belongs_to_the_local_day(spark):
     rows = [("C1", "33612345678", "GPRS", "20250301003000", "60", "2097152", None)]
     event = to_events(classified_cdr(spark, rows, known(spark, "33612345678")), CDR, CTX).first()

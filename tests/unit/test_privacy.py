@@ -51,7 +51,14 @@ def test_every_number_format_gives_the_same_subscriber_id(spark, raw):
 
 
 def test_trunk_zero_is_dropped_only_after_a_country_code(spark):
-    cases = {"+44 (0) 20 7946 0018": "442079460018", "(0)20 7946 0018": "332079460018"}
+    cases = {
+        "+44 (0) 20 7946 0018": "442079460018",
+        "(0)20 7946 0018": "332079460018",
+        "0044(0)2079460018": "442079460018",
+        "\t+44 20 (0) 7946 0018": "442079460018",
+        "+44 20 7946 (1) 0018": "4420794610018",
+        "0612 (0)34 56 78": "336120345678",
+    }
     got = spark.createDataFrame([(k,) for k in cases], "m string").select(normalise_msisdn(F.col("m"), "33").alias("n"))
     assert [r.n for r in got.collect()] == list(cases.values())
     assert [normalise_msisdn_py(k, "33") for k in cases] == list(cases.values())
