@@ -38,13 +38,7 @@ BASE_CONF: dict[str, str] = {
     # Call-site capture on every Column call costs several JVM round trips each; our plans
     # are built from hundreds of config-driven expressions.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
-    # HotSpot never JIT-compiles a method over 8,000 bytes of bytecode; whole-stage code of
-    # wide, config-driven projections passes that and would run interpreted (half the speed).
-    "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
-    "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
 }
-
-JVM_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
 
 LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
@@ -164,7 +158,7 @@ def _quiet(session: SparkSession, loggers: Mapping[str, str]) -> None:
 def submit_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     """The --conf of a spark-submit for the jobs: jars (cached files, or packages to resolve)
     and the Delta session settings; cluster specifics come from the DAG's own conf."""
-    conf = {k: v for k, v in BASE_CONF.items() if k.startswith(("spark.sql.", "spark.databricks.")) or k in JVM_OPTIONS}
+    conf = {k: v for k, v in BASE_CONF.items() if k.startswith(("spark.sql.", "spark.databricks."))}
     conf.update(jar_conf(required_packages(settings)))
     return conf
 
