@@ -447,8 +447,9 @@ def run_night(
                 }
                 rows.append(sub)
                 out(_stage_line(sub, indent=5))
-    out(f"   {'night':<24}{sum(r['seconds'] for r in rows if ':' not in r['stage']):9.1f}")
-    return Night(rows, failure)
+    night = Night(rows, failure)
+    out(f"   {'night':<24}{night.seconds:9.1f}")
+    return night
 
 
 def report_references(night: Night, out: Callable[[str], None]) -> None:

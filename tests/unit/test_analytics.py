@@ -26,7 +26,7 @@ def test_view_files_follow_the_conventions(name):
     view = VIEWS[name]
     code = "\n".join(line for line in view.text.splitlines() if not line.lstrip().startswith("--"))
     assert view.description.split("\n")[0], f"{name}: no description"
-    assert view.grain, f"{name}: no 'Grain:' line in the header"
+    assert view.grain.startswith("one row per "), f"{name}: the 'Grain:' line should say 'one row per ...'"
     assert code.lstrip().startswith("with "), f"{name}: steps are CTEs"
     assert re.search(r"^final as \(", code, re.M), f"{name}: no final CTE"
     assert re.search(r"^select \* from final\b", code, re.M), f"{name}: does not end in select * from final"
