@@ -1,8 +1,8 @@
 """A backfill gives the tables nightly runs give, and a rerun of a past day changes nothing.
 
-The DAG runs a day as a few tasks, each a group of stages (conf/airflow.yaml `groups`): ingest
-(every due source, CRM snapshot first), then the stages after it. Nightly runs execute them day
-after day. What orders can an Airflow 3 backfill produce? Backfill runs honour the backfill's
+The DAG runs a day as a few tasks, each a group of stages run in one Spark application
+(conf/airflow.yaml `groups`): ingest (every due source, CRM snapshot first), then the groups of the
+stages after it. Nightly runs execute them day after day. What orders can an Airflow 3 backfill produce? Backfill runs honour the backfill's
 own max_active_runs (not the DAG's), so several days may be in flight; what holds them is the
 DAG's dependencies:
 
@@ -16,10 +16,10 @@ any real interleaving lies between it and the nightly order. Then, on three days
 the middle day followed by the recomputation of the day after it (what the DAG's
 `recompute_later_days` task runs) must leave every table as it was.
 
-Tasks run in-process on the shared Spark session, as the DAG's Spark jobs would run them, over
-every stage of STAGES. The stages after the last stateful one (the quality gates) read the
-day's finished tables and nothing builds on them: they run on the last day of each order only,
-which saves about 20 s a day.
+Tasks run in-process on the shared Spark session, group by group as the DAG's Spark jobs run
+them (`gamify run --stages <the group's stages>`), over every stage of STAGES. Stages after the
+last stateful one (none at present) read the day's finished tables and nothing builds on them:
+they would run on the last day of each order only.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ import yaml
 
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.orchestration.selection import later_days_stages
-from jobs.orchestration.settings import AirflowSettings, source_shapes
+from jobs.orchestration.settings import AirflowSettings
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
 from jobs.sample_data import generate
-from jobs.sources import Source
 from tests.integration.helpers import table_content
 
 pytestmark = pytest.mark.integration
@@ -56,7 +55,7 @@ LAST_STATEFUL = max(list(STAGES).index(s) for s in STATEFUL)
 DAILY = [s for s in list(STAGES)[: LAST_STATEFUL + 1] if s != "ingest"]
 GATES = list(STAGES)[LAST_STATEFUL + 1 :]
 
-Task = tuple[str, str | None]  # (stage, source)
+GROUPS = AirflowSettings.load().stage_groups(list(STAGES))  # the DAG's Spark applications, in order
 
 
 def small_conf(root: Path) -> Path:
@@ -106,17 +105,14 @@ class Lakehouse:
         self.lakehouse = build_lakehouse(spark, self.config)
         self.root = str(root)
 
-    def ingest(self, ds: date) -> list[Task]:
-        """The day's ingest tasks: one per active source due on ds, in the DAG's order."""
-        shapes = source_shapes(self.config)
-        due = [s.name for s in shapes if Source.from_config(self.config.sources[s.name]).is_due(ds)]
-        return [("ingest", name) for name in due]
-
     def run(self, ds: date, stages: list[str] | None = None, *, ingest: bool = False) -> None:
-        tasks = (self.ingest(ds) if ingest else []) + [(stage, None) for stage in stages or []]
-        for stage, source in tasks:
-            ctx = RunContext(self.spark, self.config, self.lakehouse, ds, only_sources=[source] if source else None)
-            run_stages(ctx, [stage])
+        """The DAG's tasks for `ds` that hold the given stages (and ingest): one run per group,
+        with that group's stages only."""
+        wanted = set(stages or []) | ({"ingest"} if ingest else set())
+        for group in GROUPS:
+            selected = [stage for stage in group.stages if stage in wanted]
+            if selected:
+                run_stages(RunContext(self.spark, self.config, self.lakehouse, ds), selected)
 
     def content(self) -> dict[str, list[str]]:
         """Every table's rows, without what legitimately differs between two lakehouses: the

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "activity_like"
-ROWS = 1_500_000  # enough that the write takes a few seconds, so the kill lands inside it
+ROWS = 400_000  # enough that the write lasts well over the 20 ms the test polls at, so the kill lands inside it
 
 WRITER = textwrap.dedent(
     """
