@@ -1,10 +1,10 @@
 """A backfill gives the tables nightly runs give, and a rerun of a past day changes nothing.
 
 The DAG runs a day as a few tasks, each a group of stages run in one Spark application
-(conf/airflow.yaml `groups`): ingest (every due source, CRM snapshot first), then the groups of the
-stages after it. Nightly runs execute them day after day. What orders can an Airflow 3 backfill produce? Backfill runs honour the backfill's
-own max_active_runs (not the DAG's), so several days may be in flight; what holds them is the
-DAG's dependencies:
+(conf/airflow.yaml `groups`): ingest (every due source, CRM snapshot first), then the groups of
+the stages after it. Nightly runs execute them day after day. What orders can an Airflow 3
+backfill produce? Backfill runs honour the backfill's own max_active_runs (not the DAG's), so
+several days may be in flight; what holds them is the DAG's dependencies:
 
 * each group holding a stateful stage has depends_on_past: day N+1 waits for day N;
 * the first group after ingest also waits for the previous day's `report` (wait_for_downstream),
