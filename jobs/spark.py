@@ -48,8 +48,8 @@ LOCAL_CONF: dict[str, str] = {
     "spark.hadoop.fs.file.impl.disable.cache": "true",
     # Delta's snapshot and log caches sized for one machine
     "spark.databricks.delta.snapshotPartitions": "2",
-    # Listing a table's files in parallel (VACUUM, many-path reads) as one task per core, not
-    # Spark's 10,000: VACUUM of a small table here took 64 s, 6.5 s with this
+    # Listing a table's files in parallel (VACUUM, many-path reads) in as many tasks as
+    # default.parallelism, not Spark's 10,000: VACUUM of a small table took 64 s, 6.5 s with this
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
 }
 
