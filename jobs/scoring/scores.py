@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from jobs.scoring.config import SCORE_NAMES, Component, ScoringConfig
 
 PERCENTILES = [i / 100 for i in range(1, 100)]
+SEARCH_STEPS = [2**k for k in reversed(range(len(PERCENTILES).bit_length()))]  # 64, 32, ..., 1
 ML_COLUMNS = ("churn_probability", "nbo_offer_id", "nbo_score", "model_version")
 
 BREAKDOWN_TYPE = T.MapType(
@@ -60,17 +61,46 @@ def percentile_cuts(features: DataFrame, cfg: ScoringConfig) -> dict[str, DataFr
     return cuts
 
 
+def _rank_columns(score: str, component: Component) -> tuple[str, str]:
+    return f"_below_{score}_{component.name}", f"_at_or_below_{score}_{component.name}"
+
+
+def with_cut_ranks(df: DataFrame, components: Sequence[tuple[str, Component]]) -> DataFrame:
+    """For each (score, percentile component): how many of its cut points lie below the
+    transformed value, and how many at or below it (null value or cuts: 0).
+
+    A binary search over the sorted cut points, one halving step per projection: a position
+    moves up by the step when the cut point there is still below the value. Seven steps for
+    99 cut points, each a few primitive comparisons, where sorting the cut points with the
+    value row by row made the largest share of the stage."""
+    counts = {
+        name: (score, component, strict)
+        for score, component in components
+        for name, strict in zip(_rank_columns(score, component), (True, False), strict=True)
+    }
+    if not counts:
+        return df
+    df = df.select("*", *[F.lit(0).alias(name) for name in counts])
+    kept = [c for c in df.columns if c not in counts]
+    for step in SEARCH_STEPS:
+        moved = []
+        for name, (score, component, strict) in counts.items():
+            position, value = F.col(name), _transformed(component)
+            cut = F.get(F.col(_quantile_column(score, component)), position + (step - 1))  # null past the end
+            below = cut < value if strict else cut <= value
+            moved.append((position + F.when(below, step).otherwise(0)).alias(name))
+        df = df.select(*kept, *moved)  # a projection per step: each reads the position twice
+    return df
+
+
 def _normalized(score: str, component: Component) -> Column:
     value = _transformed(component)
     if component.method == "minmax":
         scaled = (value - F.lit(component.low)) / F.lit(component.high - component.low)
         normalized = F.least(F.greatest(scaled, F.lit(0.0)), F.lit(1.0))
-    else:
-        # cut points below the value, and equal to it, without a lambda per cut point (higher-order
-        # functions run interpreted): the value's first position among the sorted cut points + it
+    else:  # the value's mid-rank among the cut points (ties count half)
+        below, at_or_below = (F.col(name) for name in _rank_columns(score, component))
         cuts = F.col(_quantile_column(score, component))
-        below = F.array_position(F.sort_array(F.concat(cuts, F.array(value))), value) - 1
-        at_or_below = below + F.size(cuts) - F.size(F.array_remove(cuts, value))
         normalized = F.when(value.isNotNull() & cuts.isNotNull(), (below + at_or_below) / (2.0 * F.size(cuts)))
     if component.direction == "lower":
         normalized = 1.0 - normalized
@@ -138,8 +168,9 @@ def compute_scores(
             key == F.col("_cut_key"),
             "left",
         ).drop("_cut_key")
-    # each normalized value computed once, in its own projection: a percentile rank scans the
-    # component's 99 cut points, and the score, its contribution and the breakdown all read it
+    df = with_cut_ranks(df, [(s, c) for s in SCORE_NAMES for c in cfg.scores[s] if c.method == "percentile"])
+    # each normalized value computed once, in its own projection: the score, its contribution
+    # and the breakdown all read it
     df = df.select("*", *[_normalized(s, c).alias(_normalized_name(s, c)) for s in SCORE_NAMES for c in cfg.scores[s]])
     columns = []
     for score in SCORE_NAMES:

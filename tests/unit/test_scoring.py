@@ -19,6 +19,8 @@ from jobs.scoring import (
     unconfigured_sources,
     window_aggregates,
 )
+from jobs.scoring.config import Component
+from jobs.scoring.scores import with_cut_ranks
 from jobs.segments import SegmentRules, assign_segments
 
 pytestmark = pytest.mark.unit
@@ -374,3 +376,23 @@ def test_unknown_tenure_is_not_a_new_joiner(spark, tmp_path):
     )
     got = {r.subscriber_id: r.segment for r in assign_segments(df, rules, DS).collect()}
     assert got == {"known": "others", "future": "new_joiners", "unknown": "others"}
+
+
+def test_cut_ranks_count_the_cut_points_below_and_at_or_below_a_value(spark):
+    component = Component(name="volume", feature="v", weight=1.0, method="percentile")
+    cuts = [1.0, 2.0, 2.0, 2.0, 5.0] + [9.0] * 94  # 99 sorted cut points, with ties
+    values = [None, -1.0, 1.0, 1.5, 2.0, 3.0, 5.0, 9.0, 10.0]
+    df = spark.createDataFrame(
+        [(i, v, cuts) for i, v in enumerate(values)], "i int, v double, _q_digital_volume array<double>"
+    )
+    df = df.unionByName(spark.createDataFrame([(99, 4.0, None)], df.schema))  # a group without cut points
+    ranked = {
+        r.i: (r._below_digital_volume, r._at_or_below_digital_volume)
+        for r in with_cut_ranks(df, [("digital", component)]).collect()
+    }
+    expected = {
+        i: (sum(c < v for c in cuts), sum(c <= v for c in cuts)) if v is not None else (0, 0)
+        for i, v in enumerate(values)
+    }
+    assert ranked == {**expected, 99: (0, 0)}
+    assert ranked[4] == (1, 4) and ranked[8] == (99, 99)  # ties at 2.0; above every cut point
