@@ -35,10 +35,6 @@ BASE_CONF: dict[str, str] = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",  # evolution only where a write asks
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
-    # HotSpot never JIT-compiles a method over 8,000 bytes of bytecode: a whole-stage generated
-    # method above that runs interpreted. Such stages fall back to per-operator generated code,
-    # whose methods are split small (at 100k subscribers: CDR read 65 -> 52 s, scores 75 -> 48 s).
-    "spark.sql.codegen.hugeMethodLimit": "8000",
     # Call-site capture on every Column call costs several JVM round trips each; our plans
     # are built from hundreds of config-driven expressions.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
