@@ -69,10 +69,10 @@ def with_cut_ranks(df: DataFrame, components: Sequence[tuple[str, Component]]) -
     """For each (score, percentile component): how many of its cut points lie below the
     transformed value, and how many at or below it (null value or cuts: 0).
 
-    A binary search over the sorted cut points, one halving step per projection: a position
-    moves up by the step when the cut point there is still below the value. Seven steps for
-    99 cut points, each a few primitive comparisons, where sorting the cut points with the
-    value row by row made the largest share of the stage."""
+    A binary search over the cut points (sorted: percentile_approx of increasing percentages),
+    one halving step per projection: a position moves up by the step when the cut point there
+    is still below the value. Seven steps for 99 cut points, each a few primitive comparisons,
+    where sorting the cut points with the value row by row made the largest share of the stage."""
     counts = {
         name: (score, component, strict)
         for score, component in components
