@@ -72,7 +72,8 @@ def with_cut_ranks(df: DataFrame, components: Sequence[tuple[str, Component]]) -
     A binary search over the cut points (sorted: percentile_approx of increasing percentages),
     one halving step per projection: a position moves up by the step when the cut point there
     is still below the value. Seven steps for 99 cut points, each a few primitive comparisons,
-    where sorting the cut points with the value row by row made the largest share of the stage."""
+    where sorting the cut points with the value row by row made the largest share of the stage.
+    The transformed value is computed once, not once per step."""
     counts = {
         name: (score, component, strict)
         for score, component in components
@@ -80,17 +81,18 @@ def with_cut_ranks(df: DataFrame, components: Sequence[tuple[str, Component]]) -
     }
     if not counts:
         return df
-    df = df.select("*", *[F.lit(0).alias(name) for name in counts])
+    values = {f"_value_{score}_{component.name}": _transformed(component) for score, component in components}
+    df = df.select("*", *[v.alias(name) for name, v in values.items()], *[F.lit(0).alias(name) for name in counts])
     kept = [c for c in df.columns if c not in counts]
     for step in SEARCH_STEPS:
         moved = []
         for name, (score, component, strict) in counts.items():
-            position, value = F.col(name), _transformed(component)
+            position, value = F.col(name), F.col(f"_value_{score}_{component.name}")
             cut = F.get(F.col(_quantile_column(score, component)), position + (step - 1))  # null past the end
             below = cut < value if strict else cut <= value
             moved.append((position + F.when(below, step).otherwise(0)).alias(name))
         df = df.select(*kept, *moved)  # a projection per step: each reads the position twice
-    return df
+    return df.drop(*values)
 
 
 def _normalized(score: str, component: Component) -> Column:
