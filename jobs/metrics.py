@@ -163,13 +163,42 @@ def registry_from(config: Any) -> MetricRegistry:
     return load_registry(config.conf_dir)
 
 
-def longest_streak(days: Column) -> Column:
-    """Longest run of consecutive integers in an array of day numbers (0 for an empty array)."""
-    ordered = F.array_sort(F.array_distinct(days))
-    start = F.struct(F.lit(-(10**9)).alias("prev"), F.lit(0).alias("run"), F.lit(0).alias("best"))
+DAY_BITS = 62  # days a day mask holds: bits 0..61 of a long, so it never turns negative
 
-    def step(acc: Column, day: Column) -> Column:
-        run = F.when(day == acc["prev"] + 1, acc["run"] + 1).otherwise(F.lit(1))
-        return F.struct(day.alias("prev"), run.alias("run"), F.greatest(acc["best"], run).alias("best"))
 
-    return F.aggregate(ordered, start, step, lambda acc: acc["best"])
+def day_mask(active: Column, day: Column) -> Column:
+    """Aggregate: a long with bit `day` (0 to DAY_BITS - 1) set for every row where `active`
+    holds, and 0 when it never does."""
+    return F.coalesce(
+        F.bit_or(F.when(active, F.call_function("shiftleft", F.lit(1).cast("long"), day))), F.lit(0).cast("long")
+    )
+
+
+def with_longest_runs(df: DataFrame, runs: Mapping[str, str]) -> DataFrame:
+    """Add, for each `name: mask` of `runs`, the longest run of consecutive set bits of the long
+    column `mask` as an int column `name` (0 when no bit is set).
+
+    Binary lifting over spans: span k marks the bits where a run of at least k ones starts, so
+    span 2k = span k & (span k >> k). The length found so far, with `reached` its span, grows by
+    k (largest k first) where span k & (reached >> k) is not empty. One projection per step, each a few primitive
+    operations, instead of sorting an array of days per row.
+    """
+    steps = (1, 2, 4, 8, 16, 32)
+    span = {(name, k): f"_span{k}_{name}" for name in runs for k in steps}
+    df = df.select("*", *[F.col(mask).alias(span[name, 1]) for name, mask in runs.items()])
+    for k in steps[:-1]:
+        df = df.select(
+            "*",
+            *[(F.col(span[n, k]).bitwiseAND(F.shiftright(span[n, k], k))).alias(span[n, 2 * k]) for n in runs],
+        )
+    reached = {name: f"_reached_{name}" for name in runs}
+    df = df.select("*", *[F.lit(-1).cast("long").alias(reached[n]) for n in runs], *[F.lit(0).alias(n) for n in runs])
+    for k in reversed(steps):
+        grown = {n: F.col(span[n, k]).bitwiseAND(F.shiftright(reached[n], k)) for n in runs}
+        df = df.withColumns(
+            {
+                **{reached[n]: F.when(grown[n] != 0, grown[n]).otherwise(F.col(reached[n])) for n in runs},
+                **{n: F.when(grown[n] != 0, F.col(n) + k).otherwise(F.col(n)) for n in runs},
+            }
+        )
+    return df.drop(*span.values(), *reached.values())

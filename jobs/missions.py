@@ -1,12 +1,13 @@
 """Mission assignment: templates x eligible subscribers -> mission_assignments.
 
-For each run date every subscriber's candidate missions are built in one pass (an array of
-candidate structs, one per template, exploded; each value a candidate uses several times is
-computed once in a projection before it), then filtered by active missions, cooldowns and
-the per-subscriber cap in priority order. Catalog missions take absolute targets; personalised
-ones (`is_dynamic`) take a target from the subscriber's own baseline. A deterministic hash puts
-a configured share of subscribers in a universal holdout: their missions are recorded with
-`holdout = true` and never delivered.
+For each run date every subscriber's missions are chosen in one pass over one row per
+subscriber: each value a template's candidate uses several times (period, usual level, level,
+target, points) is computed once in a projection; the templates the subscriber is offered and
+that are not active or cooling down are numbered in priority order, the first ones up to the
+per-subscriber cap are kept, and only those missions are built, one row each. Catalog missions
+take absolute targets; personalised ones (`is_dynamic`) take a target from the subscriber's own
+baseline. A deterministic hash puts a configured share of subscribers in a universal holdout:
+their missions are recorded with `holdout = true` and never delivered.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
-from jobs.metrics import longest_streak
-from jobs.tables import PROFILE_NAMES
+from jobs.metrics import DAY_BITS, day_mask, with_longest_runs
+from jobs.tables import MISSION_ASSIGNMENTS, MISSION_CATALOG, PROFILE_NAMES, schema_of
 from jobs.templates import DEFAULT_PERIOD_DAYS, LEVELS, MissionMetric, MissionTemplate
 
 BASELINE_PREFIX = "_baseline_"
@@ -57,11 +57,14 @@ class MissionSettings:
         max_active = data.get("max_active_per_subscriber", 3)
         if not isinstance(max_active, int) or max_active < 1:
             raise ConfigError(path, "max_active_per_subscriber", "must be a positive integer")
+        baseline_days = data.get("baseline_days", 28)
+        if not isinstance(baseline_days, int) or not 1 <= baseline_days <= DAY_BITS:
+            raise ConfigError(path, "baseline_days", f"must be a whole number of days from 1 to {DAY_BITS}")
         return cls(
             templates_dir=str(data.get("templates_dir", "templates/missions")),
             badges_dir=str(data.get("badges_dir", "templates/badges")),
             max_active=max_active,
-            baseline_days=int(data.get("baseline_days", 28)),
+            baseline_days=baseline_days,
             period_days=dict(data.get("period_days") or DEFAULT_PERIOD_DAYS),
             holdout_share=float(share),
             holdout_salt=str(holdout.get("salt", "")),
@@ -86,21 +89,31 @@ def with_holdout(df: DataFrame, settings: MissionSettings) -> DataFrame:
 def baselines(activity: DataFrame, metrics: Sequence[MissionMetric], ds: date, days: int) -> DataFrame:
     """Each subscriber's usual level of every mission metric over the last `days` days: a daily
     rate for sum/days metrics, the longest streak for streak metrics, the best day for max."""
+    if not 1 <= days <= DAY_BITS:
+        raise ValueError(f"a baseline covers 1 to {DAY_BITS} days, not {days}")
     offset = F.datediff(F.lit(ds), F.col("activity_date"))
     inside = (offset >= 0) & (offset < days)
-    aggregates = []
+    aggregates, streaks = [], {}
     for m in metrics:
-        daily = F.col(m.daily)
+        daily, name = F.col(m.daily), f"{BASELINE_PREFIX}{m.name}"
         if m.aggregation == "sum":
             value = F.coalesce(F.sum(F.when(inside, daily)), F.lit(0.0)) / days
         elif m.aggregation == "days":
             value = F.coalesce(F.sum(F.when(inside & (daily > 0), 1.0)), F.lit(0.0)) / days
         elif m.aggregation == "streak":
-            value = longest_streak(F.collect_list(F.when(inside & (daily > 0), -offset))).cast("double")
+            streaks[name] = f"_days{name}"
+            value = day_mask(inside & (daily > 0), offset)
         else:
             value = F.max(F.when(inside, daily))
-        aggregates.append(value.alias(f"{BASELINE_PREFIX}{m.name}"))
-    return activity.groupBy("subscriber_id").agg(*aggregates)
+        aggregates.append(value.alias(streaks.get(name, name)))
+    usual = with_longest_runs(activity.groupBy("subscriber_id").agg(*aggregates), streaks)
+    return usual.select(
+        "subscriber_id",
+        *[
+            F.col(n).cast("double").alias(n) if n in streaks else n
+            for n in (f"{BASELINE_PREFIX}{m.name}" for m in metrics)
+        ],
+    )
 
 
 def expected_level(metric: MissionMetric, period_days: int) -> Column:
@@ -228,8 +241,13 @@ class _Candidate:
             target = F.least(target, F.lit(float(self.settings.period_days[period])))
         return target
 
-    def mission(self) -> Column:
-        """The candidate struct, or null when not eligible (or without a positive target)."""
+    def offered(self) -> Column:
+        """Eligible, with a positive target."""
+        target = self.col("target")
+        return self.col("eligible") & target.isNotNull() & (target > 0)
+
+    def fields(self) -> dict[str, Column]:
+        """The mission's fields by name: a candidate's columns after subscriber, segment, holdout."""
         t, metric, node = self.template, self.metric, self.node
         level, target, period, points = self.col("level"), self.col("target"), self.col("period"), self.col("points")
         period_days = _pick([(period == p, F.lit(self.settings.period_days[p])) for p in self.periods], F.lit(1))
@@ -254,27 +272,26 @@ class _Candidate:
             )
         else:
             mission_id = F.concat_ws(".", F.lit(t.id), version, F.col("segment"), level, period)
-        mission = F.struct(
-            mission_id.alias("mission_id"),
-            F.lit(t.id).alias("template_id"),
-            F.lit(t.version).alias("template_version"),
-            F.lit(t.category).alias("category"),
-            F.lit(t.metric).alias("metric"),
-            F.lit(t.aggregation).alias("aggregation"),
-            level.alias("level"),
-            target.alias("target_value"),
-            period.alias("period"),
-            period_days.alias("period_days"),
-            points.alias("reward_points"),
-            offer.alias("offer_id"),
-            F.lit(t.badge).alias("badge"),
-            F.lit(t.priority).alias("priority"),
-            F.lit(t.cooldown_days).alias("cooldown_days"),
-            F.lit(t.is_personalised).alias("is_dynamic"),
-            reason.alias("reason"),
-            _render(t, target, metric.unit, period, points).alias("description"),
-        )
-        return F.when(self.col("eligible") & target.isNotNull() & (target > 0), mission)
+        return {
+            "mission_id": mission_id,
+            "template_id": F.lit(t.id),
+            "template_version": F.lit(t.version),
+            "category": F.lit(t.category),
+            "metric": F.lit(t.metric),
+            "aggregation": F.lit(t.aggregation),
+            "level": level,
+            "target_value": target,
+            "period": period,
+            "period_days": period_days,
+            "reward_points": points,
+            "offer_id": offer,
+            "badge": F.lit(t.badge),
+            "priority": F.lit(t.priority),
+            "cooldown_days": F.lit(t.cooldown_days),
+            "is_dynamic": F.lit(t.is_personalised),
+            "reason": reason,
+            "description": _render(t, target, metric.unit, period, points),
+        }
 
 
 def candidates(
@@ -284,51 +301,41 @@ def candidates(
     settings: MissionSettings,
     ds: date,
 ) -> DataFrame:
-    """Subjects (one row per subscriber) -> one row per (subscriber, eligible template), in one
-    pass: an array of every template's candidate (null when not eligible), exploded. The values a
-    candidate uses several times (period, usual level, level, target, points) are computed in
-    four projections before it, one value per column."""
-    names = {c: F.col(c) for c in subjects.columns if not c.startswith(BASELINE_PREFIX)}
-    numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
-    plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric) for i, t in enumerate(templates)]
-    staged = subjects
-    for step in (1, 2, 3, 4):
-        staged = staged.select("*", *[c for plan in plans for c in plan.stage(step)])
-    exploded = staged.select(
-        "subscriber_id",
-        "segment",
-        "holdout",
-        F.explode(F.array(*[plan.mission() for plan in plans])).alias("m"),
-    )
-    return exploded.filter(F.col("m").isNotNull()).select("subscriber_id", "segment", "holdout", "m.*")
+    """Subjects (one row per subscriber) -> one row per (subscriber, eligible template) with a
+    positive target, before active missions, cooldowns and the cap: what a preview counts."""
+    staged, plans = _staged(subjects, templates, metrics, settings, ds)
+    offered = F.array_compact(F.array(*[F.when(plan.offered(), F.lit(i)) for i, plan in enumerate(plans)]))
+    return _missions(staged, plans, offered)
 
 
-def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSettings, ds: date) -> DataFrame:
-    """Apply active-duplicate, cooldown and cap rules; return the new mission_assignments rows.
+def assign(
+    subjects: DataFrame,
+    previous: DataFrame,
+    templates: Sequence[MissionTemplate],
+    metrics: Mapping[str, MissionMetric],
+    settings: MissionSettings,
+    ds: date,
+) -> DataFrame:
+    """Subjects (one row per subscriber) -> the run date's new mission_assignments rows.
 
-    `previous`: earlier assignments (subscriber_id, template_id, period_end, cooldown_days, and
-    optionally `completed`) that may still be active or cooling down. A completed mission no
-    longer takes a slot; its template still cools down from the end of its period.
+    A template is open to a subscriber when it is offered (see `candidates`) and not active or
+    cooling down from an earlier assignment. `previous` holds the earlier assignments that may
+    still matter (subscriber_id, template_id, period_end, cooldown_days, and optionally
+    `completed`): a mission is active until its period ends unless completed, and its template
+    cools down for `cooldown_days` after that. The open templates are taken in priority order
+    (then template id) up to the cap less the subscriber's active missions. The choice is made
+    in each subscriber's row, on template numbers, so only the chosen missions are built.
     """
-    done = F.coalesce(F.col("completed"), F.lit(False)) if "completed" in previous.columns else F.lit(False)
-    active = previous.filter((F.col("period_end") > F.lit(ds)) & ~done)
-    active_count = active.groupBy("subscriber_id").agg(F.count(F.lit(1)).alias("_active"))
-    blocked = (
-        previous.select(
-            "subscriber_id", "template_id", F.date_add(F.col("period_end"), F.col("cooldown_days")).alias("_free_from")
-        )
-        .groupBy("subscriber_id", "template_id")
-        .agg(F.max("_free_from").alias("_free_from"))
+    staged, plans = _staged(
+        subjects.join(_slots(previous, ds), "subscriber_id", "left"), templates, metrics, settings, ds
     )
-    open_ = (
-        candidates_df.join(blocked, ["subscriber_id", "template_id"], "left")
-        .filter(F.col("_free_from").isNull() | (F.col("_free_from") <= F.lit(ds)))
-        .join(active_count, "subscriber_id", "left")
-    )
-    rank = F.row_number().over(Window.partitionBy("subscriber_id").orderBy(F.desc("priority"), "template_id"))
-    chosen = open_.withColumn("_rank", rank).filter(
-        F.col("_rank") <= F.lit(settings.max_active) - F.coalesce(F.col("_active"), F.lit(0))
-    )
+    blocked = F.coalesce(F.col("_blocked"), F.array().cast("array<string>"))
+    by_priority = sorted(range(len(plans)), key=lambda i: (-plans[i].template.priority, plans[i].template.id))
+    open_ = [
+        F.when(plans[i].offered() & ~F.array_contains(blocked, plans[i].template.id), F.lit(i)) for i in by_priority
+    ]
+    free = F.greatest(F.lit(settings.max_active) - F.coalesce(F.col("_active"), F.lit(0)), F.lit(0))
+    chosen = _missions(staged, plans, F.slice(F.array_compact(F.array(*open_)), 1, free))
     start = F.lit(ds + timedelta(days=1))
     return chosen.select(
         F.sha2(F.concat_ws("|", "subscriber_id", "mission_id", F.lit(ds.isoformat())), 256).alias("assignment_id"),
@@ -359,6 +366,58 @@ def assign(candidates_df: DataFrame, previous: DataFrame, settings: MissionSetti
     )
 
 
+def _slots(previous: DataFrame, ds: date) -> DataFrame:
+    """Per subscriber with an earlier assignment still active or cooling down on `ds`: those
+    templates (`_blocked`) and the number of active, not completed missions (`_active`)."""
+    done = F.coalesce(F.col("completed"), F.lit(False)) if "completed" in previous.columns else F.lit(False)
+    cooling = F.date_add(F.col("period_end"), F.col("cooldown_days")) > F.lit(ds)
+    active = F.col("period_end") > F.lit(ds)
+    return (
+        previous.filter(cooling | active)
+        .groupBy("subscriber_id")
+        .agg(
+            F.collect_set("template_id").alias("_blocked"),
+            F.count(F.when(active & ~done, F.lit(1))).alias("_active"),
+        )
+    )
+
+
+def _staged(
+    subjects: DataFrame,
+    templates: Sequence[MissionTemplate],
+    metrics: Mapping[str, MissionMetric],
+    settings: MissionSettings,
+    ds: date,
+) -> tuple[DataFrame, list[_Candidate]]:
+    """The subjects with every template's staged values (period, usual level, level, target,
+    points), computed in four projections, one value per column."""
+    names = {c: F.col(c) for c in subjects.columns if not c.startswith(BASELINE_PREFIX) and not c.startswith("_")}
+    numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
+    plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric) for i, t in enumerate(templates)]
+    staged = subjects
+    for step in (1, 2, 3, 4):
+        staged = staged.select("*", *[c for plan in plans for c in plan.stage(step)])
+    return staged, plans
+
+
+def _missions(staged: DataFrame, plans: Sequence[_Candidate], numbers: Column) -> DataFrame:
+    """One row per template number in the array `numbers` of each staged row: the subscriber,
+    segment and holdout flag, and that template's mission fields (each one CASE over the number)."""
+    rows = staged.select("*", F.explode(numbers).alias("_template"))
+    fields = [plan.fields() for plan in plans]
+    types = {"period_days": "int", **{f.name: f.dataType for f in schema_of(MISSION_ASSIGNMENTS).fields}}
+    number = F.col("_template")
+    return rows.select(
+        "subscriber_id",
+        "segment",
+        "holdout",
+        *[
+            _pick([(number == i, f[name]) for i, f in enumerate(fields)], F.lit(None)).cast(types[name]).alias(name)
+            for name in fields[0]
+        ],
+    )
+
+
 def eligibility_names(score_names: Sequence[str], feature_names: Sequence[str]) -> list[str]:
     """Names a template's eligibility expression may use."""
     return sorted(
@@ -367,8 +426,6 @@ def eligibility_names(score_names: Sequence[str], feature_names: Sequence[str]) 
 
 
 def catalog_frame(spark: Any, rows: list[dict[str, Any]], ds: date) -> DataFrame:
-    from jobs.tables import MISSION_CATALOG, schema_of
-
     schema = schema_of(MISSION_CATALOG)
     ordered = [(*(r.get(f.name) for f in schema.fields if f.name != "catalog_date"), ds) for r in rows]
     return spark.createDataFrame(ordered, schema)

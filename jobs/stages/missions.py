@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
-from jobs.missions import assign, baselines, candidates, catalog_frame
+from jobs.missions import assign, baselines, catalog_frame
 from jobs.stages.readers import completed_by, scored_subjects
 from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_CATALOG, schema_of
 from jobs.templates import TemplateSet, catalog_rows
@@ -44,9 +44,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
         )
     if active_templates:
-        assigned = assign(
-            candidates(subjects, active_templates, templates.metrics, settings, ds), previous, settings, ds
-        )
+        assigned = assign(subjects, previous, active_templates, templates.metrics, settings, ds)
     else:  # no template runs today: nothing to assign (and no empty array of candidates to expand)
         assigned = ctx.spark.createDataFrame([], schema_of(MISSION_ASSIGNMENTS))
     result = lakehouse.write(

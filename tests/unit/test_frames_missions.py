@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from datetime import date, timedelta
 
 import pytest
 from chispa import assert_df_equality
 
+from jobs.config import DEFAULT_CONF_DIR
 from jobs.missions import MissionSettings, assign, baselines
 from jobs.progress import track
-from jobs.templates import MissionMetric
+from jobs.templates import MissionMetric, load_mission_metrics, load_templates
+from tests.unit.test_missions import MORE_DATA
 
 pytestmark = pytest.mark.unit
 
@@ -26,12 +29,6 @@ SETTINGS = MissionSettings(
     dynamic_levels=(),
 )
 
-CANDIDATE_SCHEMA = (
-    "subscriber_id string, segment string, holdout boolean, mission_id string, template_id string, "
-    "template_version int, category string, metric string, aggregation string, level string, "
-    "target_value double, period string, period_days int, reward_points int, offer_id string, badge string, "
-    "priority int, cooldown_days int, is_dynamic boolean, reason string, description string"
-)
 ASSIGNMENT_SCHEMA = (
     "assignment_id string, subscriber_id string, mission_id string, template_id string, template_version int, "
     "segment string, category string, metric string, aggregation string, level string, target_value double, "
@@ -39,44 +36,80 @@ ASSIGNMENT_SCHEMA = (
     "priority int, cooldown_days int, is_dynamic boolean, generated_for string, holdout boolean, reason string, "
     "description string, assigned_ds date"
 )
+CONF_METRICS = load_mission_metrics(DEFAULT_CONF_DIR / "metrics.yaml")
+SEGMENTS = ["at_risk", "mass_prepaid", "young_digital"]
+DAYS_TEMPLATE = """\
+id: {id}
+name: {id}
+version: 1
+kind: mission_template
+spec:
+  category: engagement
+  description: "Be active {{target}} {{unit}} this {{period}} for {{points}} points."
+  metric: active_days
+  aggregation: days
+  thresholds: {{weekly: {{easy: 3, medium: 5, hard: 7}}}}
+  periods: [weekly]
+  segments: {segments}
+  eligibility: "true"
+  reward: {{points: {{easy: 10, medium: 20, hard: 40}}, offer_id: null}}
+  badge: b1
+  priority: {priority}
+  cooldown_days: 5
+  active_from: 2025-01-01
+  active_to: null
+"""
+# the personalised data template of the template tests, for the at_risk segment, monthly
+DATA_TEMPLATE = (
+    textwrap.dedent(MORE_DATA)
+    .replace("id: more_data", "id: t6")
+    .replace("periods: [weekly]", "periods: [monthly]")
+    .replace("segments: [mass_prepaid, young_digital]", "segments: [at_risk]")
+    .replace('eligibility: "data_mb_30 > 0"', 'eligibility: "risk >= 50"')
+    .replace("badge: data_explorer", "badge: b1")
+    .replace("priority: 40", "priority: 50")
+    .replace("cooldown_days: 3", "cooldown_days: 5")
+)
 
 
-def candidate(sub, template, priority, *, holdout=False, monthly=False, dynamic=False):
-    period, days = ("monthly", 30) if monthly else ("weekly", 7)
-    return (
-        sub, "mass", holdout, f"{template}.v1.mass.easy.{period}", template, 1, "engagement", "active_days",
-        "days", "easy", 3.0, period, days, 10, "OFF" if dynamic else None, "b1", priority, 5, dynamic,
-        f"why {template}", f"do {template}",
-    )  # fmt: skip
-
-
-def assigned(sub, template, priority, *, holdout=False, monthly=False, dynamic=False):
-    """The expected mission_assignments row for a chosen candidate."""
-    period, days = ("monthly", 30) if monthly else ("weekly", 7)
-    mission = f"{template}.v1.mass.easy.{period}"
+def days_mission(sub, template, segment, priority, *, level="easy", usual=0.0, holdout=False):
+    """The expected mission_assignments row of a weekly active-days template."""
+    target, points = {"easy": (3, 10), "medium": (5, 20)}[level]
+    mission = f"{template}.v1.{segment}.{level}.weekly"
     start = DS + timedelta(days=1)  # a mission starts the day after it is assigned
     return (
         hashlib.sha256(f"{sub}|{mission}|{DS.isoformat()}".encode()).hexdigest(),
-        sub, mission, template, 1, "mass", "engagement", "active_days", "days", "easy", 3.0, period,
-        start, start + timedelta(days=days - 1), 10, "OFF" if dynamic else None, "b1", priority, 5, dynamic,
-        sub if dynamic else None, holdout, f"why {template}", f"do {template}", DS,
+        sub, mission, template, 1, segment, "engagement", "active_days", "days", level, float(target), "weekly",
+        start, start + timedelta(days=6), points, None, "b1", priority, 5, False, None, holdout,
+        f"eligibility: true; segment={segment}; level {level}: usual {usual:.1f} days a week",
+        f"Be active {target} days this week for {points} points.", DS,
     )  # fmt: skip
 
 
-def test_assign_whole_frame_active_cooldown_cap_and_ties(spark):
-    candidates = spark.createDataFrame(
+def test_assign_whole_frame_active_cooldown_cap_and_ties(spark, tmp_path):
+    for template, segments, priority in [
+        ("t1", "all", 90),
+        ("t2", "[mass_prepaid, at_risk]", 80),
+        ("t5", "[mass_prepaid]", 80),  # same priority as t2: template_id breaks the tie
+        ("t3", "[mass_prepaid, young_digital]", 70),
+        ("t9", "[mass_prepaid]", 95),
+    ]:
+        (tmp_path / f"{template}.yaml").write_text(
+            DAYS_TEMPLATE.format(id=template, segments=segments, priority=priority)
+        )
+    (tmp_path / "t6.yaml").write_text(DATA_TEMPLATE)
+    templates = load_templates(tmp_path, CONF_METRICS, SEGMENTS, ["risk", "segment"], ["b1"]).templates
+    subjects = spark.createDataFrame(
         [
-            candidate("a", "t1", 90),
-            candidate("a", "t2", 80),
-            candidate("a", "t5", 80),  # same priority as t2: template_id breaks the tie
-            candidate("a", "t3", 70),
-            candidate("a", "t9", 95),
-            candidate("b", "t1", 90),
-            candidate("b", "t2", 10),
-            candidate("b", "t3", 50, monthly=True, dynamic=True),
-            candidate("c", "t1", 90, holdout=True),
+            # usual 0.5 active days a day: 3.5 a week, above easy's 3, so medium
+            ("a", "mass_prepaid", 10.0, None, False, 0.5, None),
+            ("b", "at_risk", 60.0, "OFF7", False, None, 30.0),  # t6: usual 30 MB a day -> 900 a month
+            ("c", "young_digital", 10.0, None, True, None, None),
+            ("d", "mass_prepaid", 10.0, None, False, None, None),
+            ("e", None, 60.0, None, False, None, None),  # no segment: no template applies
         ],
-        CANDIDATE_SCHEMA,
+        "subscriber_id string, segment string, risk double, nbo_offer_id string, holdout boolean, "
+        "_baseline_active_days double, _baseline_data_mb double",
     )
     previous = spark.createDataFrame(
         [
@@ -84,22 +117,36 @@ def test_assign_whole_frame_active_cooldown_cap_and_ties(spark):
             ("a", "t9", DS + timedelta(days=2), 5, True),  # completed: no slot, but t9 cools down until DS+7
             ("b", "t1", DS - timedelta(days=2), 5, None),  # ended, cooling down until DS+3
             ("b", "t2", DS - timedelta(days=9), 5, None),  # free since DS-4
-            ("b", "t3", DS - timedelta(days=5), 5, None),  # free from DS exactly
+            ("b", "t6", DS - timedelta(days=5), 5, None),  # free from DS exactly
+            *[("d", t, DS + timedelta(days=1), 5, None) for t in ("t1", "t2", "t3", "t5")],  # 4 active, over the cap
         ],
         "subscriber_id string, template_id string, period_end date, cooldown_days int, completed boolean",
     )
+    start, t6 = DS + timedelta(days=1), f"t6.v1.dyn.medium.monthly.b.{DS.isoformat()}"
+    # b's personalised t6: medium (no level rules), 1.2 x 900 = 1080 MB, rounded up to 1100
+    t6_row = (
+        hashlib.sha256(f"b|{t6}|{DS.isoformat()}".encode()).hexdigest(),
+        "b", t6, "t6", 1, "at_risk", "revenue", "data_mb", "sum", "medium", 1100.0, "monthly",
+        start, start + timedelta(days=29), 80, "OFF7", "b1", 50, 5, True, "b", False,
+        "eligibility: risk >= 50 [risk=60.0]; segment=at_risk; level medium: usual 900.0 MB a month",
+        "Use 1100 MB of data this month.", DS,
+    )  # fmt: skip
     expected = spark.createDataFrame(
         [
-            # a: open t2(80), t5(80), t3(70); 3 - 1 active = 2 slots -> t2, t5
-            assigned("a", "t2", 80),
-            assigned("a", "t5", 80),
-            assigned("b", "t2", 10),
-            assigned("b", "t3", 50, monthly=True, dynamic=True),
-            assigned("c", "t1", 90, holdout=True),  # the holdout flag is carried, not filtered here
+            # a: offered t9, t1, t2, t5, t3; open t2, t5, t3; 3 - 1 active = 2 slots -> t2, t5
+            days_mission("a", "t2", "mass_prepaid", 80, level="medium", usual=3.5),
+            days_mission("a", "t5", "mass_prepaid", 80, level="medium", usual=3.5),
+            # b: offered t1, t2, t6; t1 cools down
+            days_mission("b", "t2", "at_risk", 80),
+            t6_row,
+            # c: the holdout flag is carried, not filtered here
+            days_mission("c", "t1", "young_digital", 90, holdout=True),
+            days_mission("c", "t3", "young_digital", 70, holdout=True),
+            # d: t9 is open, but 4 active missions leave no slot
         ],
         ASSIGNMENT_SCHEMA,
     )
-    actual = assign(candidates, previous, SETTINGS, DS)
+    actual = assign(subjects, previous, templates, CONF_METRICS, SETTINGS, DS)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import shutil
 import textwrap
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from jobs.config import DEFAULT_CONF_DIR, load_config
-from jobs.metrics import longest_streak
-from jobs.missions import MissionSettings, assign, candidates, friendly, with_holdout
+from jobs.config import DEFAULT_CONF_DIR, ConfigError, load_config
+from jobs.metrics import DAY_BITS, day_mask, with_longest_runs
+from jobs.missions import MissionSettings, candidates, friendly, with_holdout
 from jobs.settings import load_settings, templates_in
 from jobs.templates import (
     CATEGORIES,
@@ -196,12 +197,40 @@ def test_friendly_targets(spark, value, expected):
     assert spark.range(1).select(friendly(F.lit(float(value))).alias("v")).first().v == expected
 
 
-@pytest.mark.parametrize(
-    ("days", "expected"), [([], 0), ([5], 1), ([1, 2, 3, 7, 8], 3), ([3, 1, 2, 2], 3), ([10, 12, 14], 1)]
-)
-def test_longest_streak(spark, days, expected):
-    df = spark.createDataFrame([(days,)], "days array<int>")
-    assert df.select(longest_streak(F.col("days")).alias("s")).first().s == expected
+def _longest_run(mask: int) -> int:
+    return max((len(run) for run in bin(mask)[2:].split("0")), default=0)
+
+
+def test_longest_runs_of_set_bits_match_a_plain_count(spark):
+    rng = random.Random(7)
+    full = (1 << DAY_BITS) - 1
+    masks = [0, 1, 1 << (DAY_BITS - 1), full, full ^ (1 << 31), 0b1011101110111, 0b110 << 40 | 0b111]
+    masks += [rng.getrandbits(DAY_BITS) for _ in range(40)]
+    masks += [rng.getrandbits(DAY_BITS) & rng.getrandbits(DAY_BITS) for _ in range(40)]  # sparser, shorter runs
+    df = spark.createDataFrame([(i, m, m >> 3) for i, m in enumerate(masks)], "i int, a long, b long")
+    rows = with_longest_runs(df, {"run_a": "a", "run_b": "b"}).orderBy("i").collect()
+    assert [(r.run_a, r.run_b) for r in rows] == [(_longest_run(m), _longest_run(m >> 3)) for m in masks]
+    assert {(r.a, r.b) for r in rows} == {(m, m >> 3) for m in masks}
+    assert set(rows[0].asDict()) == {"i", "a", "b", "run_a", "run_b"}  # no helper column left behind
+
+
+def test_day_mask_sets_one_bit_per_active_day(spark):
+    days = spark.createDataFrame(
+        [("a", 0, 1.0), ("a", 2, 1.0), ("a", 2, 3.0), ("a", 5, 0.0), ("a", DAY_BITS - 1, 1.0), ("b", 4, 0.0)],
+        "subscriber_id string, day int, used double",
+    )
+    rows = days.groupBy("subscriber_id").agg(day_mask(F.col("used") > 0, F.col("day")).alias("m")).collect()
+    assert {r.subscriber_id: r.m for r in rows} == {"a": 1 | 1 << 2 | 1 << (DAY_BITS - 1), "b": 0}
+
+
+@pytest.mark.parametrize("days", [0, DAY_BITS + 1, "28"])
+def test_baseline_days_outside_what_a_day_mask_holds_are_refused(tmp_path, days):
+    text = (DEFAULT_CONF_DIR / "missions.yaml").read_text().replace("baseline_days: 28", f"baseline_days: {days!r}")
+    (tmp_path / "missions.yaml").write_text(text)
+    with pytest.raises(
+        ConfigError, match=rf"missions.yaml: baseline_days: must be a whole number of days from 1 to {DAY_BITS}"
+    ):
+        MissionSettings.load(tmp_path / "missions.yaml")
 
 
 def test_holdout_share_matches_the_config(spark):
@@ -272,62 +301,6 @@ def test_levels_targets_and_reasons_follow_the_baseline(spark, tmp_path):
     data_c = got[("c", "more_data")]
     # risk 60 -> easy: 2 MB/day x 7 x 1.1 = 15.4, below the minimum of 50
     assert (data_c.level, data_c.target_value, data_c.reward_points) == ("easy", 50.0, 80)
-
-
-def test_assignment_respects_active_missions_cooldowns_and_the_cap(spark):
-    fields = "subscriber_id string, segment string, holdout boolean, mission_id string, template_id string, template_version int, category string, metric string, aggregation string, level string, target_value double, period string, period_days int, reward_points int, offer_id string, badge string, priority int, cooldown_days int, is_dynamic boolean, reason string, description string"
-
-    def cand(sub, template, priority):
-        return (
-            sub,
-            "s",
-            False,
-            f"{template}.m",
-            template,
-            1,
-            "engagement",
-            "active_days",
-            "days",
-            "easy",
-            3.0,
-            "weekly",
-            7,
-            10,
-            None,
-            "b",
-            priority,
-            5,
-            False,
-            "r",
-            "d",
-        )
-
-    new = spark.createDataFrame(
-        [
-            cand("a", "t1", 90),
-            cand("a", "t2", 80),
-            cand("a", "t3", 70),
-            cand("a", "t4", 60),
-            cand("b", "t1", 90),
-            cand("b", "t2", 10),
-        ],
-        fields,
-    )
-    previous = spark.createDataFrame(
-        [
-            ("a", "t1", DS + timedelta(days=3), 5),  # t1 still active for a: no duplicate
-            ("b", "t1", DS - timedelta(days=2), 5),  # ended 2 days ago, cooldown 5: not yet
-            ("b", "t2", DS - timedelta(days=9), 5),  # ended 9 days ago: free again
-        ],
-        "subscriber_id string, template_id string, period_end date, cooldown_days int",
-    )
-    assigned = assign(new, previous, SETTINGS, DS).collect()
-    got = sorted((r.subscriber_id, r.template_id) for r in assigned)
-    # cap 3: a holds one active mission, so two more in priority order (t2, t3); b gets t2 only
-    assert got == [("a", "t2"), ("a", "t3"), ("b", "t2")]
-    row = next(r for r in assigned if r.subscriber_id == "b")
-    assert (row.period_start, row.period_end, row.assigned_ds) == (DS + timedelta(days=1), DS + timedelta(days=7), DS)
-    assert len({r.assignment_id for r in assigned}) == 3
 
 
 def test_a_new_template_is_only_a_yaml_file(tmp_path):
