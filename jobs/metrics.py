@@ -169,9 +169,8 @@ DAY_BITS = 62  # days a day mask holds: bits 0..61 of a long, so it never turns 
 def day_mask(active: Column, day: Column) -> Column:
     """Aggregate: a long with bit `day` (0 to DAY_BITS - 1) set for every row where `active`
     holds, and 0 when it never does."""
-    return F.coalesce(
-        F.bit_or(F.when(active, F.call_function("shiftleft", F.lit(1).cast("long"), day))), F.lit(0).cast("long")
-    )
+    bit = F.call_function("shiftleft", F.lit(1).cast("long"), day)  # F.shiftleft takes a constant shift only
+    return F.coalesce(F.bit_or(F.when(active, bit)), F.lit(0).cast("long"))
 
 
 def with_longest_runs(df: DataFrame, runs: Mapping[str, str]) -> DataFrame:

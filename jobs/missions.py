@@ -391,7 +391,7 @@ def _staged(
 ) -> tuple[DataFrame, list[_Candidate]]:
     """The subjects with every template's staged values (period, usual level, level, target,
     points), computed in four projections, one value per column."""
-    names = {c: F.col(c) for c in subjects.columns if not c.startswith(BASELINE_PREFIX) and not c.startswith("_")}
+    names = {c: F.col(c) for c in subjects.columns if not c.startswith("_")}  # not baselines, not slots
     numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
     plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric) for i, t in enumerate(templates)]
     staged = subjects
