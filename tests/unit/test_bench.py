@@ -1,10 +1,14 @@
-"""The benchmark's summary of repeated nights: medians, every run's seconds, agreement of all runs."""
+"""The benchmark's summary of repeated nights (medians, every run's seconds, agreement of all
+runs) and the fixed-cost profile's job accounting."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from bench.bench_night import Night, median_stages
+from bench.fixed_cost import covered_seconds, job_intervals
 
 pytestmark = pytest.mark.unit
 
@@ -54,3 +58,25 @@ def test_a_stage_agrees_only_when_every_run_agreed():
     missing = _night(10.0, 6.0, 2.0, True, 4000.0)
     del missing.rows[1]["reference_seconds"], missing.rows[1]["agree"]  # its reference could not run
     assert median_stages([runs[0], missing])[1]["agree"] is False
+
+
+def test_job_seconds_count_overlapping_jobs_once():
+    # two jobs overlap by 1 s, a third runs apart; an empty list covers nothing
+    assert covered_seconds([(1000, 3000), (2000, 4000), (10000, 10500)]) == 3.5
+    assert covered_seconds([(5000, 6000), (1000, 9000)]) == 8.0
+    assert covered_seconds([]) == 0
+
+
+def test_job_intervals_pair_starts_with_ends_from_the_event_log(tmp_path):
+    log = tmp_path / "app-1" / "events_1"
+    log.parent.mkdir()
+    events = [
+        {"Event": "SparkListenerApplicationStart", "Timestamp": 1},
+        {"Event": "SparkListenerJobStart", "Job ID": 0, "Submission Time": 100},
+        {"Event": "SparkListenerJobStart", "Job ID": 1, "Submission Time": 150},
+        {"Event": "SparkListenerJobEnd", "Job ID": 1, "Completion Time": 400},
+        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Completion Time": 900},
+        {"Event": "SparkListenerJobStart", "Job ID": 2, "Submission Time": 1000},  # still running
+    ]
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert sorted(job_intervals(tmp_path)) == [(100, 900), (150, 400)]
