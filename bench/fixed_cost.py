@@ -22,9 +22,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from jobs.config import load_config
+from bench.bench_night import bench_config, generate
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
-from jobs.sample_data import generate
 from jobs.spark import build_session
 
 START = date(2025, 3, 1)
@@ -90,27 +89,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, root: Path) -> int:
-    raw, events = root / "raw", root / "event_log"
+    events = root / "event_log"
     events.mkdir(exist_ok=True)
-    generate(raw, subscribers=args.subscribers, days=args.days, start=START, seed=42)
-    config = load_config(
-        env=args.env,
-        overrides={
-            "raw.root": str(raw),
-            "lakehouse.root": str(root / "lakehouse"),
-            "exports.root": str(root / "exports"),
-        },
-    )
-    settings = dict(config.get("spark"))
-    settings["conf"] = {
-        **(settings.get("conf") or {}),
+    generate(root / "raw", args.subscribers, args.days, START, seed=42)
+    event_log = {
         "spark.eventLog.enabled": "true",
         "spark.eventLog.compress": "false",
         "spark.eventLog.dir": events.resolve().as_uri(),
     }
-    spark = build_session(settings)
+    config = bench_config(root, args.env, event_log)
+    spark = build_session(config.get("spark"))
     lakehouse = build_lakehouse(spark, config)
     clock = JvmClock(spark)
+    nights = []
     for ds in (START + timedelta(days=i) for i in range(args.days)):
         rows = []
         for stage in STAGES:
@@ -120,22 +111,24 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             wall = time.monotonic() - started
             jit_after, gc_after = clock.read()
             rows.append((stage, wall, int(began * 1000), int(time.time() * 1000), jit_after - jit, gc_after - gc))
-        intervals = job_intervals(events)
+        nights.append((ds, rows))
+    spark.stop()  # flushes the event log
+    intervals = job_intervals(events)
+    for ds, rows in nights:
         print(f"\n{ds}  {args.subscribers:,} subscribers, env {args.env}")
         print(f"{'stage':<18}{'wall s':>8}{'jobs':>6}{'jobs s':>8}{'driver s':>10}{'JIT s':>8}{'GC s':>7}")
         totals = [0.0, 0, 0.0, 0.0, 0.0]
         for stage, wall, began_ms, ended_ms, jit_ms, gc_ms in rows:
             mine = [(s, e) for s, e in intervals if began_ms <= s <= ended_ms]
-            busy = covered_seconds(mine)
-            figures = [wall, len(mine), busy, jit_ms / 1000, gc_ms / 1000]
+            figures = [wall, len(mine), covered_seconds(mine), jit_ms / 1000, gc_ms / 1000]
             totals = [t + f for t, f in zip(totals, figures, strict=True)]
-            print(
-                f"{stage:<18}{wall:>8.1f}{len(mine):>6}{busy:>8.1f}{wall - busy:>10.1f}{jit_ms / 1000:>8.1f}{gc_ms / 1000:>7.1f}"
-            )
-        wall, jobs, busy, jit, gc = totals
-        print(f"{'night':<18}{wall:>8.1f}{jobs:>6}{busy:>8.1f}{wall - busy:>10.1f}{jit:>8.1f}{gc:>7.1f}")
-    spark.stop()
+            print(_line(stage, *figures))
+        print(_line("night", *totals))
     return 0
+
+
+def _line(name: str, wall: float, jobs: int, busy: float, jit: float, gc: float) -> str:
+    return f"{name:<18}{wall:>8.1f}{jobs:>6}{busy:>8.1f}{wall - busy:>10.1f}{jit:>8.1f}{gc:>7.1f}"
 
 
 if __name__ == "__main__":
