@@ -1,0 +1,50 @@
+"""The session's Py4J lookups: class and static-method names resolved once, values read each time."""
+
+from __future__ import annotations
+
+import pytest
+from py4j.java_gateway import JavaClass
+from pyspark.sql import functions as F
+
+from jobs.spark import memoize_jvm_lookups
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def round_trips(spark, monkeypatch):
+    """The commands sent to the JVM from here on."""
+    client = spark.sparkContext._jvm._gateway_client
+    sent: list[str] = []
+    send = client.send_command
+
+    def counted(command, *args, **kwargs):
+        sent.append(command)
+        return send(command, *args, **kwargs)
+
+    monkeypatch.setattr(client, "send_command", counted)
+    return sent
+
+
+def test_a_column_function_costs_one_round_trip_once_resolved(spark, round_trips):
+    F.col("warm_up")
+    round_trips.clear()
+    column = F.col("subscriber_id")
+    calls = list(round_trips)
+    assert len(calls) == 1, calls
+    assert spark.range(1).withColumnRenamed("id", "subscriber_id").select(column).columns == ["subscriber_id"]
+
+
+def test_static_fields_are_read_on_every_use(spark, round_trips):
+    integer = spark.sparkContext._jvm.java.lang.Integer
+    round_trips.clear()
+    assert integer.MAX_VALUE == 2_147_483_647
+    assert integer.MAX_VALUE == 2_147_483_647
+    assert len(round_trips) == 2
+
+
+def test_memoizing_twice_wraps_once(spark):
+    lookup = JavaClass.__getattr__
+    memoize_jvm_lookups()
+    assert JavaClass.__getattr__ is lookup
+    assert lookup.memoized
