@@ -156,19 +156,16 @@ def memoize_jvm_lookups() -> None:
 
     Py4J answers `jvm.functions` and `functions.col` with a reflection round trip to the JVM
     each time, so every `F.col(...)` costs three round trips where one would do (over 40 % of
-    the calls of the missions and quality stages). A name's class, package or static method never changes while the JVM
-    runs, and these proxies hold no JVM object, so they are kept per view, package and class
-    (static fields are values and are asked for every time). Idempotent.
+    the calls of the missions and quality stages). A name's class, package or static method
+    never changes while the JVM runs, and these proxies hold no JVM object, so each view,
+    package and class keeps the ones it resolved; static fields are values and are read on
+    every use. Idempotent.
     """
-    from py4j import java_gateway as gateway
+    from py4j.java_gateway import JavaClass, JavaMember, JavaPackage, JVMView
 
-    for kind, kept in (
-        (gateway.JVMView, (gateway.JavaClass, gateway.JavaPackage)),
-        (gateway.JavaPackage, (gateway.JavaClass, gateway.JavaPackage)),
-        (gateway.JavaClass, (gateway.JavaClass, gateway.JavaMember)),
-    ):
+    for kind in (JVMView, JavaPackage, JavaClass):
         if not getattr(kind.__getattr__, "memoized", False):
-            kind.__getattr__ = _memoized_getattr(kind.__getattr__, kept)
+            kind.__getattr__ = _memoized_getattr(kind.__getattr__, (JavaClass, JavaPackage, JavaMember))
 
 
 def _memoized_getattr(resolve: Any, kept: tuple[type, ...]) -> Any:

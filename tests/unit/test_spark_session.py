@@ -47,4 +47,4 @@ def test_memoizing_twice_wraps_once(spark):
     lookup = JavaClass.__getattr__
     memoize_jvm_lookups()
     assert JavaClass.__getattr__ is lookup
-    assert lookup.memoized
+    assert lookup.memoized is True
