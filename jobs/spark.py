@@ -12,7 +12,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,12 @@ LOCAL_CONF: dict[str, str] = {
     # default.parallelism, not Spark's 10,000: VACUUM of a small table took 64 s, 6.5 s with this
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
 }
+
+# For queries whose fused generated loop is wider than HotSpot compiles (8,000 bytes of bytecode,
+# -XX:HugeMethodLimit): Spark leaves whole-stage code only above 65,535 bytes, so such a loop
+# runs interpreted. With this limit Spark generates code per operator instead, in methods the
+# JIT compiles. Session-wide it was no faster over a night, so stages apply it where measured.
+JIT_SIZED_CODE: dict[str, str] = {"spark.sql.codegen.hugeMethodLimit": "8000"}
 
 # Loggers that warn about something the jobs do on purpose: CSV extracts are read positionally
 # under their own header's names (jobs/sources.py), which the header check reports once per file.
@@ -127,6 +134,22 @@ def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     conf.update(jar_conf(required_packages(settings)))
     conf.update({k: str(v) for k, v in (settings.get("conf") or {}).items()})
     return conf
+
+
+@contextmanager
+def scoped_sql_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """Runtime SQL settings for the queries run inside, the session's own values restored after."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def build_session(settings: Mapping[str, Any]) -> SparkSession:

@@ -24,6 +24,7 @@ from jobs.scoring import (
     unconfigured_sources,
     window_aggregates,
 )
+from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
 from jobs.stages.readers import scoring_base
 from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, DAILY_ACTIVITY, PIPELINE_RUNS
 
@@ -57,12 +58,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
             partition_by=["score_date"],
             replace_where={"score_date": ds},
         )
-        result = lakehouse.write(
-            with_nullable_nesting(scored),
-            BEHAVIOR_SCORES,
-            partition_by=["score_date"],
-            replace_where={"score_date": ds},
-        )
+        with scoped_sql_conf(ctx.spark, JIT_SIZED_CODE):  # five breakdown maps in one projection
+            result = lakehouse.write(
+                with_nullable_nesting(scored),
+                BEHAVIOR_SCORES,
+                partition_by=["score_date"],
+                replace_where={"score_date": ds},
+            )
     finally:
         features.unpersist()
     return {

@@ -1,4 +1,5 @@
-"""The session's Py4J lookups: class and static-method names resolved once, values read each time."""
+"""The session's Py4J lookups (class and static-method names resolved once, values read each time)
+and SQL settings scoped to a block."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from py4j import protocol
 from py4j.java_gateway import JavaClass
 from pyspark.sql import functions as F
 
-from jobs.spark import memoize_jvm_lookups
+from jobs.spark import memoize_jvm_lookups, scoped_sql_conf
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +53,14 @@ def test_memoizing_twice_wraps_once(spark):
     memoize_jvm_lookups()
     assert JavaClass.__getattr__ is lookup
     assert lookup.memoized is True
+
+
+def test_scoped_sql_conf_holds_inside_the_block_and_restores_after_a_failure(spark):
+    unset, overridden = "spark.sql.codegen.hugeMethodLimit", "spark.sql.shuffle.partitions"
+    assert spark.conf.get(unset, None) is None
+    before = spark.conf.get(overridden)
+    with pytest.raises(RuntimeError, match="a failing write"), scoped_sql_conf(spark, {unset: "8000", overridden: "3"}):
+        assert (spark.conf.get(unset), spark.conf.get(overridden)) == ("8000", "3")
+        raise RuntimeError("a failing write")
+    assert spark.conf.get(unset, None) is None
+    assert spark.conf.get(overridden) == before != "3"
