@@ -32,6 +32,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.spark import scoped_sql_conf
+
 log = logging.getLogger(__name__)
 
 # Properties every table gets: how long the log keeps time travel, how long removed files stay
@@ -328,18 +330,14 @@ class Lakehouse:
         delta_table = DeltaTable.forPath(self.spark, self.uri(table))
         compacted = written = 0
         with self.committing(stage="maintain"):
-            self.spark.conf.set(
-                "spark.databricks.delta.commitInfo.userMetadata", json.dumps(self.commit_info, sort_keys=True)
-            )
-            try:
+            metadata = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(self.commit_info, sort_keys=True)}
+            with scoped_sql_conf(self.spark, metadata):
                 if optimize:
                     builder = delta_table.optimize()
                     metrics = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
                     row = metrics.select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
                     compacted, written = int(row[0] or 0), int(row[1] or 0)
                 vacuumed = self._vacuum(delta_table, table, retention_hours)
-            finally:
-                self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
         checkpoint = self._checkpoint(table)
         log.info(
             "%s: optimize -%d/+%d files, vacuum %d files, checkpoint at v%d",
@@ -352,15 +350,10 @@ class Lakehouse:
         return MaintenanceResult(table, compacted, written, vacuumed, checkpoint)
 
     def _vacuum(self, delta_table: Any, table: str, retention_hours: float) -> int:
-        check = "spark.databricks.delta.retentionDurationCheck.enabled"
-        below_default = retention_hours < 168
-        if below_default:  # a deliberate, configured choice: allow it for this call only
-            self.spark.conf.set(check, "false")
-        try:
+        # a retention under Delta's 7-day default is a configured choice: allowed for this call only
+        unchecked = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if retention_hours < 168 else {}
+        with scoped_sql_conf(self.spark, unchecked):
             delta_table.vacuum(retention_hours)
-        finally:
-            if below_default:
-                self.spark.conf.unset(check)
         last = next((h for h in self.history(table, 5) if h["operation"] == "VACUUM END"), None)
         return int(last["metrics"].get("numDeletedFiles", 0)) if last else 0
 
