@@ -132,24 +132,33 @@ def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     if master and str(master).startswith("local"):
         conf.update(LOCAL_CONF)
     conf.update(jar_conf(required_packages(settings)))
-    conf.update({k: str(v) for k, v in (settings.get("conf") or {}).items()})
+    conf.update({k: _conf_value(v) for k, v in (settings.get("conf") or {}).items()})
     return conf
 
 
+def _conf_value(value: Any) -> str:
+    """A YAML value as Spark reads it: booleans in lower case (`false`, not Python's `False`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 @contextmanager
-def scoped_sql_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
-    """Runtime SQL settings for the queries run inside, the session's own values restored after."""
+def scoped_sql_conf(spark: SparkSession, conf: Mapping[str, str | None]) -> Iterator[None]:
+    """Runtime SQL settings for the queries run inside (None: unset, Spark's default), the
+    session's own values restored after."""
     before = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
+    _set_sql_conf(spark, conf)
     try:
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
+        _set_sql_conf(spark, before)
+
+
+def _set_sql_conf(spark: SparkSession, conf: Mapping[str, str | None]) -> None:
+    for key, value in conf.items():
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
 
 
 def build_session(settings: Mapping[str, Any]) -> SparkSession:

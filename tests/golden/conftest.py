@@ -3,21 +3,20 @@ from __future__ import annotations
 import pytest
 
 from jobs.config import load_config
+from jobs.spark import BASE_CONF, scoped_sql_conf
 
-# what conf/env/test.yaml sets to interpret expressions instead of generating code
-GENERATED_CODE = [
-    k for k in load_config(env="test", environ={}).get("spark")["conf"] if k.startswith("spark.sql.codegen.")
-]
+# what conf/env/test.yaml sets for tiny data (interpreted expressions, no adaptive re-planning),
+# with the value production runs: the base setting, or unset for Spark's default
+PRODUCTION_SQL = {
+    key: BASE_CONF.get(key)
+    for key in load_config(env="test", environ={}).get("spark")["conf"]
+    if key.startswith(("spark.sql.codegen.", "spark.sql.adaptive."))
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def generated_code(spark):
-    """The golden day runs with generated code, as production does (the other tests interpret
-    expressions: conf/env/test.yaml)."""
-    before = {key: spark.conf.get(key, None) for key in GENERATED_CODE}
-    for key in GENERATED_CODE:
-        spark.conf.unset(key)
-    yield
-    for key, value in before.items():
-        if value is not None:
-            spark.conf.set(key, value)
+def production_sql(spark):
+    """The golden day runs with generated code and adaptive execution, as production does (the
+    other tests interpret expressions and plan once: conf/env/test.yaml)."""
+    with scoped_sql_conf(spark, PRODUCTION_SQL):
+        yield

@@ -114,3 +114,9 @@ def test_every_case_has_its_expected_tables():
     assert "one_day" in [c.name for c in cases]
     for case in cases:
         assert {p.stem for p in (case / "expected").glob("*.csv")} == produced, case
+
+
+def test_the_golden_day_runs_with_production_sql_settings(spark):
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+    assert spark.conf.get("spark.sql.codegen.wholeStage") == "true"
+    assert spark.conf.get("spark.sql.codegen.factoryMode") == "FALLBACK"

@@ -56,11 +56,19 @@ def test_memoizing_twice_wraps_once(spark):
 
 
 def test_scoped_sql_conf_holds_inside_the_block_and_restores_after_a_failure(spark):
-    unset, overridden = "spark.sql.codegen.hugeMethodLimit", "spark.sql.shuffle.partitions"
+    unset, overridden, cleared = (
+        "spark.sql.codegen.hugeMethodLimit",
+        "spark.sql.shuffle.partitions",
+        "spark.sql.codegen.wholeStage",  # conf/env/test.yaml sets it; None clears it for the block
+    )
     assert spark.conf.get(unset, None) is None
-    before = spark.conf.get(overridden)
-    with pytest.raises(RuntimeError, match="a failing write"), scoped_sql_conf(spark, {unset: "8000", overridden: "3"}):
+    before, before_cleared = spark.conf.get(overridden), spark.conf.get(cleared)
+    assert before_cleared == "false"
+    settings = {unset: "8000", overridden: "3", cleared: None}
+    with pytest.raises(RuntimeError, match="a failing write"), scoped_sql_conf(spark, settings):
         assert (spark.conf.get(unset), spark.conf.get(overridden)) == ("8000", "3")
+        assert spark.conf.get(cleared) == "true"  # Spark's default
         raise RuntimeError("a failing write")
     assert spark.conf.get(unset, None) is None
     assert spark.conf.get(overridden) == before != "3"
+    assert spark.conf.get(cleared) == before_cleared
