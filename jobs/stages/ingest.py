@@ -32,6 +32,7 @@ from jobs.privacy import mask_text
 from jobs.profiles import profile_as_of
 from jobs.run_log import describe_failure, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
+from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
 
 __all__ = ["known_subscribers", "run", "run_ingest"]
@@ -273,14 +274,15 @@ def run(ctx: RunContext) -> list[SourceResult]:
         key=ctx.config.require("privacy.pseudonymisation_key"),  # a secret: never kept in the settings
         max_lateness_days=settings.max_lateness_days,
     )
-    results = run_ingest(
-        ctx.lakehouse,
-        ctx.sources(),
-        ingest_ctx,
-        ctx.raw_root,
-        settings.subscriber_lookback_days,
-        settings.shrink_guard,
-    )
+    with scoped_sql_conf(ctx.spark, JIT_SIZED_CODE):  # the classification's wide projections
+        results = run_ingest(
+            ctx.lakehouse,
+            ctx.sources(),
+            ingest_ctx,
+            ctx.raw_root,
+            settings.subscriber_lookback_days,
+            settings.shrink_guard,
+        )
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PipelineError("; ".join(f"{r.source}: {r.message}" for r in failed))
