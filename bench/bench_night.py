@@ -72,8 +72,33 @@ DEFAULT_HISTORY_STAGES = ("ingest", "predictions", "activity")
 REFERENCED = {"ingest:cdr": "cdr_ingest", "activity": "daily_activity", "scores": "scores"}
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """High-water mark of a process's resident memory (VmHWM), None when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss(*pids: int | str | None) -> bool:
+    """Start the processes' high-water marks again from their present resident memory (Linux's
+    clear_refs), so that a peak read later covers only what ran since; False where it cannot."""
+    try:
+        for pid in pids:
+            if pid is not None:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def driver_peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """The driver's peak: VmHWM, or where there is no /proc the process's lifetime peak."""
+    peak = peak_rss_mb()
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def jvm_pid(spark: SparkSession) -> int | None:
@@ -85,15 +110,7 @@ def jvm_pid(spark: SparkSession) -> int | None:
 
 def jvm_peak_rss_mb(pid: int | None) -> float | None:
     """High-water mark of the JVM's resident memory (VmHWM), None when it cannot be read."""
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return None if pid is None else peak_rss_mb(pid)
 
 
 @dataclass
@@ -405,6 +422,8 @@ def run_night(
     """The new night stage by stage; stops at the first failed stage (the later ones lack inputs)."""
     ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
     pid = jvm_pid(spark)
+    if not reset_peak_rss("self", pid):  # else a repeat's peaks would include the reference's memory
+        out("   (peak memory: since each process started, its high-water mark cannot be reset here)")
     rows: list[dict[str, Any]] = []
     out(
         f"   {'stage':<24}{'seconds':>9}{'rows in':>13}{'rows out':>13}{'rows/s':>11}{'driver MB':>11}{'JVM MB':>9}"

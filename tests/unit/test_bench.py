@@ -1,5 +1,5 @@
 """The benchmark's summary of repeated nights (medians, every run's seconds, agreement of all
-runs) and the fixed-cost profile's job accounting."""
+runs), its peak-memory reset between nights, and the fixed-cost profile's job accounting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.bench_night import Night, median_stages
+from bench.bench_night import Night, median_stages, peak_rss_mb, reset_peak_rss
 from bench.fixed_cost import covered_seconds, job_intervals
 
 pytestmark = pytest.mark.unit
@@ -80,3 +80,18 @@ def test_job_intervals_pair_starts_with_ends_from_the_event_log(tmp_path):
     ]
     log.write_text("".join(json.dumps(e) + "\n" for e in events))
     assert sorted(job_intervals(tmp_path)) == [(100, 900), (150, 400)]
+
+
+def test_a_peak_read_after_a_reset_covers_only_what_ran_since():
+    """Each repeat of the night resets the peaks, so that the reference engine's memory (DuckDB,
+    in the driver's process, after the previous repeat) is not counted as the driver's."""
+    assert reset_peak_rss("self")
+    before = peak_rss_mb()  # the resident memory now, whatever the process held earlier
+    block = b"x" * (256 * 2**20)  # every page written: resident
+    during = peak_rss_mb()
+    del block
+    assert reset_peak_rss("self")
+    after = peak_rss_mb()
+    assert before is not None and during is not None and after is not None
+    assert during - before > 200
+    assert during - after > 200
