@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import operator
 import os
 import platform
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -360,9 +362,8 @@ def run_size(
             after_ingest,
             out,
         )
-        night.checks = run_references(
-            night_config, ds, {r["stage"] for r in night.rows}, reference_threads, out, reference_memory
-        )
+        ran = {r["stage"] for r in night.rows}
+        night.checks = references_apart(night_config, ds, ran, reference_threads, reference_memory, out=out)
         report_references(night, out)
         runs.append(night)
         if night.failure:
@@ -554,15 +555,27 @@ def _stage_line(entry: dict[str, Any], indent: int = 3) -> str:
     )
 
 
+def references_apart(*args: Any, out: Callable[[str], None]) -> dict[str, Check]:
+    """`run_references(*args)` in a process of its own: DuckDB's memory goes back to the system
+    when it ends instead of staying in the driver, whose peak the next night reports."""
+    spawn = multiprocessing.get_context("spawn")  # a fork would copy the driver and its py4j threads
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+        checks = child.submit(run_references, *args).result()
+    for name, check in checks.items():
+        if "error" in check.details:
+            out(f"   reference {name} could not run: {check.details['error'][:300]}")
+    return checks
+
+
 def run_references(
     config: Config,
     ds: date,
     ran: set[str],
     threads: int | None,
-    out: Callable[[str], None],
     memory_limit: str | None = None,
 ) -> dict[str, Check]:
-    """The DuckDB reference of every referenced stage that ran."""
+    """The DuckDB reference of every referenced stage that ran; one that cannot run is a failed
+    check carrying the error."""
     checks: dict[str, Check] = {}
     root = Path(str(config.require("lakehouse.root")))
     ref = Reference(root, threads, memory_limit, root.parent / "duckdb_spill")
@@ -577,7 +590,6 @@ def run_references(
                     checks[name] = check(ref, config, ds)
                 except Exception as exc:  # a reference that cannot run is a failed check, not a crash
                     checks[name] = Check(name, details={"error": f"{type(exc).__name__}: {exc}"[:2000]})
-                    out(f"   reference {name} could not run: {checks[name].details['error'][:300]}")
     finally:
         ref.close()
     return checks
