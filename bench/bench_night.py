@@ -423,7 +423,7 @@ def run_night(
     """The new night stage by stage; stops at the first failed stage (the later ones lack inputs)."""
     ctx = RunContext(spark, config, lakehouse, ds, only_sources=sources)
     pid = jvm_pid(spark)
-    if not reset_peak_rss("self", pid):  # else a repeat's peaks would include the reference's memory
+    if not reset_peak_rss("self", pid):  # else a night's peaks would include the history's and earlier sizes'
         out("   (peak memory: since each process started, its high-water mark cannot be reset here)")
     rows: list[dict[str, Any]] = []
     out(

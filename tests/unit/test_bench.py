@@ -83,8 +83,8 @@ def test_job_intervals_pair_starts_with_ends_from_the_event_log(tmp_path):
 
 
 def test_a_peak_read_after_a_reset_covers_only_what_ran_since():
-    """Each repeat of the night resets the peaks, so that the reference engine's memory (DuckDB,
-    in the driver's process, after the previous repeat) is not counted as the driver's."""
+    """Each night resets the peaks, so that what the process held before it (the history nights,
+    an earlier size or repeat) is not counted as that night's."""
     assert reset_peak_rss("self")
     before = peak_rss_mb()  # the resident memory now, whatever the process held earlier
     block = b"x" * (256 * 2**20)  # every page written: resident
