@@ -6,7 +6,8 @@ Spark (the sample-data truth file, support look-ups) can map a number to its sub
 
 The key never enters a Spark expression: its HMAC pads are joined in as data from a one-row
 broadcast relation (`with_hmac_key`), so query plans, `explain()`, the Spark UI and event logs
-only ever show column names.
+only ever show column names. Frames drop the pads (`without_hmac_key`) before they are persisted
+or shuffled.
 """
 
 from __future__ import annotations

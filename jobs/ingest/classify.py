@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from jobs import expressions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import expression_names
-from jobs.privacy import normalise_msisdn, pseudonymise, with_hmac_key
+from jobs.privacy import normalise_msisdn, pseudonymise, with_hmac_key, without_hmac_key
 from jobs.sources import CORRUPT, SOURCE_FILE, Source
 
 
@@ -184,6 +184,7 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
         .transform(lambda d: with_mapped_count(d, source, ctx))
         .transform(lambda d: with_reject_reason(d, source, ctx))
         .transform(lambda d: with_record_key(d, source))
+        .transform(without_hmac_key)  # the outputs that pseudonymise add the pads back: never cached or shuffled
     )
     if known_subscribers is not None:
         known = known_subscribers.select("subscriber_id", F.lit(True).alias("_known")).distinct()

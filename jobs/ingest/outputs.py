@@ -20,7 +20,7 @@ from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import value_column
 from jobs.privacy import _ASCII_DIGITS as ASCII_DIGITS
 from jobs.privacy import _OTHER_DIGITS as OTHER_DIGITS
-from jobs.privacy import mask_digit_runs, mask_text, pseudonymise
+from jobs.privacy import mask_digit_runs, mask_text, pseudonymise, with_hmac_key
 from jobs.sources import CORRUPT, SOURCE_FILE, FileReject, Source
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, schema_of
 
@@ -63,7 +63,7 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
     # exploded with its nulls, then filtered: dropping them inside the array takes a lambda,
     # which would keep the whole projection out of generated code
     numbered = (
-        classified.filter(F.col("_status") == ACCEPTED)
+        with_hmac_key(classified.filter(F.col("_status") == ACCEPTED), ctx.key)  # for `pseudonymise` values
         .select(
             "*",
             *[value.alias(name) for name, value in shared.items()],
@@ -166,7 +166,9 @@ def _optional(mapping: Mapping[str, Any], key: str, source: Source, ctx: IngestC
 
 def to_rejects(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:
     """Quarantined rows (rejected and duplicates) with the raw record, PII pseudonymised."""
-    rejected = classified.filter(F.col("_status") != ACCEPTED).withColumn("_raw_json", _raw_json(source, ctx))
+    rejected = with_hmac_key(classified.filter(F.col("_status") != ACCEPTED), ctx.key).withColumn(
+        "_raw_json", _raw_json(source, ctx)
+    )
     return rejected.select(
         F.sha2(
             F.concat_ws("|", F.lit(source.name), F.col(SOURCE_FILE), F.col("_raw_json"), F.col("_rank").cast("string")),
@@ -190,7 +192,7 @@ def to_profile(classified: DataFrame, source: Source, ctx: IngestContext) -> Dat
         value_column(spec, source, ctx, where=f"profile.columns.{name}").alias(name)
         for name, spec in source.profile["columns"].items()
     ]
-    profile = classified.filter(F.col("_status") == ACCEPTED).select("subscriber_id", *columns)
+    profile = with_hmac_key(classified.filter(F.col("_status") == ACCEPTED), ctx.key).select("subscriber_id", *columns)
     return profile.select(
         *[
             (F.col(f.name) if f.name in profile.columns else F.lit(None)).cast(f.dataType).alias(f.name)

@@ -41,6 +41,21 @@ def test_voice_call_becomes_two_events_with_pseudonymised_ids(spark):
     assert len(set(ids)) == 2 and all(len(i) == 64 for i in ids)
 
 
+def test_classified_rows_carry_no_key_material_but_their_outputs_still_pseudonymise(spark):
+    """The classified rows are persisted (memory and disk) and shuffled: the HMAC pads are
+    dropped from them, and each output that pseudonymises a value joins them back."""
+    rows = [
+        ("C1", "0612345678", "MOC", "20250301103000", "90", "0", "+33 6 99 99 99 99"),
+        ("C1", "0612345678", "MOC", "20250301103000", "90", "0", "+33 6 99 99 99 99"),
+    ]
+    classified = classified_cdr(spark, rows, known(spark, "+33612345678"))
+    assert not [c for c in classified.columns if "hmac" in c]
+    counterpart = pseudonymise_py("0699999999", KEY, "33")
+    assert {r.attributes["counterpart_id"] for r in to_events(classified, CDR, CTX).collect()} == {counterpart}
+    (duplicate,) = to_rejects(classified, CDR, CTX).collect()
+    assert (duplicate.reject_reason, f'"{counterpart}"' in duplicate.raw_record) == ("duplicate", True)
+
+
 def test_a_mapping_s_attributes_override_the_source_s_for_its_events_only(spark):
     mappings = (
         {**CDR.mappings[0], "attributes": {"counterpart_id": "hidden", "leg": "caller"}},
