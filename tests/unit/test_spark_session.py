@@ -1,5 +1,5 @@
-"""The session's Py4J lookups (class and static-method names resolved once, values read each time)
-and SQL settings scoped to a block."""
+"""The local session's JVM settings, its Py4J lookups (class and static-method names resolved
+once, values read each time) and SQL settings scoped to a block."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from py4j import protocol
 from py4j.java_gateway import JavaClass
 from pyspark.sql import functions as F
 
-from jobs.spark import memoize_jvm_lookups, scoped_sql_conf
+from jobs.spark import memoize_jvm_lookups, scoped_sql_conf, session_conf
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +72,21 @@ def test_scoped_sql_conf_holds_inside_the_block_and_restores_after_a_failure(spa
     assert spark.conf.get(unset, None) is None
     assert spark.conf.get(overridden) == before != "3"
     assert spark.conf.get(cleared) == before_cleared
+
+
+def test_a_local_session_runs_the_throughput_collector(spark):
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert sorted(bean.getName() for bean in beans) == ["PS MarkSweep", "PS Scavenge"]
+
+
+def test_the_collector_is_set_for_local_masters_only_and_the_config_can_replace_it():
+    options = "spark.driver.extraJavaOptions"
+    assert session_conf({"master": "local[2]"})[options] == "-XX:+UseParallelGC"
+    assert options not in session_conf({"master": "spark://master:7077"})
+    configured = {"master": "local[2]", "conf": {options: "-XX:+UseG1GC"}}
+    assert session_conf(configured)[options] == "-XX:+UseG1GC"
+
+
+def test_generated_classes_are_cached_beyond_sparks_default_of_100(spark):
+    static = spark.sparkContext._jvm.org.apache.spark.sql.internal.StaticSQLConf
+    assert spark.conf.get(static.CODEGEN_CACHE_MAX_ENTRIES().key()) == "2000"
