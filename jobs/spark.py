@@ -55,8 +55,8 @@ LOCAL_CONF: dict[str, str] = {
     # Listing a table's files in parallel (VACUUM, many-path reads) in as many tasks as
     # default.parallelism, not Spark's 10,000: VACUUM of a small table took 64 s, 6.5 s with this
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
-    # One JVM does all the work on a few cores: the throughput collector's cheaper write
-    # barriers beat G1's (a 2,000-subscriber night 5-12 % faster; README, Benchmark)
+    # One JVM does all the work on a few cores: with the parallel collector a 2,000-subscriber
+    # night ran 5-12 % faster than with G1, Java's default (README, Benchmark)
     "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
 }
 
