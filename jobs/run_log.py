@@ -58,8 +58,9 @@ class SourceResult:
     rows_rejected: int = 0
     rows_duplicate: int = 0
     events_written: int = 0
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # for sources written together, includes their whole combined write
     message: str = ""
+    read_s: float = 0.0  # reading, classifying and counting this source's extract alone (not stored)
 
     @property
     def balanced(self) -> bool:

@@ -93,6 +93,7 @@ class PreparedSource:
             events_written=self.counts["events"],
             duration_s=round(seconds, 3),
             message=message,
+            read_s=round(self.seconds, 3),
         )
 
     def release(self) -> None:

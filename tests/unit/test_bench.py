@@ -52,6 +52,19 @@ def test_three_runs_give_the_median_of_each_stage_and_keep_every_run():
     assert scores["agree"] is True
 
 
+def test_a_source_is_compared_with_the_reference_on_its_own_normalisation():
+    """The CDR reference writes nothing: the ratio takes the source's read seconds, without the
+    write every source of the night shares."""
+    runs = [
+        Night([_stage("ingest:cdr", whole, read_seconds=read, reference_seconds=ref, agree=True)], failure=None)
+        for whole, read, ref in ((40.0, 24.0, 10.0), (44.0, 30.0, 12.0), (42.0, 26.0, 11.0))
+    ]
+    (cdr,) = median_stages(runs)
+    assert cdr["seconds"] == 42.0 and cdr["read_seconds"] == 26.0
+    assert cdr["read_seconds_runs"] == [24.0, 30.0, 26.0]
+    assert cdr["ratio"] == round(26.0 / 11.0, 2)
+
+
 def test_a_stage_agrees_only_when_every_run_agreed():
     runs = [_night(10.0, 6.0, 2.0, True, 4000.0), _night(10.0, 6.0, 2.0, False, 4000.0)]
     assert median_stages(runs)[1]["agree"] is False
