@@ -114,6 +114,7 @@ def advance(
     metrics: Mapping[str, LifetimeMetric],
     categories: Sequence[str],
     badges: Sequence[str] = (),
+    keep_state_as: str | None = None,
 ) -> DataFrame:
     """Fold activity days (and newly completed missions) into a state map per subscriber.
 
@@ -121,6 +122,8 @@ def advance(
     `activity`: daily_activity rows of the days being folded in, all after the state's days.
     `completions`: (subscriber_id, category[, badge]) of missions completed in the folded span;
     `badge` (the badge the mission's template names) is needed when `badges` is given.
+    `keep_state_as`: also return the state before the fold, under this name (null for a
+    subscriber the state did not hold), sparing a caller a join back to it.
     """
     aggregates: list[Column] = []
     day_lists: dict[str, str] = {}
@@ -181,6 +184,7 @@ def advance(
     keys = _state_keys(metrics, categories, badges)
     return joined.select(
         "subscriber_id",
+        *([F.col("state").alias(keep_state_as)] if keep_state_as else []),
         F.map_from_arrays(
             F.array(*[F.lit(k) for k in keys]), F.array(*[entries[k].cast("double") for k in keys])
         ).alias("state"),
@@ -208,12 +212,12 @@ def snapshot(
     """subscriber_lifetime rows for `ds`: the `settled` state (days through `settled_through`)
     carried as it is, and the lifetime values with the `recent` daily_activity days (after
     `settled_through`, through `ds`) folded on top of it."""
-    full = advance(settled, recent, None, metrics, categories, badges).withColumnRenamed("state", "_full")
-    return full.join(settled.withColumnRenamed("state", "settled"), "subscriber_id", "left").select(
+    full = advance(settled, recent, None, metrics, categories, badges, keep_state_as="settled")
+    return full.select(
         "subscriber_id",
         "settled",
         F.lit(settled_through).alias("settled_through"),
-        values(F.col("_full"), metrics, categories, ds, badges).alias("metrics"),
+        values(F.col("state"), metrics, categories, ds, badges).alias("metrics"),
         F.lit(ds).alias("stats_date"),
     )
 
