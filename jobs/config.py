@@ -354,6 +354,13 @@ def validate(config: Config) -> None:
         value = config.get(key)
         if not isinstance(value, int) or value < 0:
             fail(key, f"must be a non-negative integer, got {value!r}")
+    small = config.get("spark.small_data")
+    if small is not None:
+        limit = small.get("max_subscribers") if isinstance(small, Mapping) else None
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            fail("spark.small_data.max_subscribers", f"must be a non-negative integer, got {limit!r}")
+        if not isinstance(small.get("conf"), Mapping):
+            fail("spark.small_data.conf", "must map Spark SQL settings to their values")
     for name, source in config.sources.items():
         _validate_source(name, source, fail)
 

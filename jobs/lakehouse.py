@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import DeltaTable as RsDeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -182,6 +183,23 @@ class Lakehouse:
         log_ = self._log(table)
         partitions = log_.partitions() if log_ is not None else []
         return sorted({p[column] for p in partitions if p.get(column) is not None})
+
+    def partition_rows(self, table: str, column: str) -> dict[str, int | None]:
+        """Rows per value of a partition column, from the row counts the Delta log keeps per
+        file (no data read); None for a value with a file written without statistics."""
+        log_ = self._log(table)
+        if log_ is None:
+            return {}
+        files = pa.table(log_.get_add_actions(flatten=True))
+        values = [str(v) for v in files.column(f"partition.{column}").to_pylist()]
+        counts = (
+            files.column("num_records").to_pylist() if "num_records" in files.column_names else [None] * len(values)
+        )
+        rows: dict[str, int | None] = {}
+        for value, count in zip(values, counts, strict=True):
+            total = rows.get(value, 0)
+            rows[value] = None if count is None or total is None else total + count
+        return rows
 
     def read_or_empty(self, table: str, schema: T.StructType, **kwargs: Any) -> DataFrame:
         if self.exists(table):

@@ -12,6 +12,7 @@ from typing import Any
 
 from jobs.context import PipelineError, RunContext, build_lakehouse
 from jobs.run_log import StageResult, describe_failure, record_stages
+from jobs.spark import conf_value, scoped_sql_conf
 from jobs.stages import (
     activity,
     badges,
@@ -27,8 +28,9 @@ from jobs.stages import (
     segments,
     subscriber_state,
 )
+from jobs.tables import SUBSCRIBER_PROFILE
 
-__all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages"]
+__all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages", "small_data_conf"]
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +71,24 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
 
     failed = True
     try:
-        for name in STAGES:  # always in pipeline order, whatever order was asked
-            if name not in selected:
-                continue
-            if name == "quality":
-                flush()
-            started = time.monotonic()
-            try:
-                with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
-                    ctx.results[name] = STAGES[name](ctx)
-            except Exception as exc:
+        with scoped_sql_conf(ctx.spark, small_data_conf(ctx)):
+            for name in STAGES:  # always in pipeline order, whatever order was asked
+                if name not in selected:
+                    continue
+                if name == "quality":
+                    flush()
+                started = time.monotonic()
+                try:
+                    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
+                        ctx.results[name] = STAGES[name](ctx)
+                except Exception as exc:
+                    if name not in RECORDS_PER_SOURCE:
+                        recorded.append(StageResult(name, "failed", time.monotonic() - started, describe_failure(exc)))
+                    raise
+                took = time.monotonic() - started
                 if name not in RECORDS_PER_SOURCE:
-                    recorded.append(StageResult(name, "failed", time.monotonic() - started, describe_failure(exc)))
-                raise
-            took = time.monotonic() - started
-            if name not in RECORDS_PER_SOURCE:
-                recorded.append(StageResult(name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
-            log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
+                    recorded.append(StageResult(name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
+                log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
         failed = False
     finally:
         try:
@@ -95,6 +98,26 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
                 raise
             log.exception("could not record the stages of the failed run in pipeline_runs")
     return ctx.results
+
+
+def small_data_conf(ctx: RunContext) -> dict[str, str]:
+    """`spark.small_data.conf` when the operator is small: the newest subscriber_profile snapshot
+    before the run date holds at most `spark.small_data.max_subscribers` rows (the Delta log's
+    row counts; no data read). A date's reruns decide the same way. Before the first snapshot,
+    or without row counts, the session's settings stay."""
+    small = ctx.config.get("spark.small_data") or {}
+    if not small.get("conf"):
+        return {}
+    earlier = {
+        d: n
+        for d, n in ctx.lakehouse.partition_rows(SUBSCRIBER_PROFILE, "snapshot_date").items()
+        if d < ctx.ds.isoformat()
+    }
+    subscribers = earlier[max(earlier)] if earlier else None
+    if subscribers is None or subscribers > int(small["max_subscribers"]):
+        return {}
+    log.info("%d subscribers on %s: small-data settings %s", subscribers, max(earlier), small["conf"])
+    return {key: conf_value(value) for key, value in small["conf"].items()}
 
 
 def date_range(start: date, end: date) -> list[date]:

@@ -138,11 +138,11 @@ def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     if master and str(master).startswith("local"):
         conf.update(LOCAL_CONF)
     conf.update(jar_conf(required_packages(settings)))
-    conf.update({k: _conf_value(v) for k, v in (settings.get("conf") or {}).items()})
+    conf.update({k: conf_value(v) for k, v in (settings.get("conf") or {}).items()})
     return conf
 
 
-def _conf_value(value: Any) -> str:
+def conf_value(value: Any) -> str:
     """A YAML value as Spark reads it: booleans in lower case (`false`, not Python's `False`)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 

@@ -111,6 +111,21 @@ def test_source_errors_name_file_key_and_problem(conf_copy, change, key, message
     assert message in error.value.message
 
 
+@pytest.mark.parametrize(
+    ("small_data", "key"),
+    [
+        ({"max_subscribers": "a few", "conf": {}}, "spark.small_data.max_subscribers"),
+        ({"max_subscribers": -1, "conf": {}}, "spark.small_data.max_subscribers"),
+        ({"max_subscribers": 5000, "conf": ["spark.sql.adaptive.enabled"]}, "spark.small_data.conf"),
+    ],
+)
+def test_small_data_settings_name_the_key_at_fault(conf_copy, small_data, key):
+    edit(conf_copy / "base.yaml", lambda d: d["spark"].update(small_data=small_data))
+    with pytest.raises(ConfigError) as error:
+        load_config(conf_copy, env="local", environ={})
+    assert (Path(error.value.file).name, error.value.key) == ("base.yaml", key)
+
+
 def test_weekly_source_needs_a_weekday(conf_copy):
     edit(conf_copy / "sources" / "xiva.yaml", lambda d: d.update(sync_frequency="weekly"))
     with pytest.raises(ConfigError, match=r"xiva.yaml: sources.xiva.due.weekday: weekly sources need"):

@@ -113,6 +113,14 @@ def test_partition_filters_prune_reads(spark, lakehouse):
     assert lakehouse.partition_values("t", "event_date") == ["2025-03-01", "2025-03-02"]
 
 
+def test_partition_rows_add_up_each_partitions_files_from_the_log(spark, lakehouse):
+    assert lakehouse.partition_rows("t", "event_date") == {}  # no table yet
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01"), (2, "2025-03-01")]), "2025-03-01")
+    write(lakehouse, day_rows(spark, "2025-03-02", [(3, "2025-03-01"), (4, "2025-03-02")]), "2025-03-02")
+    assert len(DeltaTable(lakehouse.uri("t")).file_uris()) == 3  # two files in the first partition
+    assert lakehouse.partition_rows("t", "event_date") == {"2025-03-01": 3, "2025-03-02": 1}
+
+
 def test_commits_record_run_date_stage_and_run_id(spark, lakehouse):
     with lakehouse.committing(ds="2025-03-01", stage="ingest"):
         write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")

@@ -3,12 +3,17 @@ once, values read each time) and SQL settings scoped to a block."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from py4j import protocol
 from py4j.java_gateway import JavaClass
 from pyspark.sql import functions as F
 
+from jobs.config import load_config
+from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
 from jobs.spark import memoize_jvm_lookups, scoped_sql_conf, session_conf
+from jobs.tables import SUBSCRIBER_PROFILE, schema_of
 
 pytestmark = pytest.mark.unit
 
@@ -90,3 +95,30 @@ def test_the_collector_is_set_for_local_masters_only_and_the_config_can_replace_
 def test_generated_classes_are_cached_beyond_sparks_default_of_100(spark):
     static = spark.sparkContext._jvm.org.apache.spark.sql.internal.StaticSQLConf
     assert spark.conf.get(static.CODEGEN_CACHE_MAX_ENTRIES().key()) == "2000"
+
+
+def test_a_small_operators_nights_run_with_the_small_data_settings(spark, tmp_path, monkeypatch):
+    small = {"max_subscribers": 2, "conf": {"spark.sql.shuffle.partitions": 3}}
+    overrides = {"lakehouse.root": str(tmp_path / "lake"), "spark.small_data": small}
+    config = load_config(env="test", overrides=overrides, environ={})
+    lakehouse = build_lakehouse(spark, config)
+    day = date(2025, 3, 10)
+    for snapshot, subscribers in ((day - timedelta(days=1), 2), (day, 3)):
+        rows = [(f"s{i}", "P", "PREPAID", snapshot, "ACTIVE", "25-34", "North", snapshot) for i in range(subscribers)]
+        profile = spark.createDataFrame(rows, schema_of(SUBSCRIBER_PROFILE))
+        lakehouse.write(
+            profile, SUBSCRIBER_PROFILE, partition_by=["snapshot_date"], replace_where={"snapshot_date": snapshot}
+        )
+    session = spark.conf.get("spark.sql.shuffle.partitions")
+    seen = {}
+
+    def segments(ctx):
+        seen[ctx.ds] = spark.conf.get("spark.sql.shuffle.partitions")
+        return {}
+
+    monkeypatch.setitem(STAGES, "segments", segments)
+    for ds in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        run_stages(RunContext(spark, config, lakehouse, ds), ["segments"])
+        assert spark.conf.get("spark.sql.shuffle.partitions") == session  # restored after the night
+    # no snapshot before the first day; two subscribers the day before `day`; three on `day` itself
+    assert seen == {day - timedelta(days=1): session, day: "3", day + timedelta(days=1): session}
