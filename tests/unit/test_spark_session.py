@@ -1,5 +1,5 @@
 """The local session's JVM settings, its Py4J lookups (class and static-method names resolved
-once, values read each time) and SQL settings scoped to a block."""
+once, values read each time), SQL settings scoped to a block and a small operator's night."""
 
 from __future__ import annotations
 
