@@ -11,7 +11,7 @@ from py4j.java_gateway import JavaClass
 from pyspark.sql import functions as F
 
 from jobs.config import load_config
-from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages
+from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages, small_data_conf
 from jobs.spark import memoize_jvm_lookups, scoped_sql_conf, session_conf
 from jobs.tables import SUBSCRIBER_PROFILE, schema_of
 
@@ -122,3 +122,5 @@ def test_a_small_operators_nights_run_with_the_small_data_settings(spark, tmp_pa
         assert spark.conf.get("spark.sql.shuffle.partitions") == session  # restored after the night
     # no snapshot before the first day; two subscribers the day before `day`; three on `day` itself
     assert seen == {day - timedelta(days=1): session, day: "3", day + timedelta(days=1): session}
+    switched_off = load_config(env="test", overrides={**overrides, "spark.small_data": None}, environ={})
+    assert small_data_conf(RunContext(spark, switched_off, lakehouse, day)) == {}
