@@ -28,6 +28,7 @@ from jobs.stages import (
     segments,
     subscriber_state,
 )
+from jobs.stages.readers import latest_before
 from jobs.tables import SUBSCRIBER_PROFILE
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages", "small_data_conf"]
@@ -108,15 +109,12 @@ def small_data_conf(ctx: RunContext) -> dict[str, str]:
     small = ctx.config.get("spark.small_data") or {}
     if not small.get("conf"):
         return {}
-    earlier = {
-        d: n
-        for d, n in ctx.lakehouse.partition_rows(SUBSCRIBER_PROFILE, "snapshot_date").items()
-        if d < ctx.ds.isoformat()
-    }
-    subscribers = earlier[max(earlier)] if earlier else None
+    newest = latest_before(ctx, SUBSCRIBER_PROFILE, "snapshot_date")
+    rows = ctx.lakehouse.partition_rows(SUBSCRIBER_PROFILE, "snapshot_date")
+    subscribers = None if newest is None else rows.get(newest.isoformat())
     if subscribers is None or subscribers > int(small["max_subscribers"]):
         return {}
-    log.info("%d subscribers on %s: small-data settings %s", subscribers, max(earlier), small["conf"])
+    log.info("%d subscribers on %s: small-data settings %s", subscribers, newest, small["conf"])
     return {key: conf_value(value) for key, value in small["conf"].items()}
 
 
