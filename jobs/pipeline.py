@@ -28,7 +28,6 @@ from jobs.stages import (
     segments,
     subscriber_state,
 )
-from jobs.stages.readers import latest_before
 from jobs.tables import SUBSCRIBER_PROFILE
 
 __all__ = ["STAGES", "PipelineError", "RunContext", "build_lakehouse", "date_range", "run_stages", "small_data_conf"]
@@ -54,6 +53,8 @@ STAGES: dict[str, Callable[[RunContext], Any]] = {
 
 # Stages that record their own pipeline_runs rows (one per source) instead of one for the stage.
 RECORDS_PER_SOURCE = frozenset({"ingest"})
+# The stage that writes the run date's subscriber_profile snapshot (the CRM sources').
+WRITES_PROFILE = frozenset({"ingest"})
 
 
 def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[str, Any]:
@@ -71,25 +72,31 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
         recorded.clear()
 
     failed = True
+    settings = {}  # small-data settings before the run date's snapshot (ingest), then through it
     try:
-        with scoped_sql_conf(ctx.spark, small_data_conf(ctx)):
-            for name in STAGES:  # always in pipeline order, whatever order was asked
-                if name not in selected:
-                    continue
-                if name == "quality":
-                    flush()
-                started = time.monotonic()
-                try:
-                    with ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name):
-                        ctx.results[name] = STAGES[name](ctx)
-                except Exception as exc:
-                    if name not in RECORDS_PER_SOURCE:
-                        recorded.append(StageResult(name, "failed", time.monotonic() - started, describe_failure(exc)))
-                    raise
-                took = time.monotonic() - started
+        for name in STAGES:  # always in pipeline order, whatever order was asked
+            if name not in selected:
+                continue
+            if name == "quality":
+                flush()
+            through_run_date = name not in WRITES_PROFILE
+            if through_run_date not in settings:
+                settings[through_run_date] = small_data_conf(ctx, through_run_date=through_run_date)
+            started = time.monotonic()
+            try:
+                with (
+                    scoped_sql_conf(ctx.spark, settings[through_run_date]),
+                    ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name),
+                ):
+                    ctx.results[name] = STAGES[name](ctx)
+            except Exception as exc:
                 if name not in RECORDS_PER_SOURCE:
-                    recorded.append(StageResult(name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
-                log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
+                    recorded.append(StageResult(name, "failed", time.monotonic() - started, describe_failure(exc)))
+                raise
+            took = time.monotonic() - started
+            if name not in RECORDS_PER_SOURCE:
+                recorded.append(StageResult(name, "succeeded", took, json.dumps(ctx.results[name], default=str)))
+            log.info("stage %s for %s done in %.1fs", name, ctx.ds, took)
         failed = False
     finally:
         try:
@@ -101,17 +108,20 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
     return ctx.results
 
 
-def small_data_conf(ctx: RunContext) -> dict[str, str]:
+def small_data_conf(ctx: RunContext, *, through_run_date: bool = False) -> dict[str, str]:
     """`spark.small_data.conf` when the operator is small: the newest subscriber_profile snapshot
-    before the run date holds at most `spark.small_data.max_subscribers` rows (the Delta log's
-    row counts; no data read). A date's reruns decide the same way. Before the first snapshot,
-    or without row counts, the session's settings stay."""
+    before the run date (or on it, `through_run_date`: for the stages after ingest, which writes
+    it) holds at most `spark.small_data.max_subscribers` rows (the Delta log's row counts; no
+    data read). A date's reruns decide as its first run did, and an operator's first night
+    switches after ingest. Without a snapshot, or without row counts, the session's settings stay."""
     small = ctx.config.get("spark.small_data") or {}
     if not small.get("conf"):
         return {}
-    newest = latest_before(ctx, SUBSCRIBER_PROFILE, "snapshot_date")
     rows = ctx.lakehouse.partition_rows(SUBSCRIBER_PROFILE, "snapshot_date")
-    subscribers = None if newest is None else rows.get(newest.isoformat())
+    last = ctx.ds.isoformat()
+    dates = [d for d in rows if d < last or (through_run_date and d == last)]
+    newest = max(dates, default=None)
+    subscribers = None if newest is None else rows[newest]
     if subscribers is None or subscribers > int(small["max_subscribers"]):
         return {}
     log.info("%d subscribers on %s: small-data settings %s", subscribers, newest, small["conf"])

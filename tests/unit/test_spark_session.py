@@ -112,15 +112,27 @@ def test_a_small_operators_nights_run_with_the_small_data_settings(spark, tmp_pa
     session = spark.conf.get("spark.sql.shuffle.partitions")
     seen = {}
 
-    def segments(ctx):
-        seen[ctx.ds] = spark.conf.get("spark.sql.shuffle.partitions")
-        return {}
+    def recording(stage):
+        def run(ctx):
+            seen[stage, ctx.ds] = spark.conf.get("spark.sql.shuffle.partitions")
+            return {}
 
-    monkeypatch.setitem(STAGES, "segments", segments)
+        return run
+
+    for stage in ("ingest", "segments"):
+        monkeypatch.setitem(STAGES, stage, recording(stage))
     for ds in (day - timedelta(days=1), day, day + timedelta(days=1)):
-        run_stages(RunContext(spark, config, lakehouse, ds), ["segments"])
+        run_stages(RunContext(spark, config, lakehouse, ds), ["ingest", "segments"])
         assert spark.conf.get("spark.sql.shuffle.partitions") == session  # restored after the night
-    # no snapshot before the first day; two subscribers the day before `day`; three on `day` itself
-    assert seen == {day - timedelta(days=1): session, day: "3", day + timedelta(days=1): session}
+    # ingest counts the snapshots before its date, the stages after it count the date's own too:
+    # two subscribers on day-1, three on `day`
+    assert seen == {
+        ("ingest", day - timedelta(days=1)): session,  # no snapshot before the first day
+        ("segments", day - timedelta(days=1)): "3",
+        ("ingest", day): "3",
+        ("segments", day): session,
+        ("ingest", day + timedelta(days=1)): session,
+        ("segments", day + timedelta(days=1)): session,
+    }
     switched_off = load_config(env="test", overrides={**overrides, "spark.small_data": None}, environ={})
     assert small_data_conf(RunContext(spark, switched_off, lakehouse, day)) == {}
