@@ -107,6 +107,9 @@ class Settings:
     """conf/quality.yaml with the environment's `quality:` overlay: the suites and their gates."""
     state_full_refresh: bool
     """subscriber_state.full_refresh: recompute every subscriber's state instead of the changed ones."""
+    state_max_changed_share: float
+    """subscriber_state.max_changed_share: above this share of changed rows on the previous state
+    day, a night recomputes every subscriber's state."""
     airflow: AirflowSettings
     """conf/airflow.yaml: the DAG's schedule, policies and stage groups (checked against the pipeline's stages)."""
 
@@ -236,6 +239,7 @@ def _build(config: Config) -> Settings:
         exports_root=str(config.get("exports.root") or DEFAULT_EXPORTS_ROOT),
         quality=quality,
         state_full_refresh=bool(config.get("subscriber_state.full_refresh", False)),
+        state_max_changed_share=float(config.get("subscriber_state.max_changed_share", 0.5)),
         airflow=airflow,
     )
 

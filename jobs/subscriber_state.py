@@ -32,9 +32,13 @@ subscriber is recomputed on ds when (the reasons of `REASONS`):
 
 Everything the row shows is a function of those inputs, so the incremental table equals a full
 recomputation row for row. Everyone is computed on the first day, when there is no previous
-state, and on a full refresh (`subscriber_state.full_refresh: true`, for a change of what the
-row shows or of how it is computed). Earlier days are assumed settled: a rerun of an earlier
-day of an upstream stage reruns this stage for every later day, in order (it is stateful).
+state, on a full refresh (`subscriber_state.full_refresh: true`, for a change of what the row
+shows or of how it is computed), and when more than `subscriber_state.max_changed_share` of the
+previous state day's rows changed (`changed_share`): where scores move for most subscribers
+every day, finding the changed ones costs more than recomputing everyone. The choice depends
+on the previous state day only, so a rerun of a date chooses as its first run did. Earlier days
+are assumed settled: a rerun of an earlier day of an upstream stage reruns this stage for every
+later day, in order (it is stateful).
 """
 
 from __future__ import annotations
@@ -314,3 +318,9 @@ def _array_or_empty(df: DataFrame, column: str) -> Column:
     """The array column for rewarded subscribers; an empty array of its type for the holdout or none."""
     empty = F.from_json(F.lit("[]"), df.schema[column].dataType)
     return F.when(~F.col("holdout") & F.col(column).isNotNull(), F.col(column)).otherwise(empty)
+
+
+def changed_share(previous: DataFrame) -> float:
+    """The share of a state day's rows that changed (0 for an empty day): one aggregate row."""
+    counts = previous.agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.col("changed")).alias("changed")).first()
+    return counts["changed"] / counts["rows"] if counts["rows"] else 0.0

@@ -605,7 +605,8 @@ _SPECS = (
         "progress rows that differ from the previous day, missions no longer live; completions recorded or "
         "leaving the 7-day window; badge awards; ledger entries, points entering or leaving the 30-day "
         "expiry window); everyone else carries the previous row with the date moved and changed = false. "
-        "Everyone is computed on the first day and on a full refresh (subscriber_state.full_refresh). "
+        "Everyone is computed on the first day, on a full refresh (subscriber_state.full_refresh) and when "
+        "more than subscriber_state.max_changed_share of the previous state day's rows changed. "
         "Rules in jobs/subscriber_state.py.",
         columns=_columns(
             SUBSCRIBER_ID,

@@ -1,6 +1,7 @@
 """The subscriber_state stage: scores, segments, live missions, completions, badges, ledger
 and tiers -> subscriber_state, recomputing only the subscribers whose state can have changed
-since the previous state day (jobs.subscriber_state: the incremental rule)."""
+since the previous state day (jobs.subscriber_state: the incremental rule), or everyone when
+most rows changed on the previous state day."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from jobs.subscriber_state import (
     active_missions,
     badges_held,
     carried_forward,
+    changed_share,
     changed_subscribers,
     expiring_points,
     recent_completions,
@@ -51,7 +53,9 @@ NEVER_EXPIRING_DAYS = 36500
 def run(ctx: RunContext) -> dict[str, Any]:
     """Scores, segments, live missions, completions, badges, ledger and tiers -> subscriber_state,
     recomputing only the subscribers whose state can have changed since the previous state day
-    (jobs.subscriber_state: the incremental rule); the others carry their previous row."""
+    (jobs.subscriber_state: the incremental rule); the others carry their previous row. Everyone
+    is recomputed when more than `subscriber_state.max_changed_share` of the previous state day's
+    rows changed: finding the changed subscribers would then cost more than it spares."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
     settings = ctx.settings.missions
     loyalty_conf = ctx.settings.loyalty
@@ -68,7 +72,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     tier_rows = with_next_tier(read_day(ctx, LOYALTY_TIERS, "tier_ds"), tier_ladder(loyalty_conf.tiers))
     previous_day = latest_before(ctx, SUBSCRIBER_STATE, "state_ds")
-    full = previous_day is None or ctx.settings.state_full_refresh
+    previous = None if previous_day is None else read_day(ctx, SUBSCRIBER_STATE, "state_ds", previous_day)
+    share = None if previous is None or ctx.settings.state_full_refresh else changed_share(previous)
+    full = share is None or share > ctx.settings.state_max_changed_share
     since = ds if full else previous_day  # progress rows read from (since - RECENT_DAYS, ds]
     longest = max(settings.period_days.values()) + RECENT_DAYS + 1
     assignments = lakehouse.read_or_empty(
@@ -86,7 +92,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ledger = lakehouse.read_or_empty(
         LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=[("entry_ds", ">=", earliest), ("entry_ds", "<=", ds)]
     )
-    previous = None if previous_day is None else read_day(ctx, SUBSCRIBER_STATE, "state_ds", previous_day)
     keys, carried, reasons = None, None, {}
     if not full:
         profile = shown_profile(subjects, tier_rows)
@@ -133,6 +138,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     summary = {
         "mode": "full" if full else "incremental",
         "previous_state_ds": previous_day.isoformat() if previous_day else None,
+        "previous_changed_share": None if share is None else round(share, 4),
         "subscribers": result.rows_added,
         "recomputed": recomputed,
         "carried": result.rows_added - recomputed,

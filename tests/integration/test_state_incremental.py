@@ -6,7 +6,8 @@ over consecutive days in one incrementally and in the other with a full refresh 
 The days are chosen so that every reason of the incremental rule fires at least once: new and
 no-longer-scored subscribers, score, segment and tier moves, missions assigned, progressing,
 completed and ending, completions leaving the recent window, badges, points earned, points
-entering and leaving the expiring window.
+entering and leaving the expiring window. The incremental lakehouse stays incremental whatever
+share of rows changed the day before; the last test moves that threshold around the share.
 """
 
 from __future__ import annotations
@@ -155,10 +156,11 @@ PARTITIONS = {
 
 @pytest.fixture(scope="module")
 def lakehouses(spark, tmp_path_factory):
-    """Two lakehouses over the same inputs: (incremental, full refresh every night)."""
+    """Two lakehouses over the same inputs: (incremental every night, full refresh every night)."""
     root = tmp_path_factory.mktemp("state")
     out = []
-    for name, overrides in (("incremental", {}), ("full", {"subscriber_state.full_refresh": True})):
+    always_incremental = {"subscriber_state.max_changed_share": 1.0}  # however many rows changed the day before
+    for name, overrides in (("incremental", always_incremental), ("full", {"subscriber_state.full_refresh": True})):
         config = load_config(env="test", overrides={"lakehouse.root": str(root / name), **overrides}, environ={})
         out.append((config, build_lakehouse(spark, config)))
     first = out[0][1]
@@ -212,3 +214,29 @@ def test_incremental_state_equals_a_full_recomputation_every_day_and_on_a_rerun(
         assert_df_equality(
             day_rows(incremental[1], ds), day_rows(full[1], ds), ignore_row_order=True, ignore_nullable=True
         )
+
+
+def test_a_night_recomputes_everyone_when_most_rows_changed_the_day_before(spark, lakehouses):
+    """The share of the previous state day's changed rows decides: above
+    subscriber_state.max_changed_share everyone is recomputed, with the same rows."""
+    incremental, full = lakehouses
+    for pair in lakehouses:  # the days before, unless the test above wrote them
+        written = set(pair[1].partition_values(SUBSCRIBER_STATE, "state_ds"))
+        for ds in DAYS[:3]:
+            if ds.isoformat() not in written:
+                run_state(spark, pair, ds)
+    ds, previous_day = DAYS[3], DAYS[2]
+    previous = day_rows(incremental[1], previous_day)
+    share = previous.filter("changed").count() / previous.count()
+    assert 0 < share < 1
+    lakehouse = incremental[1]
+    for threshold, mode in ((share, "incremental"), (share - 0.01, "full")):
+        overridden = load_config(
+            env="test",
+            overrides={"lakehouse.root": lakehouse.root, "subscriber_state.max_changed_share": threshold},
+            environ={},
+        )
+        summary = run_state(spark, (overridden, lakehouse), ds)
+        assert (summary["mode"], summary["previous_changed_share"]) == (mode, round(share, 4))
+        run_state(spark, full, ds)
+        assert_df_equality(day_rows(lakehouse, ds), day_rows(full[1], ds), ignore_row_order=True, ignore_nullable=True)

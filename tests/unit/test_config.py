@@ -126,6 +126,14 @@ def test_small_data_settings_name_the_key_at_fault(conf_copy, small_data, key):
     assert (Path(error.value.file).name, error.value.key) == ("base.yaml", key)
 
 
+@pytest.mark.parametrize("share", [1.5, -0.1, "half", True])
+def test_the_changed_share_of_subscriber_state_is_a_fraction(conf_copy, share):
+    edit(conf_copy / "base.yaml", lambda d: d["subscriber_state"].update(max_changed_share=share))
+    with pytest.raises(ConfigError) as error:
+        load_config(conf_copy, env="local", environ={})
+    assert (Path(error.value.file).name, error.value.key) == ("base.yaml", "subscriber_state.max_changed_share")
+
+
 def test_weekly_source_needs_a_weekday(conf_copy):
     edit(conf_copy / "sources" / "xiva.yaml", lambda d: d.update(sync_frequency="weekly"))
     with pytest.raises(ConfigError, match=r"xiva.yaml: sources.xiva.due.weekday: weekly sources need"):

@@ -67,7 +67,11 @@ def test_the_repository_configuration_loads_into_settings_with_its_values():
         guard["action"],
     )
     assert settings.exports_root == base["exports"]["root"]
-    assert settings.state_full_refresh is False
+    state = base["subscriber_state"]
+    assert (settings.state_full_refresh, settings.state_max_changed_share) == (
+        state["full_refresh"],
+        state["max_changed_share"],
+    )
     assert sorted(settings.sources) == sorted(_yaml(p)["name"] for p in (conf / "sources").glob("*.yaml"))
 
     metrics = _yaml(conf / "metrics.yaml")
