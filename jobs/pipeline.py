@@ -72,7 +72,7 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
         recorded.clear()
 
     failed = True
-    settings = {}  # small-data settings before the run date's snapshot (ingest), then through it
+    small_data: dict[bool, dict[str, str]] = {}  # by through_run_date: for ingest, then for the stages after it
     try:
         for name in STAGES:  # always in pipeline order, whatever order was asked
             if name not in selected:
@@ -80,12 +80,12 @@ def run_stages(ctx: RunContext, selected: Sequence[str] | None = None) -> dict[s
             if name == "quality":
                 flush()
             through_run_date = name not in WRITES_PROFILE
-            if through_run_date not in settings:
-                settings[through_run_date] = small_data_conf(ctx, through_run_date=through_run_date)
+            if through_run_date not in small_data:
+                small_data[through_run_date] = small_data_conf(ctx, through_run_date=through_run_date)
             started = time.monotonic()
             try:
                 with (
-                    scoped_sql_conf(ctx.spark, settings[through_run_date]),
+                    scoped_sql_conf(ctx.spark, small_data[through_run_date]),
                     ctx.lakehouse.committing(ds=ctx.ds.isoformat(), stage=name),
                 ):
                     ctx.results[name] = STAGES[name](ctx)
