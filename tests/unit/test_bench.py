@@ -1,5 +1,6 @@
 """The benchmark's summary of repeated nights (medians, every run's seconds, agreement of all
-runs), its peak-memory reset between nights, and the fixed-cost profile's job accounting."""
+runs), its peak-memory reset between nights, the lakehouse copies the repeats run on, and the
+fixed-cost profile's job accounting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from bench.bench_night import Night, median_stages, peak_rss_mb, reset_peak_rss
+from bench.bench_night import Night, copy_lakehouse, median_stages, peak_rss_mb, reset_peak_rss
 from bench.fixed_cost import covered_seconds, job_intervals
 
 pytestmark = pytest.mark.unit
@@ -108,3 +109,23 @@ def test_a_peak_read_after_a_reset_covers_only_what_ran_since():
     assert before is not None and during is not None and after is not None
     assert during - before > 200
     assert during - after > 200
+
+
+def test_a_repeats_copy_shares_the_data_files_and_owns_its_delta_log(tmp_path):
+    table = tmp_path / "lakehouse" / "events"
+    (table / "_delta_log").mkdir(parents=True)
+    (table / "event_date=2025-03-31").mkdir()
+    data = table / "event_date=2025-03-31" / "part-00000.snappy.parquet"
+    data.write_bytes(b"rows")
+    commit = table / "_delta_log" / "00000000000000000000.json"
+    commit.write_text('{"commitInfo": {}}')
+
+    copy_lakehouse(tmp_path / "lakehouse", tmp_path / "copy")
+
+    copied_data = tmp_path / "copy" / "events" / "event_date=2025-03-31" / "part-00000.snappy.parquet"
+    copied_commit = tmp_path / "copy" / "events" / "_delta_log" / "00000000000000000000.json"
+    assert copied_data.stat().st_ino == data.stat().st_ino  # one file on disk for both
+    assert copied_commit.stat().st_ino != commit.stat().st_ino
+    copied_commit.write_text("{}")  # what one copy's log does stays in that copy
+    copied_data.unlink()  # VACUUM in the copy
+    assert commit.read_text() == '{"commitInfo": {}}' and data.read_bytes() == b"rows"
