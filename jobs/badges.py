@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.definitions import Definition, Kind, read_definition_files
+from jobs.frames import ColumnMemo
 from jobs.lifetime import badge_missions_name
 from jobs.templates import TemplateError
 
@@ -186,7 +187,8 @@ def not_awarded_later(new: DataFrame, awards: DataFrame, ds: date) -> DataFrame:
 def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds: date) -> DataFrame:
     """Subjects (one row per subscriber: scores, features, lifetime metrics, holdout) and the
     levels already held -> badge_awards rows for `ds`, in one pass over the subjects."""
-    columns = {c: F.col(c) for c in subjects.columns}
+    memo = ColumnMemo()  # the literals, names and shown values that recur across the 48 rules
+    columns = {c: memo.col(c) for c in subjects.columns}
     numeric = frozenset([*(c for c, kind in subjects.dtypes if kind == "double"), BADGE_MISSIONS])
     ordered = sorted(badges, key=lambda b: b.unlock_order)
     order_of = F.create_map(*[F.lit(v) for b in ordered for v in (b.id, b.unlock_order)])
@@ -198,30 +200,31 @@ def award(subjects: DataFrame, held: DataFrame, badges: Sequence[BadgeType], ds:
     options = []
     for i, badge in enumerate(ordered):
         linked = badge_missions_name(badge.id)
-        count = F.coalesce(F.col(linked), F.lit(0.0)) if linked in columns else F.lit(0.0)
+        count = F.coalesce(columns[linked], memo.lit(0.0)) if linked in columns else memo.lit(0.0)
         names = {**columns, BADGE_MISSIONS: count}
-        held_rank = F.coalesce(F.col("_held").getItem(badge.id), F.lit(0))
+        held_rank = F.coalesce(memo.col("_held").getItem(badge.id), memo.lit(0))
         # the first badge type is open to all; the others once a badge of a lower order is held
-        chain = F.lit(True) if i == 0 else F.coalesce(F.col("_lowest_held_order") < badge.unlock_order, F.lit(False))
+        lowest_held = memo.col("_lowest_held_order")
+        chain = memo.lit(True) if i == 0 else F.coalesce(lowest_held < badge.unlock_order, memo.lit(False))
         for rank, level in enumerate(LEVELS, 1):
             line, column = (badge.positions or {}).get(level, (1, 1))
             node = expressions.parse(badge.rules[level], source=badge.file, line=line, column=column)
-            qualifies = F.coalesce(expressions.compile_node(node, names.__getitem__), F.lit(False))
-            shown = expressions.shown_values(node, names, numeric)
-            qualifying = F.concat_ws(", ", *shown) if shown else F.lit("")
+            qualifies = F.coalesce(expressions.compile_node(node, names.__getitem__), memo.lit(False))
+            shown = expressions.shown_values(node, names, numeric, memo)
+            qualifying = F.concat_ws(", ", *shown) if shown else memo.lit("")
             chain = chain & (qualifies | (held_rank >= rank))  # every level up to this one held or earned now
             options.append(
                 F.when(
                     (held_rank < rank) & chain,
                     F.struct(
                         F.lit(badge.badge_id(level)).alias("badge_id"),
-                        F.lit(badge.id).alias("badge_type"),
-                        F.lit(level).alias("level"),
-                        F.lit(rank).alias("level_rank"),
-                        F.lit(badge.version).alias("badge_version"),
+                        memo.lit(badge.id).alias("badge_type"),
+                        memo.lit(level).alias("level"),
+                        memo.lit(rank).alias("level_rank"),
+                        memo.lit(badge.version).alias("badge_version"),
                         F.lit(expressions.to_text(node)).alias("rule"),
                         qualifying.alias("qualifying_values"),
-                        F.lit(badge.points[level]).alias("points"),
+                        memo.lit(badge.points[level]).alias("points"),
                     ),
                 )
             )

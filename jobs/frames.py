@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -44,3 +45,26 @@ def string_map(entries: Mapping[str, Column]) -> Column:
     return F.map_concat(
         *[F.when(v.isNotNull(), F.create_map(F.lit(k), v.cast("string"))).otherwise(empty) for k, v in entries.items()]
     )
+
+
+class ColumnMemo:
+    """Columns built once per plan and reused. Building a pyspark Column is a round trip to the
+    JVM and releasing it another, and a plan built from many templates or rules asks for the
+    same literal, reference or derived value hundreds of times."""
+
+    def __init__(self) -> None:
+        self._built: dict[Hashable, tuple[Any, Column]] = {}
+
+    def get(self, key: Hashable, build: Callable[[], Column], *, pin: Any = None) -> Column:
+        """`build()` the first time `key` is asked for, the same Column afterwards. `pin` is kept
+        as long as the memo: what a key names by identity (`id(...)`) must outlive it."""
+        if key not in self._built:
+            self._built[key] = (pin, build())
+        return self._built[key][1]
+
+    def lit(self, value: Any) -> Column:
+        """`F.lit(value)` for a scalar (1, 1.0 and True are different literals)."""
+        return self.get(("lit", type(value), value), lambda: F.lit(value))
+
+    def col(self, name: str) -> Column:
+        return self.get(("col", name), lambda: F.col(name))

@@ -235,7 +235,8 @@ class Lakehouse:
         if existing != list(partition_by):
             raise LakehouseError(f"table {table!r} is partitioned by {existing}, write asked for {list(partition_by)}")
         added = check_schema_change(table, current, df.schema)
-        ordered = df.select(*[f.name for f in current.fields], *[f.name for f in added])
+        names = [f.name for f in [*current.fields, *added]]
+        ordered = df if df.columns == names else df.select(*names)  # selecting by name: JVM round trips per column
         predicate = _predicate(replace_where)
         whole = {c: replace_where[c] for c in existing if c in replace_where}
         single_file = table in self.single_file_tables

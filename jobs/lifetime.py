@@ -150,9 +150,10 @@ def advance(
     if state is None:
         state = activity.sparkSession.createDataFrame([], "subscriber_id string, state map<string,double>")
     joined = state.join(new, "subscriber_id", "full")
+    held, zero = F.col("state"), F.lit(0.0)  # built once: each Column built is a round trip to the JVM
 
     def old(key: str) -> Column:
-        return F.col("state").getItem(key)
+        return held.getItem(key)
 
     def added(name: str) -> Column:
         return F.col(f"_new_{name}") if f"_new_{name}" in joined.columns else F.lit(None).cast("double")
@@ -160,7 +161,7 @@ def advance(
     entries: dict[str, Column] = {}
     for m in metrics.values():
         if m.aggregation in ("sum", "days"):
-            entries[m.name] = F.coalesce(old(m.name), F.lit(0.0)) + F.coalesce(added(m.name), F.lit(0.0))
+            entries[m.name] = F.coalesce(old(m.name), zero) + F.coalesce(added(m.name), zero)
         elif m.aggregation == "max":
             entries[m.name] = F.greatest(old(m.name), added(m.name))
         else:
@@ -168,7 +169,7 @@ def advance(
             days = F.filter(days, lambda d: d.isNotNull())
             if m.aggregation == "streak":
                 folded = _streak(
-                    days, F.coalesce(old(m.name), F.lit(0.0)), F.coalesce(old(f"{m.name}.run"), F.lit(0.0)),
+                    days, F.coalesce(old(m.name), zero), F.coalesce(old(f"{m.name}.run"), zero),
                     old(f"{m.name}.last"),
                 )  # fmt: skip
                 entries |= {m.name: folded["best"], f"{m.name}.run": folded["run"], f"{m.name}.last": folded["last"]}
@@ -180,7 +181,7 @@ def advance(
                     f"{m.name}.return": folded["returned"],
                 }
     for name in completed_names(categories, badges):
-        entries[name] = F.coalesce(old(name), F.lit(0.0)) + F.coalesce(added(name), F.lit(0.0))
+        entries[name] = F.coalesce(old(name), zero) + F.coalesce(added(name), zero)
     keys = _state_keys(metrics, categories, badges)
     return joined.select(
         "subscriber_id",
@@ -230,14 +231,14 @@ def values(
     badges: Sequence[str] = (),
 ) -> Column:
     """The lifetime metrics on `ds` from a state map, as a map<string,double>."""
-    today = F.unix_date(F.lit(ds)).cast("double")
+    today, zero = F.unix_date(F.lit(ds)).cast("double"), F.lit(0.0)
     out: dict[str, Column] = {}
     for m in metrics.values():
         if m.aggregation == "return_gap":
             recent = today - state.getItem(f"{m.name}.return") < m.window
-            out[m.name] = F.when(recent, state.getItem(f"{m.name}.gap")).otherwise(F.lit(0.0))
+            out[m.name] = F.when(recent, state.getItem(f"{m.name}.gap")).otherwise(zero)
         else:
-            out[m.name] = F.coalesce(state.getItem(m.name), F.lit(0.0))
+            out[m.name] = F.coalesce(state.getItem(m.name), zero)
     for name in completed_names(categories, badges):
-        out[name] = F.coalesce(state.getItem(name), F.lit(0.0))
+        out[name] = F.coalesce(state.getItem(name), zero)
     return F.map_from_arrays(F.array(*[F.lit(k) for k in out]), F.array(*out.values()))

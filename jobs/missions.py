@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
+from jobs.frames import ColumnMemo
 from jobs.metrics import DAY_BITS, day_mask, with_longest_runs
 from jobs.tables import MISSION_ASSIGNMENTS, MISSION_CATALOG, PROFILE_NAMES, schema_of
 from jobs.templates import DEFAULT_PERIOD_DAYS, LEVELS, MissionMetric, MissionTemplate
@@ -116,13 +117,15 @@ def baselines(activity: DataFrame, metrics: Sequence[MissionMetric], ds: date, d
     )
 
 
-def expected_level(metric: MissionMetric, period_days: int) -> Column:
+def expected_level(metric: MissionMetric, period_days: int, memo: ColumnMemo | None = None) -> Column:
     """What the subscriber would reach in a period at their usual pace."""
-    base = F.coalesce(F.col(f"{BASELINE_PREFIX}{metric.name}"), F.lit(0.0))
+    memo = memo or ColumnMemo()
+    usual = f"{BASELINE_PREFIX}{metric.name}"
+    base = memo.get(("usual", usual), lambda: F.coalesce(F.col(usual), F.lit(0.0)))
     if metric.aggregation in ("sum", "days"):
         base = base * period_days
     if metric.aggregation in ("days", "streak"):
-        base = F.least(base, F.lit(float(period_days)))
+        base = F.least(base, memo.lit(float(period_days)))
     return base
 
 
@@ -138,16 +141,18 @@ def friendly(value: Column) -> Column:
     )
 
 
-def _render(template: MissionTemplate, target: Column, unit: str, period: Column, points: Column) -> Column:
-    text = F.lit(template.description)
+def _render(
+    template: MissionTemplate, target: Column, unit: Column, period_word: Column, points: Column, memo: ColumnMemo
+) -> Column:
+    text = memo.lit(template.description)
     shown = F.regexp_replace(F.format_string("%.1f", target), r"\.0$", "")
     for placeholder, value in (
         ("{target}", shown),
-        ("{unit}", F.lit(unit)),
-        ("{period}", _period_word(period)),
+        ("{unit}", unit),
+        ("{period}", period_word),
         ("{points}", points.cast("string")),
     ):
-        text = F.replace(text, F.lit(placeholder), value)
+        text = F.replace(text, memo.lit(placeholder), value)
     return text
 
 
@@ -170,7 +175,8 @@ def _pick(options: Sequence[tuple[Column, Column]], default: Column) -> Column:
 class _Candidate:
     """One template's candidate mission, built over staged columns (`_m<i>_period`, ...): each
     value is computed once in its own projection and referenced by name afterwards, so no
-    expression tree is copied into the ones that use it (the plans stay small to analyse)."""
+    expression tree is copied into the ones that use it (the plans stay small to analyse).
+    Columns that recur within a plan come from `memo`, shared by every template's candidate."""
 
     index: int
     template: MissionTemplate
@@ -179,12 +185,17 @@ class _Candidate:
     names: Mapping[str, Column]
     ds: date
     numeric: frozenset[str]
+    memo: ColumnMemo
 
     def col(self, name: str) -> Column:
-        return F.col(f"_m{self.index}_{name}")
+        return self.memo.col(f"_m{self.index}_{name}")
 
     def named(self, name: str, value: Column) -> Column:
         return value.alias(f"_m{self.index}_{name}")
+
+    def is_(self, name: str, value: str) -> Column:
+        """This candidate's staged column `name` (period, level) equals `value`."""
+        return self.memo.get(("is", self.index, name, value), lambda: self.col(name) == value)
 
     @property
     def node(self) -> Any:
@@ -196,49 +207,66 @@ class _Candidate:
     def periods(self) -> list[str]:
         return list(self.template.periods)
 
+    @property
+    def period_word(self) -> Column:
+        return self.memo.get(("period_word", self.index), lambda: _period_word(self.col("period")))
+
     def stage(self, step: int) -> list[Column]:
         """The columns of projection `step` (1 to 4), each using only the earlier steps' columns."""
-        t, periods, days = self.template, self.periods, self.settings.period_days
-        period = self.col("period")
+        t, periods, days, memo = self.template, self.periods, self.settings.period_days, self.memo
         if step == 1:
-            eligible = F.coalesce(expressions.compile_node(self.node, self.names.__getitem__), F.lit(False))
-            index = F.pmod(F.xxhash64(F.col("subscriber_id"), F.lit(t.id), F.lit(self.ds)), F.lit(len(periods)))
+            eligible = F.coalesce(expressions.compile_node(self.node, self.names.__getitem__), memo.lit(False))
+            hashed = F.xxhash64(memo.col("subscriber_id"), memo.lit(t.id), memo.lit(self.ds))
+            index = F.pmod(hashed, memo.lit(len(periods)))
             return [
-                self.named("eligible", eligible & F.col("segment").isin(list(t.segments))),
-                self.named("period", _pick([(index == i, F.lit(p)) for i, p in enumerate(periods)], F.lit(periods[0]))),
+                self.named("eligible", eligible & memo.col("segment").isin(list(t.segments))),
+                self.named(
+                    "period", _pick([(index == i, memo.lit(p)) for i, p in enumerate(periods)], memo.lit(periods[0]))
+                ),
             ]
         if step == 2:
-            expected = _pick([(period == p, expected_level(self.metric, days[p])) for p in periods], F.lit(0.0))
+            expected = _pick(
+                [(self.is_("period", p), expected_level(self.metric, days[p], memo)) for p in periods], memo.lit(0.0)
+            )
             return [self.named("expected", expected)]
         if step == 3:
-            return [self.named("level", _pick([(period == p, self._level(p)) for p in periods], F.lit("medium")))]
-        target = _pick([(period == p, self._target(p)) for p in periods], F.lit(None).cast("double"))
-        points = _pick([(self.col("level") == lvl, F.lit(pts)) for lvl, pts in t.points.items()], F.lit(0))
+            level = _pick([(self.is_("period", p), self._level(p)) for p in periods], memo.lit("medium"))
+            return [self.named("level", level)]
+        no_target = memo.get(("no_target",), lambda: F.lit(None).cast("double"))
+        target = _pick([(self.is_("period", p), self._target(p)) for p in periods], no_target)
+        points = _pick([(self.is_("level", lvl), memo.lit(pts)) for lvl, pts in t.points.items()], memo.lit(0))
         return [self.named("target", target), self.named("points", points)]
 
     def _level(self, period: str) -> Column:
-        levels = self.template.thresholds[period]
+        levels, memo = self.template.thresholds[period], self.memo
         if levels[0].is_relative:
-            rules = self.settings.dynamic_levels
-            return _pick(
-                [
-                    (F.coalesce(expressions.compile_expression(rule, self.names), F.lit(False)), F.lit(lvl))
-                    for lvl, rule in rules
-                ],
-                F.lit("medium"),
-            )
+            return memo.get(("dynamic_level",), self._dynamic_level)
         # the easiest level that is still a stretch over the usual pace
         expected = self.col("expected")
-        return _pick([(F.lit(t.target) > expected, F.lit(t.level)) for t in levels], F.lit(levels[-1].level))
+        return _pick([(memo.lit(t.target) > expected, memo.lit(t.level)) for t in levels], memo.lit(levels[-1].level))
+
+    def _dynamic_level(self) -> Column:
+        """The level of a personalised mission: the first of the configured rules that holds."""
+        memo = self.memo
+        rules = [
+            (F.coalesce(expressions.compile_expression(rule, self.names), memo.lit(False)), memo.lit(lvl))
+            for lvl, rule in self.settings.dynamic_levels
+        ]
+        return _pick(rules, memo.lit("medium"))
 
     def _target(self, period: str) -> Column:
-        levels, level, expected = self.template.thresholds[period], self.col("level"), self.col("expected")
+        levels, expected, memo = self.template.thresholds[period], self.col("expected"), self.memo
         if not levels[0].is_relative:
-            return _pick([(level == t.level, F.lit(t.target)) for t in levels], F.lit(levels[-1].target))
-        raw = _pick([(level == t.level, F.greatest(expected * t.relative, F.lit(t.minimum))) for t in levels], expected)
+            return _pick(
+                [(self.is_("level", t.level), memo.lit(t.target)) for t in levels], memo.lit(levels[-1].target)
+            )
+        raw = _pick(
+            [(self.is_("level", t.level), F.greatest(expected * t.relative, memo.lit(t.minimum))) for t in levels],
+            expected,
+        )
         target = friendly(raw)
         if self.metric.aggregation in ("days", "streak"):
-            target = F.least(target, F.lit(float(self.settings.period_days[period])))
+            target = F.least(target, memo.lit(float(self.settings.period_days[period])))
         return target
 
     def offered(self) -> Column:
@@ -248,49 +276,49 @@ class _Candidate:
 
     def fields(self) -> dict[str, Column]:
         """The mission's fields by name: a candidate's columns after subscriber, segment, holdout."""
-        t, metric, node = self.template, self.metric, self.node
+        t, metric, node, memo = self.template, self.metric, self.node, self.memo
         level, target, period, points = self.col("level"), self.col("target"), self.col("period"), self.col("points")
-        period_days = _pick([(period == p, F.lit(self.settings.period_days[p])) for p in self.periods], F.lit(1))
-        offer = F.col("nbo_offer_id") if t.offer_id == "nbo" else F.lit(t.offer_id).cast("string")
-        shown = expressions.shown_values(node, self.names, self.numeric)
-        text = expressions.to_text(node)
+        period_days = _pick(
+            [(self.is_("period", p), memo.lit(self.settings.period_days[p])) for p in self.periods], memo.lit(1)
+        )
+        offer = memo.col("nbo_offer_id") if t.offer_id == "nbo" else memo.lit(t.offer_id).cast("string")
+        shown = expressions.shown_values(node, self.names, self.numeric, memo)
+        eligibility = memo.lit(f"eligibility: {expressions.to_text(node)}")
         reason = F.concat_ws(
             "; ",
-            F.concat(F.lit(f"eligibility: {text}"), F.lit(" ["), F.concat_ws(", ", *shown), F.lit("]"))
-            if shown
-            else F.lit(f"eligibility: {text}"),
-            F.concat(F.lit("segment="), F.col("segment")),
+            F.concat(eligibility, memo.lit(" ["), F.concat_ws(", ", *shown), memo.lit("]")) if shown else eligibility,
+            memo.get(("segment_text",), lambda: F.concat(F.lit("segment="), F.col("segment"))),
             F.format_string(
-                "level %s: usual %.1f %s a %s", level, self.col("expected"), F.lit(metric.unit), _period_word(period)
+                "level %s: usual %.1f %s a %s", level, self.col("expected"), memo.lit(metric.unit), self.period_word
             ),
         )
-        version = F.lit(f"v{t.version}")
+        version = memo.lit(f"v{t.version}")
         if t.is_personalised:
-            subscriber = F.substring("subscriber_id", 1, 16)
+            subscriber = memo.get(("subscriber_prefix",), lambda: F.substring("subscriber_id", 1, 16))
             mission_id = F.concat_ws(
-                ".", F.lit(t.id), version, F.lit("dyn"), level, period, subscriber, F.lit(self.ds.isoformat())
+                ".", memo.lit(t.id), version, memo.lit("dyn"), level, period, subscriber, memo.lit(self.ds.isoformat())
             )
         else:
-            mission_id = F.concat_ws(".", F.lit(t.id), version, F.col("segment"), level, period)
+            mission_id = F.concat_ws(".", memo.lit(t.id), version, memo.col("segment"), level, period)
         return {
             "mission_id": mission_id,
-            "template_id": F.lit(t.id),
-            "template_version": F.lit(t.version),
-            "category": F.lit(t.category),
-            "metric": F.lit(t.metric),
-            "aggregation": F.lit(t.aggregation),
+            "template_id": memo.lit(t.id),
+            "template_version": memo.lit(t.version),
+            "category": memo.lit(t.category),
+            "metric": memo.lit(t.metric),
+            "aggregation": memo.lit(t.aggregation),
             "level": level,
             "target_value": target,
             "period": period,
             "period_days": period_days,
             "reward_points": points,
             "offer_id": offer,
-            "badge": F.lit(t.badge),
-            "priority": F.lit(t.priority),
-            "cooldown_days": F.lit(t.cooldown_days),
-            "is_dynamic": F.lit(t.is_personalised),
+            "badge": memo.lit(t.badge),
+            "priority": memo.lit(t.priority),
+            "cooldown_days": memo.lit(t.cooldown_days),
+            "is_dynamic": memo.lit(t.is_personalised),
             "reason": reason,
-            "description": _render(t, target, metric.unit, period, points),
+            "description": _render(t, target, memo.lit(metric.unit), self.period_word, points, memo),
         }
 
 
@@ -391,9 +419,10 @@ def _staged(
 ) -> tuple[DataFrame, list[_Candidate]]:
     """The subjects with every template's staged values (period, usual level, level, target,
     points), computed in four projections, one value per column."""
-    names = {c: F.col(c) for c in subjects.columns if not c.startswith("_")}  # not baselines, not slots
+    memo = ColumnMemo()
+    names = {c: memo.col(c) for c in subjects.columns if not c.startswith("_")}  # not baselines, not slots
     numeric = frozenset(c for c, kind in subjects.dtypes if kind == "double")
-    plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric) for i, t in enumerate(templates)]
+    plans = [_Candidate(i, t, metrics[t.metric], settings, names, ds, numeric, memo) for i, t in enumerate(templates)]
     staged = subjects
     for step in (1, 2, 3, 4):
         staged = staged.select("*", *[c for plan in plans for c in plan.stage(step)])
@@ -407,12 +436,14 @@ def _missions(staged: DataFrame, plans: Sequence[_Candidate], numbers: Column) -
     fields = [plan.fields() for plan in plans]
     types = {"period_days": "int", **{f.name: f.dataType for f in schema_of(MISSION_ASSIGNMENTS).fields}}
     number = F.col("_template")
+    is_number = [number == i for i in range(len(plans))]  # the same conditions in every field's CASE
+    nothing = F.lit(None)
     return rows.select(
         "subscriber_id",
         "segment",
         "holdout",
         *[
-            _pick([(number == i, f[name]) for i, f in enumerate(fields)], F.lit(None)).cast(types[name]).alias(name)
+            _pick(list(zip(is_number, [f[name] for f in fields], strict=True)), nothing).cast(types[name]).alias(name)
             for name in fields[0]
         ],
     )

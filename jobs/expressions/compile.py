@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from jobs.expressions.inspection import names
 from jobs.expressions.nodes import COMPARE_OPS, Binary, BoolOp, Compare, InList, IsNull, Literal, Name, Node, Unary
 from jobs.expressions.typecheck import validate
+from jobs.frames import ColumnMemo
 
 _BinaryFn = Callable[[Column, Column], Column]
 # try_divide / try_mod give null instead of an ANSI division-by-zero error
@@ -60,15 +61,20 @@ def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
     raise TypeError(f"not an expression node: {node!r}")
 
 
-def shown_values(node: Node, columns: Mapping[str, Column], numeric: Iterable[str] = ()) -> list[Column]:
+def shown_values(
+    node: Node, columns: Mapping[str, Column], numeric: Iterable[str] = (), memo: ColumnMemo | None = None
+) -> list[Column]:
     """`name=value` for every name the expression reads (numbers rounded to 2 places), to show
-    why a rule fired."""
+    why a rule fired. With a `memo`, each name's value over the same column is built once."""
+    memo = memo or ColumnMemo()
     numeric = set(numeric)
+
+    def shown(name: str) -> Column:
+        value = F.round(columns[name], 2) if name in numeric else columns[name]
+        return F.format_string(f"{name}=%s", F.coalesce(value.cast("string"), memo.lit("null")))
+
     return [
-        F.format_string(
-            f"{n}=%s",
-            F.coalesce((F.round(columns[n], 2) if n in numeric else columns[n]).cast("string"), F.lit("null")),
-        )
+        memo.get(("shown", n, n in numeric, id(columns[n])), lambda n=n: shown(n), pin=columns[n])
         for n in sorted(names(node))
     ]
 

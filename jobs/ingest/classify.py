@@ -149,11 +149,9 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
     first = F.when(reasons[0][0], F.struct(reasons[0][1].alias("reason"), reasons[0][2].alias("message")))
     for condition, code, text in reasons[1:]:  # one flat CASE: the first failing check wins
         first = first.when(condition, F.struct(code.alias("reason"), text.alias("message")))
-    return df.withColumn("_reject", first).select(
-        *[c for c in df.columns],
-        F.col("_reject.reason").alias("reject_reason"),
-        F.col("_reject.message").alias("reject_message"),
-    )
+    reasons_of = {"reject_reason": F.col("_reject.reason"), "reject_message": F.col("_reject.message")}
+    # added, then the struct dropped: naming every kept column would cost JVM round trips each
+    return df.withColumn("_reject", first).withColumns(reasons_of).drop("_reject")
 
 
 def mapping_conditions(source: Source, ctx: IngestContext) -> list[Column]:
@@ -208,12 +206,13 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
     )
     df = df.withColumn("_rank", ranked)
     duplicate_in_batch = F.col("reject_reason").isNull() & (F.col("_rank") > 1)
-    df = df.select(  # both from the same input: the condition reads the reason before it changes
-        *[c for c in df.columns if c not in ("reject_reason", "reject_message")],
-        F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason")).alias("reject_reason"),
-        F.when(duplicate_in_batch, F.lit("same record already accepted in this extract"))
-        .otherwise(F.col("reject_message"))
-        .alias("reject_message"),
+    df = df.withColumns(  # both from the same input: the condition reads the reason before it changes
+        {
+            "reject_reason": F.when(duplicate_in_batch, F.lit("duplicate")).otherwise(F.col("reject_reason")),
+            "reject_message": F.when(
+                duplicate_in_batch, F.lit("same record already accepted in this extract")
+            ).otherwise(F.col("reject_message")),
+        }
     )
     return df.withColumn("_status", _status())
 

@@ -9,6 +9,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs import expressions
+from jobs.frames import ColumnMemo
 from jobs.metrics import MetricRegistry
 from jobs.scoring.config import ML_SOURCE, Feature, ScoringConfig
 
@@ -71,10 +72,11 @@ def compute_features(
             F.lit(None).cast("string").alias("model_version"),
         )
     tenure = F.datediff(F.lit(ds), F.col("activation_date"))
+    memo = ColumnMemo()  # the observed days of each window, shared by its features
     columns: dict[str, Column] = {}
     for feature in cfg.features:
         if feature.kind == "window":
-            columns[feature.name] = _window_feature(feature, tenure, history_days)
+            columns[feature.name] = _window_feature(feature, tenure, history_days, memo)
         elif feature.kind == "profile":
             columns[feature.name] = _profile_feature(feature.spec["profile"], tenure)
         elif feature.kind == "ml":
@@ -92,19 +94,23 @@ def compute_features(
     return df.select(*passthrough, *[col.alias(name) for name, col in columns.items()])
 
 
-def _window_feature(feature: Feature, tenure: Column, history_days: int) -> Column:
+def _window_feature(feature: Feature, tenure: Column, history_days: int, memo: ColumnMemo) -> Column:
     window, agg, value = int(feature.spec["window"]), feature.spec["agg"], F.col(feature.name)
-    observed = F.least(
-        F.lit(float(window)), F.lit(float(history_days)), F.coalesce(tenure + 1, F.lit(window)).cast("double")
-    )
-    observed = F.greatest(observed, F.lit(1.0))
+
+    def observed_days() -> Column:
+        observed = F.least(
+            F.lit(float(window)), F.lit(float(history_days)), F.coalesce(tenure + 1, F.lit(window)).cast("double")
+        )
+        return F.greatest(observed, F.lit(1.0))
+
+    observed = memo.get(("observed", window), observed_days)
     if agg == "days_since":  # never in the observed history: at least that long
         return F.coalesce(value, observed)
     if agg == "last":
         return value.cast("double")
     if agg in ("day_rate", "daily_avg"):
-        return F.coalesce(value, F.lit(0.0)) / observed
-    return F.coalesce(value, F.lit(0.0)).cast("double")
+        return F.coalesce(value, memo.lit(0.0)) / observed
+    return F.coalesce(value, memo.lit(0.0)).cast("double")
 
 
 def _profile_feature(name: str, tenure: Column) -> Column:

@@ -49,10 +49,11 @@ def percentile_cuts(features: DataFrame, cfg: ScoringConfig) -> dict[str, DataFr
     """Approximate percentile cut points (99 per component) per `by` group, one aggregation
     per distinct group column; tiny results, joined back by broadcast."""
     by_group: dict[str, list[Column]] = {}
+    percentages = F.array(*[F.lit(p) for p in PERCENTILES])  # one literal for every component
     for score, components in cfg.scores.items():
         for c in components:
             if c.method == "percentile":
-                cut = F.percentile_approx(_transformed(c), PERCENTILES, 1000).alias(_quantile_column(score, c))
+                cut = F.percentile_approx(_transformed(c), percentages, 1000).alias(_quantile_column(score, c))
                 by_group.setdefault(c.by, []).append(cut)
     cuts = {}
     for by, aggregates in by_group.items():
@@ -83,15 +84,14 @@ def with_cut_ranks(df: DataFrame, components: Sequence[tuple[str, Component]]) -
         return df
     values = {f"_value_{score}_{component.name}": _transformed(component) for score, component in components}
     df = df.select("*", *[v.alias(name) for name, v in values.items()], *[F.lit(0).alias(name) for name in counts])
-    kept = [c for c in df.columns if c not in counts]
     for step in SEARCH_STEPS:
-        moved = []
+        moved = {}
         for name, (score, component, strict) in counts.items():
             position, value = F.col(name), F.col(f"_value_{score}_{component.name}")
             cut = F.get(F.col(_quantile_column(score, component)), position + (step - 1))  # null past the end
             below = cut < value if strict else cut <= value
-            moved.append((position + F.when(below, step).otherwise(0)).alias(name))
-        df = df.select(*kept, *moved)  # a projection per step: each reads the position twice
+            moved[name] = position + F.when(below, step).otherwise(0)
+        df = df.withColumns(moved)  # a projection per step: each reads the position twice
     return df.drop(*values)
 
 

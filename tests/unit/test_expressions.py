@@ -27,9 +27,11 @@ from jobs.expressions import (
     compile_expression,
     names,
     parse,
+    shown_values,
     to_text,
     validate,
 )
+from jobs.frames import ColumnMemo
 
 SCORES = ["digital", "engagement", "loyalty", "revenue", "risk", "segment"]
 STREAK = "templates/missions/streak.yaml"
@@ -433,6 +435,33 @@ def test_mapping_resolves_names_to_columns(frame: DataFrame, monkeypatch: pytest
     monkeypatch.setattr(F, "expr", no_sql_text)
     allowed = {"score": F.col("a") * 35, "label": F.upper(F.col("x"))}
     assert _evaluate(frame, "score >= 70 and label != 'C'", allowed) == [False, T, False, N]
+
+
+@pytest.mark.unit
+def test_shown_values_are_built_once_per_name_and_column(frame: DataFrame) -> None:
+    memo = ColumnMemo()
+    a, doubled = F.col("a"), F.col("a") * 2
+    first = shown_values(parse("a > 1 and y < 0"), {"a": a, "y": F.col("y")}, ["y"], memo)
+    again = shown_values(parse("a > 2"), {"a": a}, (), memo)
+    other = shown_values(parse("a > 2"), {"a": doubled}, (), memo)  # same name, another column
+    assert again[0] is first[0] and other[0] is not first[0]
+    rows = frame.select("id", F.concat_ws(", ", *first).alias("v"), other[0].alias("w")).orderBy("id").collect()
+    assert [(r.v, r.w) for r in rows] == [
+        ("a=1, y=null", "a=2"),
+        ("a=2, y=1.5", "a=4"),
+        ("a=3, y=-2.0", "a=6"),
+        ("a=null, y=0.0", "a=null"),
+    ]
+
+
+@pytest.mark.unit
+def test_a_memo_keeps_literals_of_different_types_apart(spark: SparkSession) -> None:
+    memo = ColumnMemo()
+    one, one_again = memo.lit(1), memo.lit(1)
+    values = [memo.lit(1), memo.lit(1.0), memo.lit(True), memo.lit("1")]
+    row = spark.range(1).select(*[v.alias(f"v{i}") for i, v in enumerate(values)]).first()
+    assert one is one_again
+    assert [type(row[f"v{i}"]) for i in range(4)] == [int, float, bool, str]
 
 
 @pytest.mark.unit
