@@ -14,7 +14,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.frames import ColumnMemo, string_map
+from jobs.frames import string_map
 from jobs.ingest.classify import mapping_conditions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import value_column
@@ -59,8 +59,8 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
         return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
     conditions = mapping_conditions(source, ctx)
     per_mapping = [_mapping_fields(i, mapping, source, ctx) for i, mapping in enumerate(source.mappings)]
-    memo = ColumnMemo()  # each mapping's condition, shared by every field's CASE
-    shared, attributes = _attribute_values(source, ctx, memo)
+    is_mapping = [F.col(_MAPPING) == i for i in range(len(source.mappings))]  # shared by every field's CASE
+    shared, attributes = _attribute_values(source, ctx, is_mapping)
     # exploded with its nulls, then filtered: dropping them inside the array takes a lambda,
     # which would keep the whole projection out of generated code
     numbered = (
@@ -74,11 +74,11 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
     )
 
     def field(name: str) -> Column:
-        return _by_mapping([fields[name] for fields in per_mapping], memo).alias(name)
+        return _by_mapping([fields[name] for fields in per_mapping], is_mapping).alias(name)
 
     return numbered.select(
         F.sha2(
-            F.concat_ws("|", F.col("record_key"), _by_mapping([f["mapping_id"] for f in per_mapping], memo)), 256
+            F.concat_ws("|", F.col("record_key"), _by_mapping([f["mapping_id"] for f in per_mapping], is_mapping)), 256
         ).alias("event_id"),
         "subscriber_id",
         field("event_type"),
@@ -104,11 +104,10 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
 _MAPPING = "_mapping"  # which of the source's mappings an exploded row is
 
 
-def _by_mapping(values: Sequence[Column], memo: ColumnMemo) -> Column:
-    """The value of the mapping this event came from."""
+def _by_mapping(values: Sequence[Column], is_mapping: Sequence[Column]) -> Column:
+    """The value of the mapping this event came from (`is_mapping[i]`: the event is mapping i's)."""
     if len(values) == 1:
         return values[0]
-    is_mapping = [memo.get((_MAPPING, i), lambda i=i: F.col(_MAPPING) == i) for i in range(len(values))]
     chosen = F.when(is_mapping[0], values[0])
     for condition, value in zip(is_mapping[1:], values[1:], strict=True):
         chosen = chosen.when(condition, value)
@@ -131,7 +130,7 @@ def _mapping_fields(i: int, mapping: Mapping[str, Any], source: Source, ctx: Ing
 
 
 def _attribute_values(
-    source: Source, ctx: IngestContext, memo: ColumnMemo
+    source: Source, ctx: IngestContext, is_mapping: Sequence[Column]
 ) -> tuple[dict[str, Column], dict[str, Column]]:
     """The attributes of an event by name (a mapping's own attributes override the source's),
     and the values to compute once per record before the explode (`_attribute_<name>`): the
@@ -150,7 +149,7 @@ def _attribute_values(
             spec = {**source.attributes, **(mapping.get("attributes") or {})}.get(name)
             where = f"mappings[{i}].attributes.{name}"
             values.append(F.lit(None) if spec is None else value_column(spec, source, ctx, where=where))
-        attributes[name] = _by_mapping(values, memo)
+        attributes[name] = _by_mapping(values, is_mapping)
     return shared, attributes
 
 
