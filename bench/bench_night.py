@@ -499,8 +499,9 @@ def report_references(night: Night, out: Callable[[str], None]) -> None:
     """Put each reference's seconds, the ratio and the verdict on the stage it checks, and print them."""
     for entry in night.rows:
         check = night.checks.get(REFERENCED.get(entry["stage"], ""))
-        if check is not None:
-            entry["reference_seconds"] = round(check.reference_seconds, 3)
+        if check is not None:  # a reference that could not run has no seconds (and does not agree)
+            ran = "error" not in check.details
+            entry["reference_seconds"] = round(check.reference_seconds, 3) if ran else None
             entry["ratio"] = _ratio(entry)
             entry["agree"] = check.agree
     for stage, name in REFERENCED.items():
@@ -510,9 +511,10 @@ def report_references(night: Night, out: Callable[[str], None]) -> None:
             continue
         verdict = "agree" if check.agree else "DISAGREE"
         compared = COMPARED.get(stage, "seconds")
+        duckdb = "-" if entry["reference_seconds"] is None else f"{entry['reference_seconds']:.2f}"
         basis = "" if compared == "seconds" else f" ({compared}; {entry['seconds']:.1f} s with the shared write)"
         out(
-            f"   reference {name:<15} spark {entry[compared]:7.1f} s  duckdb {check.reference_seconds:7.2f} s  "
+            f"   reference {name:<15} spark {entry[compared]:7.1f} s  duckdb {duckdb:>7} s  "
             f"ratio {entry['ratio'] if entry['ratio'] is not None else '-':>6}  {verdict}{basis}"
         )
         for note in check.excluded:
@@ -523,8 +525,9 @@ def report_references(night: Night, out: Callable[[str], None]) -> None:
 
 def median_stages(runs: Sequence[Night]) -> list[dict[str, Any]]:
     """One entry per stage over the repeats: the median seconds (every run's in `seconds_runs`),
-    the median reference seconds and their ratio, agreement only when every repeat agreed, the
-    highest peak memory. Rows and jobs are the first run's (a rerun of the same inputs)."""
+    the median reference seconds of the runs whose reference ran and their ratio, agreement only
+    when every repeat's reference ran and agreed, the highest peak memory. Rows and jobs are the
+    first run's (a rerun of the same inputs)."""
     if len(runs) == 1:
         return runs[0].rows
     merged = []
@@ -554,7 +557,7 @@ def median_stages(runs: Sequence[Night]) -> list[dict[str, Any]]:
 def _ratio(entry: dict[str, Any]) -> float | None:
     """Spark seconds (those COMPARED names for the stage) over the reference's."""
     spark_seconds = entry[COMPARED.get(entry["stage"], "seconds")]
-    return round(spark_seconds / entry["reference_seconds"], 2) if entry["reference_seconds"] else None
+    return round(spark_seconds / entry["reference_seconds"], 2) if entry.get("reference_seconds") else None
 
 
 def stage_entry(

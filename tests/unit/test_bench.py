@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from bench.bench_night import Night, copy_lakehouse, median_stages, peak_rss_mb, reset_peak_rss
+from bench.bench_night import Night, copy_lakehouse, median_stages, peak_rss_mb, report_references, reset_peak_rss
 from bench.fixed_cost import covered_seconds, job_intervals
+from bench.reference_checks import Check
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +73,25 @@ def test_a_stage_agrees_only_when_every_run_agreed():
     missing = _night(10.0, 6.0, 2.0, True, 4000.0)
     del missing.rows[1]["reference_seconds"], missing.rows[1]["agree"]  # its reference could not run
     assert median_stages([runs[0], missing])[1]["agree"] is False
+
+
+def test_a_reference_that_could_not_run_counts_no_seconds_and_leaves_the_median_to_the_others():
+    """A reference that failed (a full disk for DuckDB's spill) has no seconds: neither 0.0 in the
+    median nor a ratio, and the stage does not agree."""
+    runs, printed = [], []
+    for read, reference in ((24.0, 10.0), (30.0, None), (26.0, 12.0)):
+        night = Night([_stage("ingest:cdr", read + 16.0, read_seconds=read)], failure=None)
+        check = Check("cdr_ingest", reference or 0.0, reference is not None)
+        if reference is None:
+            check.details["error"] = "IOException: No space left on device"
+        night.checks["cdr_ingest"] = check
+        report_references(night, printed.append)
+        runs.append(night)
+    assert runs[1].rows[0]["reference_seconds"] is None and runs[1].rows[0]["ratio"] is None
+    assert "duckdb       - s  ratio      -  DISAGREE" in printed[1]
+    (cdr,) = median_stages(runs)
+    assert cdr["reference_seconds_runs"] == [10.0, 12.0] and cdr["reference_seconds"] == 11.0
+    assert cdr["ratio"] == round(26.0 / 11.0, 2) and cdr["agree"] is False
 
 
 def test_job_seconds_count_overlapping_jobs_once():
