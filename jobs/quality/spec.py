@@ -94,6 +94,7 @@ class QualitySpec:
     raw_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     data_docs_dir: str | None = None
     sample_size: int = 5
+    parallel_suites: int = 1
 
     def raw_for(self, source: str) -> dict[str, dict[str, Any]]:
         """Raw checks of one source: the defaults with its overrides merged in."""
@@ -124,6 +125,9 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
     sample_size = data.get("sample_size", 5)
     if not isinstance(sample_size, int) or sample_size < 0:
         fail("sample_size", f"must be a non-negative integer, got {sample_size!r}")
+    parallel = data.get("parallel_suites", 1)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        fail("parallel_suites", f"must be a positive integer, got {parallel!r}")
     raw = data.get("raw") or {}
     raw_checks = raw.get("checks") or {}
     overrides = raw.get("sources") or {}
@@ -152,6 +156,7 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
         raw_overrides=overrides,
         data_docs_dir=data.get("data_docs_dir"),
         sample_size=sample_size,
+        parallel_suites=parallel,
     )
 
 

@@ -1,7 +1,11 @@
-"""Running a planned suite through Great Expectations: the ephemeral GX context (keeping
+"""Running planned suites through Great Expectations: the ephemeral GX context (keeping
 validation results in the date's Data Docs site), one Checkpoint per suite over its persisted
 batch with samples of the unexpected values of failed expectations, and `observed_text`, the
 readable account of a result that quality_results stores.
+
+`register` adds a suite to the context over a data source of its own (GX keeps the loaded batch
+in its data source's execution engine), so registered suites can be validated in parallel threads:
+`validate` then writes only the suite's own validation result.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +68,25 @@ def gx_context(site: str | None) -> Any:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> list[Outcome]:
-    """Run one suite through a GX Checkpoint over its persisted batch; one outcome per expectation.
+@dataclass(frozen=True)
+class RegisteredSuite:
+    """A suite added to a GX context: its checkpoint and the batch definition it validates."""
 
-    The checkpoint counts unexpected rows only; expectations that failed are validated again
-    for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job."""
+    plan: SuitePlan
+    checkpoint: Any
+    batch_definition: Any
+
+
+def register(context: Any, plan: SuitePlan) -> RegisteredSuite:
+    """Add the plan's suite, validation definition and checkpoint to the context, over a Spark
+    data source named after the suite. Registration changes the context: call it from one thread."""
     gx = import_gx()
     expectations = []
     for i, planned in enumerate(plan.planned):
         planned.expectation.meta = {**(planned.expectation.meta or {}), "quality_id": i}
         expectations.append(planned.expectation)
-    asset = context.data_sources.get("lakehouse").add_dataframe_asset(name=plan.name)
-    batch_definition = asset.add_batch_definition_whole_dataframe(plan.name)
+    source = context.data_sources.add_spark(plan.name, persist=False)  # validate() persists the batch itself
+    batch_definition = source.add_dataframe_asset(name=plan.name).add_batch_definition_whole_dataframe(plan.name)
     suite = context.suites.add(gx.ExpectationSuite(name=plan.name, expectations=expectations))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=plan.name, data=batch_definition, suite=suite)
@@ -86,9 +98,18 @@ def validate(context: Any, plan: SuitePlan, run_id: Any, sample_size: int) -> li
             result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
         )
     )
+    return RegisteredSuite(plan, checkpoint, batch_definition)
+
+
+def validate(registered: RegisteredSuite, run_id: Any, sample_size: int) -> list[Outcome]:
+    """Run one registered suite's Checkpoint over its persisted batch; one outcome per expectation.
+
+    The checkpoint counts unexpected rows only; expectations that failed are validated again
+    for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job."""
+    plan, batch_definition = registered.plan, registered.batch_definition
     batch = plan.batch.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        run = checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
+        run = registered.checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
         results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
         floored = {
             i

@@ -10,19 +10,21 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from jobs.context import RunContext
 from jobs.quality.expectations import import_gx
 from jobs.quality.outcomes import Outcome, QualityError
 from jobs.quality.plan import due_sources, plan_raw, plan_table
-from jobs.quality.spec import RAW_PREFIX, selected, suite_names
-from jobs.quality.validation import SITE_NAME, gx_context, site_dir, validate
+from jobs.quality.spec import RAW_PREFIX, QualitySpec, selected, suite_names
+from jobs.quality.validation import SITE_NAME, RegisteredSuite, gx_context, register, site_dir, validate
 from jobs.tables import QUALITY_RESULTS, schema_of
 
 __all__ = ["run"]
@@ -45,22 +47,14 @@ def run(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
     if site and suites is None:
         shutil.rmtree(site, ignore_errors=True)  # a full rerun replaces the date's site
     context = gx_context(site)
-    context.data_sources.add_spark("lakehouse", persist=False)  # validate() persists each batch itself
     run_id = import_gx().RunIdentifier(
         run_name=f"quality-{ctx.ds.isoformat()}", run_time=datetime.combine(ctx.ds, datetime.min.time(), UTC)
     )
+    registered = [register(context, plan) for plan in plans if plan.batch is not None and plan.planned]
+    validated = _validate_all(ctx.spark, registered, run_id, spec)
     outcomes: list[Outcome] = []
     for plan in plans:
-        outcomes += plan.outcomes
-        if plan.batch is not None and plan.planned:
-            suite_started = time.monotonic()
-            outcomes += validate(context, plan, run_id, spec.sample_size)
-            log.info(
-                "quality suite %s: %d expectations in %.1fs",
-                plan.name,
-                len(plan.planned),
-                time.monotonic() - suite_started,
-            )
+        outcomes += plan.outcomes + validated.get(plan.name, [])
     docs_url = None
     if site:
         context.build_data_docs(site_names=[SITE_NAME])  # once for every suite: far cheaper than per checkpoint
@@ -90,6 +84,31 @@ def run(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
             failed_critical,
         )
     return summary
+
+
+def _validate_all(
+    spark: SparkSession, registered: Sequence[RegisteredSuite], run_id: Any, spec: QualitySpec
+) -> dict[str, list[Outcome]]:
+    """The outcomes of each registered suite by name; up to `parallel_suites` validated at once:
+    while one suite's Spark jobs run, another's are planned and GX works through its results."""
+
+    def one(suite: RegisteredSuite) -> list[Outcome]:
+        started = time.monotonic()
+        outcomes = validate(suite, run_id, spec.sample_size)
+        log.info(
+            "quality suite %s: %d expectations in %.1fs",
+            suite.plan.name,
+            len(suite.plan.planned),
+            time.monotonic() - started,
+        )
+        return outcomes
+
+    if spec.parallel_suites == 1 or len(registered) < 2:
+        return {suite.plan.name: one(suite) for suite in registered}
+    with ThreadPoolExecutor(max_workers=spec.parallel_suites, thread_name_prefix="quality") as pool:
+        # each suite runs with its own copy of this thread's Spark local properties (job group, description)
+        futures = {suite.plan.name: pool.submit(inheritable_thread_target(spark)(one), suite) for suite in registered}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def results_frame(ctx: RunContext, outcomes: Sequence[Outcome]) -> DataFrame:

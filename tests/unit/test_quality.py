@@ -44,19 +44,20 @@ REWARD_TABLES = (
 )  # fmt: skip
 
 
-def config_for(root: Path):
+def config_for(root: Path, **quality: object):
     overrides = {
         "lakehouse.root": str(root / "lake"),
         "raw.root": str(root / "raw"),
         "quality.data_docs_dir": str(root / "docs"),
         # the tiny lakehouses here hold only the tables a test needs
         **{f"quality.tables.{t}.optional": True for t in REWARD_TABLES},
+        **{f"quality.{key}": value for key, value in quality.items()},
     }
     return load_config(env="test", overrides=overrides, environ={})
 
 
-def context(spark, root: Path, ds: date) -> RunContext:
-    config = config_for(root)
+def context(spark, root: Path, ds: date, **quality: object) -> RunContext:
+    config = config_for(root, **quality)
     return RunContext(spark, config, build_lakehouse(spark, config), ds, only_sources=["cdr"])
 
 
@@ -157,13 +158,15 @@ def bad(spark, tmp_path_factory):
         del rows["events_rejected"]  # a required table is absent
     write_tables(spark, ctx.lakehouse, {D1: earlier, D2: day})
     write_cdr(root, D2, ["0611111111", None, None, "0644444444"])
-    defective = [
-        "raw.cdr", "behavior_scores", "events*", "pipeline_runs", "mission_assignments", "badge_awards",
-        "subscriber_state",
-    ]  # fmt: skip
     with pytest.raises(QualityError) as raised:
-        run_quality(ctx, defective)
+        run_quality(ctx, DEFECTIVE)
     return ctx, raised.value
+
+
+DEFECTIVE = [
+    "raw.cdr", "behavior_scores", "events*", "pipeline_runs", "mission_assignments", "badge_awards",
+    "subscriber_state",
+]  # fmt: skip
 
 
 # -- end to end ---------------------------------------------------------------------------------
@@ -251,6 +254,32 @@ def test_failures_are_recorded_before_raising(bad):
     assert ("behavior_scores", "engagement", "critical") in failed
     assert ("pipeline_runs", "reject_rate", "critical") in failed
     assert len(failed) == len(error.failures)
+
+
+def test_suites_validated_in_parallel_give_the_results_and_jobs_of_one_at_a_time(spark, bad):
+    ctx, _ = bad
+    assert ctx.settings.quality.parallel_suites > 1  # the shipped setting
+    root = Path(ctx.config.get("raw.root")).parent
+    runs = {}
+    for parallel in (1, 4, 1, 4):
+        ctx = context(spark, root, D2, parallel_suites=parallel)
+        group = f"quality-{parallel}-{len(runs)}"
+        spark.sparkContext.setJobGroup(group, "quality")
+        try:
+            with pytest.raises(QualityError) as raised:
+                run_quality(ctx, DEFECTIVE)
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        rows = sorted((tuple(r) for r in results_of(ctx, D2)), key=repr)
+        jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+        runs[group] = (parallel, str(raised.value), [o.describe() for o in raised.value.failures], rows, jobs)
+    first, *later = runs.values()
+    assert len(first[2]) == 10
+    # the same message, failures in the same order and quality_results rows
+    assert [r[1:4] for r in later] == [first[1:4]] * 3
+    # the suites' Spark jobs count in the caller's job group from the suites' threads too: as
+    # many as one at a time (once the first run on this lakehouse, which starts one more, is past)
+    assert [r[4] for r in later] == [later[1][4]] * 3 and later[1][4] > 0
 
 
 # -- pure parts ---------------------------------------------------------------------------------
@@ -449,3 +478,6 @@ def test_floor_and_stage_config_errors_name_the_key(tmp_path):
         )
     with pytest.raises(ConfigError, match=r"tables\.t\.validated_by: must be one of quality, exports"):
         load_spec(path, {"tables": {"t": {"checks": [], "validated_by": "campaigns"}}})
+    for wrong in (0, "2", True):
+        with pytest.raises(ConfigError, match=rf"parallel_suites: must be a positive integer, got {wrong!r}"):
+            load_spec(path, {"tables": {"t": {"checks": []}}, "parallel_suites": wrong})
