@@ -53,6 +53,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -721,6 +722,9 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     spark_conf.update(dict(item.split("=", 1) for item in args.spark_conf))
     settings = {**bench_config(args.workdir / "_session", args.env, spark_conf).get("spark", {}), "log_level": "ERROR"}
     session = spark or build_session(settings)
+    runtime = machine(session)
+    java = runtime["java"]
+    print(f"Java {java['version']} ({java['vendor']}), Spark {runtime['spark']}, delta-spark {runtime['delta_spark']}")
     started = datetime.now().astimezone()
     sizes = []
     try:
@@ -750,7 +754,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             session.stop()
     report = {
         "started": started.isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": runtime,
         "settings": {
             "history_days": args.history_days,
             "real_history_days": args.real_history_days,
@@ -775,6 +779,24 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     print(f"results: {path}")
     ok = all(s["failure"] is None and all(e.get("agree", True) for e in s["stages"]) for s in sizes)
     return 0 if ok else 1
+
+
+def machine(spark: SparkSession) -> dict[str, Any]:
+    """What ran the figures: cores, platform and the versions that change them (the JVM's
+    above all: the same night runs at different speeds on different Java releases)."""
+    system = spark.sparkContext._jvm.java.lang.System  # type: ignore[union-attr]
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "java": {
+            "version": system.getProperty("java.version"),
+            "vendor": system.getProperty("java.vendor"),
+            "home": system.getProperty("java.home"),
+        },
+        "spark": spark.version,
+        "delta_spark": version("delta-spark"),
+    }
 
 
 def write_report(report: dict[str, Any], directory: Path, started: datetime) -> Path:

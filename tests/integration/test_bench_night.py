@@ -6,6 +6,7 @@ Timing is never asserted; the figures only have to be there.
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 
 import pytest
 from deltalake import DeltaTable
@@ -64,3 +65,11 @@ def test_bench_night_writes_every_figure_and_agrees_with_the_reference(spark, tm
     assert second.version() == first.version()
     assert second.to_pyarrow_table().num_rows == first.to_pyarrow_table().num_rows > 0
     assert report["scaling"] == [{"subscribers": 300, "night_seconds": size["night_seconds"]}]
+    # the versions behind the figures: the JVM that ran them, Spark's and Delta's
+    java = spark.sparkContext._jvm.java.lang.System
+    assert report["machine"]["java"] == {
+        "version": java.getProperty("java.version"),
+        "vendor": java.getProperty("java.vendor"),
+        "home": java.getProperty("java.home"),
+    }
+    assert (report["machine"]["spark"], report["machine"]["delta_spark"]) == (spark.version, version("delta-spark"))
