@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from jobs import expressions
 from jobs.config import compose_yaml, load_yaml
 from jobs.definitions import DefinitionError, Kind, newest_version, node_position, read_definitions, unique, value_node
-from jobs.frames import string_map
+from jobs.frames import local_frame, string_map
 from jobs.offers import with_offer_grants
 
 TRIGGER_TYPES = ("mission_assigned", "mission_completed", "badge_awarded", "tier_changed", "score_crossed")
@@ -262,8 +262,10 @@ def audiences(subjects: DataFrame, settings: CampaignSettings, ds: date) -> Data
         for name, rule in settings.audiences
     ]
     if not members:
-        return subjects.sparkSession.createDataFrame(
-            [], "audience string, subscriber_id string, audience_version string, audience_ds date"
+        return local_frame(
+            subjects.sparkSession,
+            [],
+            "audience string, subscriber_id string, audience_version string, audience_ds date",
         )
     exploded = subjects.filter(~F.col("holdout")).select(
         F.explode(F.array(*members)).alias("audience"),

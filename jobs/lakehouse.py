@@ -33,6 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.frames import local_frame
 from jobs.spark import scoped_sql_conf
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class Lakehouse:
     def read_or_empty(self, table: str, schema: T.StructType, **kwargs: Any) -> DataFrame:
         if self.exists(table):
             return self.read(table, **kwargs)
-        return self.spark.createDataFrame([], schema)
+        return local_frame(self.spark, [], schema)
 
     # -- writing -----------------------------------------------------------------------------
 

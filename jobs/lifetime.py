@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.config import ConfigError, load_yaml
+from jobs.frames import local_frame
 
 AGGREGATIONS = ("sum", "days", "max", "streak", "return_gap")
 RETURN_WINDOW_DAYS = 30  # return_gap without a `window`: the return counts when within the last month
@@ -148,7 +149,7 @@ def advance(
         )
         new = new.join(counts, "subscriber_id", "full")
     if state is None:
-        state = activity.sparkSession.createDataFrame([], "subscriber_id string, state map<string,double>")
+        state = local_frame(activity.sparkSession, [], "subscriber_id string, state map<string,double>")
     joined = state.join(new, "subscriber_id", "full")
     held, zero = F.col("state"), F.lit(0.0)  # built once: each Column built is a round trip to the JVM
 

@@ -31,6 +31,7 @@ from pyspark.sql.window import Window
 from jobs import expressions
 from jobs.config import ConfigError, compose_yaml, load_yaml
 from jobs.definitions import DefinitionError, Kind, newest_version, node_position, read_definitions, unique, value_node
+from jobs.frames import local_frame
 
 ENTRY_COLUMNS = ("entry_id", "subscriber_id", "entry_type", "source_id", "points", "description", "expires_ds")
 LEDGER_COLUMNS = (*ENTRY_COLUMNS, "requested_points", "status", "status_reason", "entry_ds")
@@ -324,8 +325,10 @@ def tiers(
         holds = F.coalesce(expressions.compile_expression(rule, names), F.lit(False))
         qualified = F.when(holds, F.lit(rank)).otherwise(qualified) if rank > 1 else qualified
     if previous is None:
-        previous = subjects.sparkSession.createDataFrame(
-            [], "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date"
+        previous = local_frame(
+            subjects.sparkSession,
+            [],
+            "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date",
         )
     prev = previous.select(
         "subscriber_id",

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.config import ConfigError, load_yaml
-from jobs.frames import ColumnMemo
+from jobs.frames import ColumnMemo, local_frame
 from jobs.metrics import DAY_BITS, day_mask, with_longest_runs
 from jobs.tables import MISSION_ASSIGNMENTS, MISSION_CATALOG, PROFILE_NAMES, schema_of
 from jobs.templates import DEFAULT_PERIOD_DAYS, LEVELS, MissionMetric, MissionTemplate
@@ -459,4 +459,4 @@ def eligibility_names(score_names: Sequence[str], feature_names: Sequence[str]) 
 def catalog_frame(spark: Any, rows: list[dict[str, Any]], ds: date) -> DataFrame:
     schema = schema_of(MISSION_CATALOG)
     ordered = [(*(r.get(f.name) for f in schema.fields if f.name != "catalog_date"), ds) for r in rows]
-    return spark.createDataFrame(ordered, schema)
+    return local_frame(spark, ordered, schema)

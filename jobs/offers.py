@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from jobs.config import ConfigError, load_yaml
+from jobs.frames import local_frame
 
 OFFER_TYPES = ("data_bundle", "voice_bundle", "sms_bundle", "partner_service", "roaming_pass", "loyalty_perk")
 NBO = "nbo"  # a template's reward.offer_id meaning "the subscriber's next-best offer"
@@ -79,8 +80,10 @@ class OfferCatalogue:
     def frame(self, spark: SparkSession) -> DataFrame:
         """One row per offer: offer_id, offer_name, offer_type, validity_days, daily_max_grants."""
         rows = [(o.id, o.name, o.type, o.validity_days, o.daily_max_grants) for o in self.offers.values()]
-        return spark.createDataFrame(
-            rows, "offer_id string, offer_name string, offer_type string, validity_days int, daily_max_grants int"
+        return local_frame(
+            spark,
+            rows,
+            "offer_id string, offer_name string, offer_type string, validity_days int, daily_max_grants int",
         )
 
 

@@ -19,6 +19,8 @@ import re
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from jobs.frames import local_frame
+
 _BLOCK = 64  # SHA-256 block size in bytes
 INNER_PAD, OUTER_PAD = "_hmac_inner_pad", "_hmac_outer_pad"
 
@@ -90,7 +92,7 @@ def with_hmac_key(df: DataFrame, key: str) -> DataFrame:
     relation: the pads travel as data, never as literals of an expression."""
     if not key:
         raise ValueError("pseudonymisation key is empty: set GAMIFY_PSEUDONYMISATION_KEY")
-    pads = df.sparkSession.createDataFrame([_padded_keys(key)], f"{INNER_PAD} binary, {OUTER_PAD} binary")
+    pads = local_frame(df.sparkSession, [_padded_keys(key)], f"{INNER_PAD} binary, {OUTER_PAD} binary")
     return df.crossJoin(F.broadcast(pads))
 
 

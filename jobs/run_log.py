@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import Config
 from jobs.context import lakehouse_root
+from jobs.frames import local_frame
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.sources import SourceError
@@ -101,7 +102,7 @@ def record_runs(lakehouse: Lakehouse, stage: str, ds: date, results: Sequence[So
     if not rows:
         return
     lakehouse.write(
-        lakehouse.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)),
+        local_frame(lakehouse.spark, rows, schema_of(PIPELINE_RUNS)),
         PIPELINE_RUNS,
         partition_by=["run_ds"],
         replace_where={"run_ds": ds, "stage": stage, "source": [r.source for r in results]},
@@ -119,7 +120,7 @@ def record_stages(lakehouse: Lakehouse, ds: date, results: Sequence[StageResult]
     stages = [r.stage for r in results]
     with lakehouse.committing(ds=ds.isoformat(), stage=",".join(stages)):
         lakehouse.write(
-            lakehouse.spark.createDataFrame(rows, schema_of(PIPELINE_RUNS)).coalesce(1),
+            local_frame(lakehouse.spark, rows, schema_of(PIPELINE_RUNS)).coalesce(1),
             PIPELINE_RUNS,
             partition_by=["run_ds"],
             replace_where={"run_ds": ds, "stage": stages},

@@ -14,7 +14,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.frames import string_map
+from jobs.frames import local_frame, string_map
 from jobs.ingest.classify import mapping_conditions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import value_column
@@ -56,7 +56,7 @@ def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> Data
     whole event structs inside the explode would repeat every value per mapping in one
     generated method, outside common-subexpression elimination."""
     if not source.mappings:  # a snapshot source that only feeds the profile
-        return classified.sparkSession.createDataFrame([], schema_of(EVENTS))
+        return local_frame(classified.sparkSession, [], schema_of(EVENTS))
     conditions = mapping_conditions(source, ctx)
     per_mapping = [_mapping_fields(i, mapping, source, ctx) for i, mapping in enumerate(source.mappings)]
     is_mapping = [F.col(_MAPPING) == i for i in range(len(source.mappings))]  # shared by every field's CASE
@@ -241,4 +241,4 @@ def file_rejects(spark: Any, rejects: Sequence[FileReject], source: Source, ctx:
         )
         for r in rejects
     ]
-    return spark.createDataFrame(rows, schema_of(EVENTS_REJECTED))
+    return local_frame(spark, rows, schema_of(EVENTS_REJECTED))

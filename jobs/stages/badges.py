@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from jobs.badges import award, held_levels, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.context import RunContext
-from jobs.frames import with_nullable_nesting
+from jobs.frames import local_frame, with_nullable_nesting
 from jobs.lifetime import LifetimeMetric, advance, completed_missions, snapshot
 from jobs.lifetime import metric_names as lifetime_names
 from jobs.stages.readers import latest_before, read_day, scored_subjects
@@ -37,7 +37,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     types = ctx.settings.badges
     metrics = ctx.settings.lifetime_metrics
     levels = catalog_badges(types)
-    catalog = ctx.spark.createDataFrame([(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
+    catalog = local_frame(ctx.spark, [(*row.values(), ds) for row in levels], schema_of(BADGE_CATALOG)).coalesce(1)
     lakehouse.write(catalog, BADGE_CATALOG, partition_by=["catalog_date"], replace_where={"catalog_date": ds})
     badge_ids = [t.id for t in types]
     names = lifetime_names(metrics, CATEGORIES, badge_ids)

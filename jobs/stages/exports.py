@@ -10,6 +10,7 @@ from typing import Any
 
 from jobs.context import PipelineError, RunContext
 from jobs.exports import audience_changes, export_files, export_jdbc, state_changes, with_identifier
+from jobs.frames import local_frame
 from jobs.sources import list_extract_files, render_template, template_values
 from jobs.stages import quality
 from jobs.stages.readers import latest_before, read_day
@@ -96,7 +97,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             for n in consumer.datasets
         ]
     lakehouse.write(
-        ctx.spark.createDataFrame(records, schema_of(EXPORT_RUNS)).coalesce(1),
+        local_frame(ctx.spark, records, schema_of(EXPORT_RUNS)).coalesce(1),
         EXPORT_RUNS,
         partition_by=["run_ds"],
         replace_where={"run_ds": ds},

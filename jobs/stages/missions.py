@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
+from jobs.frames import local_frame
 from jobs.missions import assign, baselines, catalog_frame
 from jobs.stages.readers import completed_by, scored_subjects
 from jobs.tables import DAILY_ACTIVITY, MISSION_ASSIGNMENTS, MISSION_CATALOG, schema_of
@@ -40,13 +41,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         previous = lakehouse.read(MISSION_ASSIGNMENTS, partitions=window)
         previous = previous.join(completed_by(ctx, ds - timedelta(days=1)), "assignment_id", "left")
     else:
-        previous = ctx.spark.createDataFrame(
-            [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
+        previous = local_frame(
+            ctx.spark, [], "subscriber_id string, template_id string, period_end date, cooldown_days int"
         )
     if active_templates:
         assigned = assign(subjects, previous, active_templates, templates.metrics, settings, ds)
     else:  # no template runs today: nothing to assign (and no empty array of candidates to expand)
-        assigned = ctx.spark.createDataFrame([], schema_of(MISSION_ASSIGNMENTS))
+        assigned = local_frame(ctx.spark, [], schema_of(MISSION_ASSIGNMENTS))
     result = lakehouse.write(
         assigned, MISSION_ASSIGNMENTS, partition_by=["assigned_ds"], replace_where={"assigned_ds": ds}
     )

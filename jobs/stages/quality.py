@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
 
 from jobs.context import RunContext
+from jobs.frames import local_frame
 from jobs.quality.expectations import import_gx
 from jobs.quality.outcomes import Outcome, QualityError
 from jobs.quality.plan import due_sources, plan_raw, plan_table
@@ -128,7 +129,7 @@ def results_frame(ctx: RunContext, outcomes: Sequence[Outcome]) -> DataFrame:
         )
         for o in outcomes
     ]
-    return ctx.spark.createDataFrame(rows, schema_of(QUALITY_RESULTS))
+    return local_frame(ctx.spark, rows, schema_of(QUALITY_RESULTS))
 
 
 def write_results(ctx: RunContext, outcomes: Sequence[Outcome], suites: Sequence[str] | None) -> None:
