@@ -14,6 +14,9 @@ START ?= 2025-03-01
 SEED ?= 42
 END = $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
 SAMPLE := $(RAW)/_manifest.json
+# Tests on pytest-xdist workers, each taking whole groups (tests/conftest.py); TEST_WORKERS=0: in one process
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .DEFAULT_GOAL := help
 .PHONY: help install run sample test test-fast test-cluster lint format bench maintain clean clean-data
@@ -45,10 +48,10 @@ maintain: $(STAMP) ## compact, vacuum and checkpoint the local lakehouse's table
 	$(GAMIFY) maintain
 
 test: $(STAMP) ## run the test suite (the cluster test apart: make test-cluster)
-	$(PY) -m pytest -m "not cluster"
+	$(PY) -m pytest -m "not cluster" $(XDIST)
 
 test-fast: $(STAMP) ## unit tests only
-	$(PY) -m pytest -m unit
+	$(PY) -m pytest -m unit $(XDIST)
 
 test-cluster: $(STAMP) ## a 2-day backfill through Airflow's REST API, its jobs on a Spark standalone cluster
 	$(PY) -m pytest -m cluster

@@ -49,7 +49,8 @@ setup(
             "asyncpg>=0.29",
         ],
         "quality": [],  # kept so existing `.[quality]` installs still resolve
-        "dev": ["pytest>=8", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
+        # pytest 9.2 ignores pytest-xdist's groups (pytest-xdist#1386): shared fixtures would be built per worker
+        "dev": ["pytest>=8,<9.2", "pytest-xdist>=3.6", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
     cmdclass={"build_py": BuildWithResources},
