@@ -3,7 +3,7 @@ lakehouse and the date."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
 
-from jobs.config import Config
+from jobs.config import Config, ConfigError
 from jobs.lakehouse import DEFAULT_PROPERTIES, Lakehouse
 from jobs.sources import Source
 
 if TYPE_CHECKING:
     from jobs.settings import Settings
+    from jobs.tables import TableSpec
 
 
 class PipelineError(RuntimeError):
@@ -67,9 +68,42 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
         target_file_size_mb=int(settings.get("target_file_size_mb", 256)),
         single_file_tables=tuple(settings.get("single_file_tables") or ()),
         unshuffled_tables=tuple(settings.get("unshuffled_tables") or ()),
+        stats_columns=stats_columns(config, specs),
         properties={**DEFAULT_PROPERTIES, **(settings.get("table_properties") or {})},
         docs=specs.get,
     )
+
+
+def stats_columns(config: Config, specs: Mapping[str, TableSpec] | None = None) -> dict[str, tuple[str, ...]]:
+    """`lakehouse.stats_columns`, checked: known tables, their own scalar non-partition columns,
+    and every column maintenance Z-orders the table by (Z-ordering reads the statistics)."""
+    from jobs.docs import configured_specs
+
+    key = "lakehouse.stats_columns"
+    raw = config.get(key) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(config.file_of(key), key, "must map a table to the list of its columns with statistics")
+    specs = specs if specs is not None else {spec.name: spec for spec in configured_specs(config.conf_dir)}
+    zorder = config.get("lakehouse.maintenance.zorder_by") or {}
+    checked = {}
+    for table, columns in raw.items():
+        where = f"{key}.{table}"
+        spec = specs.get(table)
+        if spec is None:
+            raise ConfigError(config.file_of(key), where, f"no such table; tables: {', '.join(sorted(specs))}")
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            raise ConfigError(config.file_of(key), where, "must be a non-empty list of column names")
+        types = {c.name: c.type for c in spec.columns if c.name not in spec.partition_by}
+        for column in columns:
+            if column not in types:
+                raise ConfigError(config.file_of(key), where, f"{column!r} is not a non-partition column of {table}")
+            if types[column].startswith(("map", "array", "struct")):
+                raise ConfigError(config.file_of(key), where, f"{column!r} is {types[column]}: no statistics")
+        missing = [c for c in zorder.get(table) or () if c not in columns]
+        if missing:
+            raise ConfigError(config.file_of(key), where, f"must include {missing}: maintenance Z-orders by them")
+        checked[table] = tuple(columns)
+    return checked
 
 
 def lakehouse_root(config: Config) -> str:

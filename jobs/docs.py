@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from jobs.lifetime import load_lifetime_metrics, metric_names
+from jobs.lifetime import LifetimeMetric, load_lifetime_metrics, metric_names
 from jobs.metrics import MetricRegistry, activity_spec
 from jobs.scoring import ScoringConfig
 from jobs.tables import BEHAVIOR_FEATURES, DAILY_ACTIVITY, SUBSCRIBER_LIFETIME, TABLES, TableSpec
@@ -39,7 +39,15 @@ def configured_specs(conf_dir: str | Path) -> list[TableSpec]:
     conf_dir = Path(conf_dir)
     registry = MetricRegistry.load(conf_dir / "metrics.yaml")
     features = ScoringConfig.load(conf_dir / "scoring.yaml", registry).feature_names
-    lifetime = metric_names(load_lifetime_metrics(conf_dir / "metrics.yaml", registry.names), CATEGORIES)
+    lifetime = load_lifetime_metrics(conf_dir / "metrics.yaml", registry.names)
+    return specs_with(registry, features, lifetime)
+
+
+def specs_with(
+    registry: MetricRegistry, features: Sequence[str], lifetime_metrics: Mapping[str, LifetimeMetric]
+) -> list[TableSpec]:
+    """`configured_specs` from the configuration's loaded metrics, features and lifetime metrics."""
+    lifetime = metric_names(lifetime_metrics, CATEGORIES)
     configured = {
         DAILY_ACTIVITY: activity_spec(registry),
         BEHAVIOR_FEATURES: with_map_keys(TABLES[BEHAVIOR_FEATURES], "features", features, "conf/scoring.yaml"),

@@ -46,6 +46,7 @@ DEFAULT_PROPERTIES: dict[str, str] = {
     "delta.checkpointInterval": "10",
 }
 CONCURRENT_WRITE_ATTEMPTS = 5  # parallel ingest tasks commit to the same tables
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"  # the columns a file's min/max/null statistics cover
 
 
 class LakehouseError(RuntimeError):
@@ -92,6 +93,7 @@ class Lakehouse:
     target_file_size_mb: int = 256
     single_file_tables: Sequence[str] = ()
     unshuffled_tables: Sequence[str] = ()
+    stats_columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTIES))
     docs: Callable[[str], TableDoc | None] = field(default=lambda table: None)
     commit_info: dict[str, str] = field(default_factory=dict)
@@ -231,6 +233,8 @@ class Lakehouse:
             self._create(table, df.schema, partition_by)
             log_ = self._log(table)
             assert log_ is not None
+        elif self._stats_property(table) not in (None, log_.metadata().configuration.get(STATS_COLUMNS)):
+            self._set_stats_columns(table)
         current = T.StructType.fromJson(json.loads(log_.schema().to_json()))
         existing = list(log_.metadata().partition_columns)
         if existing != list(partition_by):
@@ -292,7 +296,23 @@ class Lakehouse:
             builder = builder.comment(doc.description)
         for key, value in self.properties.items():
             builder = builder.property(key, str(value))
+        if self._stats_property(table) is not None:
+            builder = builder.property(STATS_COLUMNS, self._stats_property(table))
         self._with_retries(table, builder.execute)
+
+    def _stats_property(self, table: str) -> str | None:
+        columns = self.stats_columns.get(table)
+        return ",".join(columns) if columns else None
+
+    def _set_stats_columns(self, table: str) -> None:
+        """A table created before its `stats_columns` were configured (or changed) gets them: files
+        written from now on carry statistics on those columns only."""
+        value = self._stats_property(table)
+        log.info("%s: file statistics on %s from now on", table, value)
+        sql = f"alter table delta.`{self.uri(table)}` set tblproperties ('{STATS_COLUMNS}' = '{value}')"
+        metadata = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(self.commit_info, sort_keys=True)}
+        with scoped_sql_conf(self.spark, metadata):
+            self._with_retries(table, lambda: self.spark.sql(sql))
 
     def _comment_columns(self, table: str, columns: Sequence[str]) -> None:
         doc = self.docs(table)

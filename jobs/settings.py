@@ -217,6 +217,8 @@ def _build(config: Config) -> Settings:
     )
     quality = attempt("quality.yaml", lambda: load_spec(conf / "quality.yaml", config.get("quality") or {}))
     airflow = attempt("airflow.yaml", lambda: _airflow(conf))
+    if metrics is not None and scoring is not None and lifetime is not None:
+        attempt("lakehouse.stats_columns", lambda: _stats_columns(config, metrics, scoring, lifetime))
 
     if problems.found:
         raise SettingsError(list(dict.fromkeys(problems.found)))  # a file read by two loaders is reported once
@@ -259,6 +261,16 @@ def _ingest(config: Config) -> IngestSettings:
         profile_source=str(config.get("ingest.profile_source") or DEFAULT_PROFILE_SOURCE),
         shrink_guard=guard,
     )
+
+
+def _stats_columns(
+    config: Config, metrics: MetricRegistry, scoring: ScoringConfig, lifetime: Mapping[str, LifetimeMetric]
+) -> Mapping[str, tuple[str, ...]]:
+    from jobs.context import stats_columns  # the run context imports this module lazily
+    from jobs.docs import specs_with
+
+    specs = specs_with(metrics, scoring.feature_names, lifetime)
+    return stats_columns(config, {spec.name: spec for spec in specs})
 
 
 def _airflow(conf: Path) -> AirflowSettings:

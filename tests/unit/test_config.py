@@ -126,6 +126,31 @@ def test_small_data_settings_name_the_key_at_fault(conf_copy, small_data, key):
     assert (Path(error.value.file).name, error.value.key) == ("base.yaml", key)
 
 
+@pytest.mark.parametrize(
+    ("listed", "message"),
+    [
+        ({"events": ["nope"]}, "'nope' is not a non-partition column of events"),
+        ({"events": ["event_date"]}, "'event_date' is not a non-partition column of events"),
+        ({"behavior_scores": ["engagement_breakdown"]}, "'engagement_breakdown' is map<string,struct<"),
+        ({"daily_activity": ["voice_minutes"]}, "must include ['subscriber_id']: maintenance Z-orders by them"),
+        ({"events": []}, "must be a non-empty list of column names"),
+        ({"event": ["subscriber_id"]}, "no such table; tables: badge_awards, badge_catalog"),
+    ],
+)
+def test_statistics_columns_are_existing_scalar_columns_and_cover_the_z_order(conf_copy, listed, message):
+    from jobs.context import stats_columns
+    from jobs.validation import config_problems
+
+    edit(conf_copy / "base.yaml", lambda d: d["lakehouse"].update(stats_columns=listed))
+    config = load_config(conf_copy, env="local", environ={})
+    with pytest.raises(ConfigError) as error:
+        stats_columns(config)
+    table = next(iter(listed))
+    assert (Path(error.value.file).name, error.value.key) == ("base.yaml", f"lakehouse.stats_columns.{table}")
+    assert message in error.value.message
+    assert [p for p in config_problems(config) if "stats_columns" in p] == [str(error.value)]
+
+
 @pytest.mark.parametrize("share", [1.5, -0.1, "half", True])
 def test_the_changed_share_of_subscriber_state_is_a_fraction(conf_copy, share):
     edit(conf_copy / "base.yaml", lambda d: d["subscriber_state"].update(max_changed_share=share))

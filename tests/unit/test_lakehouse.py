@@ -3,6 +3,7 @@ commit metadata, documentation, file sizing, maintenance and third-party readabi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -151,6 +152,35 @@ def test_tables_carry_description_column_comments_and_properties(spark, lakehous
         "ts": None,
         "amount": "amount in EUR",
     }
+
+
+def statistics_written(lakehouse, table) -> list[set[str]]:
+    """For each file the table's newest commit added: the columns its min/max statistics cover,
+    as written in the log (readers apply the table's current setting to older files)."""
+    log = Path(lakehouse.uri(table)) / "_delta_log" / f"{lakehouse.version(table):020d}.json"
+    adds = [json.loads(line)["add"] for line in log.read_text().splitlines() if '"add"' in line]
+    return [set(json.loads(a["stats"])["minValues"]) for a in adds]
+
+
+def test_statistics_cover_only_the_configured_columns_from_creation_or_the_next_write(spark, tmp_path):
+    plain = Lakehouse(spark, str(tmp_path / "lake"), docs=DOCS.get)
+    write(plain, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    assert statistics_written(plain, "t") == [{"id", "ingest_date", "ts", "amount"}]  # Delta's default
+
+    listed = {"t": ("id", "ingest_date"), "new": ("id", "ingest_date")}
+    configured = Lakehouse(spark, str(tmp_path / "lake"), docs=DOCS.get, stats_columns=listed)
+    write(configured, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]), "2025-03-02")  # an existing table
+    write(configured, day_rows(spark, "2025-03-02", [(2, "2025-03-02")]), "2025-03-02", table="new")
+    for table in ("t", "new"):
+        detail = spark.sql(f"describe detail delta.`{configured.uri(table)}`").first()
+        assert detail["properties"]["delta.dataSkippingStatsColumns"] == "id,ingest_date"
+        assert statistics_written(configured, table) == [{"id", "ingest_date"}]
+    history = configured.history("t", 5)
+    assert [h["operation"] for h in history][:3] == ["WRITE", "SET TBLPROPERTIES", "WRITE"]
+    assert history[1]["user_metadata"]["run_id"] == configured.commit_info["run_id"]
+    assert ids(configured.read("t").filter("ingest_date = date'2025-03-02'")) == [(2, "2025-03-02", "2025-03-02")]
+    write(configured, day_rows(spark, "2025-03-03", [(3, "2025-03-03")]), "2025-03-03")  # set once
+    assert [h["operation"] for h in configured.history("t", 5)][:2] == ["WRITE", "WRITE"]
 
 
 def test_an_added_column_merges_into_the_table_and_old_rows_read_null(spark, lakehouse):
