@@ -1,13 +1,16 @@
 """The lakehouse of the generated operator's nightly runs as delta-spark wrote it: every table
 reads the same through Spark and through `deltalake`, every commit says which night and stage
-wrote it, a day's partition is a handful of files, and a metric added in YAML evolves the table."""
+wrote it, a day's partition is a handful of files, the largest tables keep file statistics on
+the configured columns only, and a metric added in YAML evolves the table."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,6 +67,21 @@ def test_every_write_records_the_run_date_and_stage(pipeline):
         if h["user_metadata"].get("stage") == "ingest"
     }
     assert ingest_days == {d.isoformat() for d in pipeline.days}
+
+
+def test_the_listed_tables_keep_file_statistics_on_their_configured_columns_only(pipeline):
+    listed = pipeline.config.get("lakehouse.stats_columns")
+    assert {EVENTS, DAILY_ACTIVITY} <= set(listed)
+    for table, columns in listed.items():
+        log = DeltaTable(pipeline.lakehouse.uri(table))
+        assert log.metadata().configuration["delta.dataSkippingStatsColumns"] == ",".join(columns), table
+        commits = sorted(Path(pipeline.lakehouse.uri(table), "_delta_log").glob("*.json"), reverse=True)
+        added = next(adds for commit in commits if (adds := _added_files(commit)))  # the newest that wrote files
+        assert all(set(json.loads(a["stats"])["minValues"]) == set(columns) for a in added), table
+
+
+def _added_files(commit: Path) -> list[dict]:
+    return [json.loads(line)["add"] for line in commit.read_text().splitlines() if line.startswith('{"add"')]
 
 
 def test_a_days_partition_is_a_handful_of_files(pipeline):
