@@ -85,9 +85,10 @@ def test_html_report_renders_offline_with_every_chart_populated(pipeline, tmp_pa
     assert not empty, f"charts without data: {empty}"
     assert all(points == marks for points, marks in charts.values())
 
-    docs = re.search(r"""href=["']([^"']*index\.html)["']""", dom)
-    assert docs, "no link to the quality Data Docs"
-    assert (page.parent / docs.group(1)).resolve().is_file()
+    links = re.findall(r"""href=["']([^"']*index\.html)["']""", dom)
+    site = Path(pipeline.lakehouse.root, "_data_docs", pipeline.last_day.isoformat(), "index.html")  # quality.yaml
+    assert [(page.parent / link).resolve() for link in links] == [site.resolve()], "the quality Data Docs link"
+    assert site.is_file()
 
 
 def test_report_command_prints_the_runs_and_the_page_path(pipeline, tmp_path, capsys):
