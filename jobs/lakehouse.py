@@ -122,6 +122,12 @@ class Lakehouse:
             self.commit_info.clear()
             self.commit_info.update(before)
 
+    def _sql_commits_carry_info(self) -> Any:
+        """Commits made by SQL or DeltaTable calls inside carry `commit_info` as userMetadata
+        (writes pass it as an option instead)."""
+        metadata = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(self.commit_info, sort_keys=True)}
+        return scoped_sql_conf(self.spark, metadata)
+
     # -- reading -----------------------------------------------------------------------------
 
     def tables(self) -> list[str]:
@@ -310,8 +316,7 @@ class Lakehouse:
         value = self._stats_property(table)
         log.info("%s: file statistics on %s from now on", table, value)
         sql = f"alter table delta.`{self.uri(table)}` set tblproperties ('{STATS_COLUMNS}' = '{value}')"
-        metadata = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(self.commit_info, sort_keys=True)}
-        with scoped_sql_conf(self.spark, metadata):
+        with self._sql_commits_carry_info():
             self._with_retries(table, lambda: self.spark.sql(sql))
 
     def _comment_columns(self, table: str, columns: Sequence[str]) -> None:
@@ -369,15 +374,13 @@ class Lakehouse:
 
         delta_table = DeltaTable.forPath(self.spark, self.uri(table))
         compacted = written = 0
-        with self.committing(stage="maintain"):
-            metadata = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(self.commit_info, sort_keys=True)}
-            with scoped_sql_conf(self.spark, metadata):
-                if optimize:
-                    builder = delta_table.optimize()
-                    metrics = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
-                    row = metrics.select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
-                    compacted, written = int(row[0] or 0), int(row[1] or 0)
-                vacuumed = self._vacuum(delta_table, table, retention_hours)
+        with self.committing(stage="maintain"), self._sql_commits_carry_info():
+            if optimize:
+                builder = delta_table.optimize()
+                metrics = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+                row = metrics.select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
+                compacted, written = int(row[0] or 0), int(row[1] or 0)
+            vacuumed = self._vacuum(delta_table, table, retention_hours)
         checkpoint = self._checkpoint(table)
         log.info(
             "%s: optimize -%d/+%d files, vacuum %d files, checkpoint at v%d",
