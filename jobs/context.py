@@ -74,16 +74,14 @@ def build_lakehouse(spark: SparkSession, config: Config) -> Lakehouse:
     )
 
 
-def stats_columns(config: Config, specs: Mapping[str, TableSpec] | None = None) -> dict[str, tuple[str, ...]]:
-    """`lakehouse.stats_columns`, checked: known tables, their own scalar non-partition columns,
-    and every column maintenance Z-orders the table by (Z-ordering reads the statistics)."""
-    from jobs.docs import configured_specs
-
+def stats_columns(config: Config, specs: Mapping[str, TableSpec]) -> dict[str, tuple[str, ...]]:
+    """`lakehouse.stats_columns`, checked against the table `specs`: known tables, their own scalar
+    non-partition columns, and every column maintenance Z-orders the table by (Z-ordering reads
+    the statistics)."""
     key = "lakehouse.stats_columns"
     raw = config.get(key) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(config.file_of(key), key, "must map a table to the list of its columns with statistics")
-    specs = specs if specs is not None else {spec.name: spec for spec in configured_specs(config.conf_dir)}
     zorder = config.get("lakehouse.maintenance.zorder_by") or {}
     checked = {}
     for table, columns in raw.items():

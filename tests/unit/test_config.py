@@ -139,12 +139,13 @@ def test_small_data_settings_name_the_key_at_fault(conf_copy, small_data, key):
 )
 def test_statistics_columns_are_existing_scalar_columns_and_cover_the_z_order(conf_copy, listed, message):
     from jobs.context import stats_columns
+    from jobs.docs import configured_specs
     from jobs.validation import config_problems
 
     edit(conf_copy / "base.yaml", lambda d: d["lakehouse"].update(stats_columns=listed))
     config = load_config(conf_copy, env="local", environ={})
     with pytest.raises(ConfigError) as error:
-        stats_columns(config)
+        stats_columns(config, {spec.name: spec for spec in configured_specs(conf_copy)})
     table = next(iter(listed))
     assert (Path(error.value.file).name, error.value.key) == ("base.yaml", f"lakehouse.stats_columns.{table}")
     assert message in error.value.message
