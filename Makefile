@@ -19,10 +19,10 @@ TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample test test-fast test-cluster lint format bench maintain clean clean-data
+.PHONY: help install class-archive run sample test test-fast test-cluster lint format bench maintain clean clean-data
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): setup.py requirements/constraints.txt
 	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
@@ -34,6 +34,9 @@ $(STAMP): setup.py requirements/constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the pinned dependencies (done by run/test when needed)
+
+class-archive: $(STAMP) ## archive the classes of two local nights (3 min, once per JDK and Spark): local JVMs start faster
+	$(PY) -m jobs.spark --class-archive
 
 $(SAMPLE): | $(STAMP)
 	$(GAMIFY) sample-data --subscribers $(SUBSCRIBERS) --days $(DAYS) --start $(START) --seed $(SEED) --out $(RAW)

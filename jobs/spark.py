@@ -3,7 +3,9 @@
 Every session runs Delta Lake through delta-spark: its SQL extension and catalog, and the jars
 of the Maven artifact matching the installed `delta-spark` package (plus the configured JDBC
 drivers). Jars are resolved from Maven Central once into a local cache; later sessions use the
-cached files directly, so they start offline.
+cached files directly, so they start offline. A local session's JVM also maps the classes a
+night loads from this machine's class archive, when one was built (`python -m jobs.spark
+--class-archive`, `make class-archive`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import pyspark
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
@@ -72,6 +76,7 @@ QUIET_LOGGERS: dict[str, str] = {"org.apache.spark.sql.catalyst.csv.CSVHeaderChe
 
 SCALA_VERSION = "2.13"
 JAR_CACHE_ENV = "GAMIFY_JAR_CACHE"
+DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def delta_package() -> str:
@@ -132,14 +137,35 @@ def _remember_jars(session: SparkSession, packages: Sequence[str]) -> None:
 
 
 def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
-    """The Spark conf of a session built from the `spark:` config block (jars included)."""
+    """The Spark conf of a session built from the `spark:` config block (jars included); a local
+    session's JVM starts from the class archive when there is one."""
     conf: dict[str, str] = dict(BASE_CONF)
     master = settings.get("master")
-    if master and str(master).startswith("local"):
+    local = bool(master) and str(master).startswith("local")
+    if local:
         conf.update(LOCAL_CONF)
     conf.update(jar_conf(required_packages(settings)))
     conf.update({k: conf_value(v) for k, v in (settings.get("conf") or {}).items()})
+    archive = class_archive()
+    if local and archive and archive.is_file() and "Archive" not in conf.get(DRIVER_OPTIONS, ""):
+        conf[DRIVER_OPTIONS] = f"{conf.get(DRIVER_OPTIONS, '')} -XX:SharedArchiveFile={archive}".strip()
     return conf
+
+
+def class_archive() -> Path | None:
+    """This machine's archive of the classes a local driver JVM loads in a night (Java's class
+    data sharing: mapped at start instead of read from the jars and verified one by one). Its
+    name holds the JVM and the jars it was dumped from, so another JDK, pyspark or delta-spark
+    looks for another file. None when no JVM is found."""
+    java = os.environ.get("JAVA_HOME") or shutil.which("java")
+    if not java:
+        return None
+    home = Path(java).resolve() if "JAVA_HOME" in os.environ else Path(java).resolve().parents[1]
+    jvm = [f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(home.glob("lib/server/libjvm.so"))]
+    jars = sorted(p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    key = [str(home), *jvm, version("delta-spark"), *jars]
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
+    return jar_cache_dir() / "class-archive" / f"driver-{digest}.jsa"
 
 
 def conf_value(value: Any) -> str:
@@ -236,13 +262,64 @@ def submit_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     return conf
 
 
+def build_class_archive(workdir: Path) -> Path:
+    """Dump the class archive from a local driver JVM that ran two nights of every stage over a
+    small generated operator in `workdir` (the second reads the state the first left). Needs a process without a JVM yet: Java writes the
+    archive as the JVM exits, which is awaited here."""
+    from datetime import date
+
+    from jobs.config import load_config
+    from jobs.pipeline import RunContext, build_lakehouse, run_stages
+    from jobs.sample_data import generate
+
+    archive = class_archive()
+    if archive is None:
+        raise RuntimeError("no JVM to archive the classes of: set JAVA_HOME or put java on the PATH")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    dumping = archive.with_suffix(".dumping")
+    dumping.unlink(missing_ok=True)
+    days = [date(2025, 3, 1), date(2025, 3, 2)]
+    generate(workdir / "raw", subscribers=200, days=len(days), start=days[0], seed=1)
+    paths = {"raw.root": "raw", "lakehouse.root": "lakehouse", "exports.root": "exports"}
+    config = load_config(env="local", overrides={k: str(workdir / v) for k, v in paths.items()}, environ=os.environ)
+    settings = dict(config.get("spark") or {})
+    conf = dict(settings.get("conf") or {})
+    dump = f"-XX:ArchiveClassesAtExit={dumping} -Xlog:cds=off -Xlog:cds+dynamic=off"  # not each class it skips
+    conf[DRIVER_OPTIONS] = f"{conf.get(DRIVER_OPTIONS, LOCAL_CONF[DRIVER_OPTIONS])} {dump}"
+    session = build_session({**settings, "master": "local[2]", "conf": conf})
+    jvm = session.sparkContext._gateway.proc
+    try:
+        lakehouse = build_lakehouse(session, config)
+        for ds in days:
+            run_stages(RunContext(session, config, lakehouse, ds))
+    finally:
+        session.stop()
+        jvm.stdin.close()  # the JVM exits when its parent's pipe closes, and dumps the archive then
+        jvm.wait(timeout=900)
+    if not dumping.is_file():
+        raise RuntimeError(f"the JVM exited with status {jvm.returncode} without writing {dumping}")
+    dumping.replace(archive)
+    return archive
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m jobs.spark`: resolve and cache the jars now (run by `make install`)."""
+    """`python -m jobs.spark`: resolve and cache the jars now (run by `make install`);
+    `--class-archive`: build the local driver JVM's class archive instead (`make class-archive`)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m jobs.spark", description=main.__doc__)
     parser.add_argument("--packages", nargs="*", default=None, help="extra Maven coordinates to cache")
+    parser.add_argument(
+        "--class-archive", action="store_true", help="dump the classes a local night loads, for faster JVM starts"
+    )
     args = parser.parse_args(argv)
+    if args.class_archive:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="gamify-class-archive-") as workdir:
+            archive = build_class_archive(Path(workdir))
+        print(f"class archive ({archive.stat().st_size / 1e6:.0f} MB): {archive}")
+        return 0
     from jobs.config import load_config
 
     settings = dict(load_config(environ=os.environ).get("spark", {}))

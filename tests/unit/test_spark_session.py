@@ -1,4 +1,4 @@
-"""The local session's JVM settings, its Py4J lookups (class and static-method names resolved
+"""The local session's JVM settings (its collector, the class archive), its Py4J lookups (class and static-method names resolved
 once, values read each time), SQL settings scoped to a block and a small operator's night."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import load_config
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages, small_data_conf
-from jobs.spark import memoize_jvm_lookups, scoped_sql_conf, session_conf
+from jobs.spark import JAR_CACHE_ENV, class_archive, memoize_jvm_lookups, scoped_sql_conf, session_conf
 from jobs.tables import SUBSCRIBER_PROFILE, schema_of
 
 pytestmark = pytest.mark.unit
@@ -84,12 +84,46 @@ def test_a_local_session_runs_the_throughput_collector(spark):
     assert sorted(bean.getName() for bean in beans) == ["PS MarkSweep", "PS Scavenge"]
 
 
-def test_the_collector_is_set_for_local_masters_only_and_the_config_can_replace_it():
+@pytest.fixture
+def jvm_home(tmp_path, monkeypatch):
+    """A JVM home of its own and an empty cache: no class archive unless a test writes one."""
+    home = tmp_path / "jdk"
+    (home / "lib" / "server").mkdir(parents=True)
+    (home / "lib" / "server" / "libjvm.so").write_bytes(b"jvm build 1")
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    monkeypatch.setenv(JAR_CACHE_ENV, str(tmp_path / "cache"))
+    return home
+
+
+def test_the_collector_is_set_for_local_masters_only_and_the_config_can_replace_it(jvm_home):
     options = "spark.driver.extraJavaOptions"
     assert session_conf({"master": "local[2]"})[options] == "-XX:+UseParallelGC"
     assert options not in session_conf({"master": "spark://master:7077"})
     configured = {"master": "local[2]", "conf": {options: "-XX:+UseG1GC"}}
     assert session_conf(configured)[options] == "-XX:+UseG1GC"
+
+
+def test_a_local_jvm_starts_from_the_class_archive_once_one_was_built(jvm_home):
+    options = "spark.driver.extraJavaOptions"
+    archive = class_archive()
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"classes")
+    assert session_conf({"master": "local[2]"})[options] == f"-XX:+UseParallelGC -XX:SharedArchiveFile={archive}"
+    configured = {"master": "local[2]", "conf": {options: "-XX:+UseG1GC"}}
+    assert session_conf(configured)[options] == f"-XX:+UseG1GC -XX:SharedArchiveFile={archive}"
+    assert options not in session_conf({"master": "spark://master:7077"})  # executors and drivers elsewhere
+    dumping = {"master": "local[2]", "conf": {options: "-XX:ArchiveClassesAtExit=/tmp/next.jsa"}}
+    assert session_conf(dumping)[options] == "-XX:ArchiveClassesAtExit=/tmp/next.jsa"  # the dump of a new one
+
+
+def test_another_jvm_build_looks_for_another_class_archive(jvm_home):
+    before = class_archive()
+    (jvm_home / "lib" / "server" / "libjvm.so").write_bytes(b"jvm build 22")
+    after = class_archive()
+    assert before.parent == after.parent and before.name != after.name
+    after.parent.mkdir(parents=True)
+    before.write_bytes(b"classes of the earlier build")
+    assert "SharedArchiveFile" not in session_conf({"master": "local[2]"})["spark.driver.extraJavaOptions"]
 
 
 def test_generated_classes_are_cached_beyond_sparks_default_of_100(spark):
