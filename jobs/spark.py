@@ -146,8 +146,9 @@ def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
         conf.update(LOCAL_CONF)
     conf.update(jar_conf(required_packages(settings)))
     conf.update({k: conf_value(v) for k, v in (settings.get("conf") or {}).items()})
-    archive = class_archive()
-    if local and archive and archive.is_file() and "Archive" not in conf.get(DRIVER_OPTIONS, ""):
+    archive = class_archive() if local else None
+    # unless the options name an archive already: the JVM that dumps a new one
+    if archive and archive.is_file() and "Archive" not in conf.get(DRIVER_OPTIONS, ""):
         conf[DRIVER_OPTIONS] = f"{conf.get(DRIVER_OPTIONS, '')} -XX:SharedArchiveFile={archive}".strip()
     return conf
 
@@ -264,8 +265,8 @@ def submit_conf(settings: Mapping[str, Any]) -> dict[str, str]:
 
 def build_class_archive(workdir: Path) -> Path:
     """Dump the class archive from a local driver JVM that ran two nights of every stage over a
-    small generated operator in `workdir` (the second reads the state the first left). Needs a process without a JVM yet: Java writes the
-    archive as the JVM exits, which is awaited here."""
+    small generated operator in `workdir` (the second reads the state the first left). Needs a
+    process without a JVM yet: Java writes the archive as the JVM exits, which is awaited here."""
     from datetime import date
 
     from jobs.config import load_config
