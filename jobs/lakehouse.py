@@ -302,8 +302,8 @@ class Lakehouse:
             builder = builder.comment(doc.description)
         for key, value in self.properties.items():
             builder = builder.property(key, str(value))
-        if self._stats_property(table) is not None:
-            builder = builder.property(STATS_COLUMNS, self._stats_property(table))
+        if (stats := self._stats_property(table)) is not None:
+            builder = builder.property(STATS_COLUMNS, stats)
         self._with_retries(table, builder.execute)
 
     def _stats_property(self, table: str) -> str | None:

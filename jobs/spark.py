@@ -158,10 +158,13 @@ def class_archive() -> Path | None:
     data sharing: mapped at start instead of read from the jars and verified one by one). Its
     name holds the JVM and the jars it was dumped from, so another JDK, pyspark or delta-spark
     looks for another file. None when no JVM is found."""
-    java = os.environ.get("JAVA_HOME") or shutil.which("java")
-    if not java:
-        return None
-    home = Path(java).resolve() if "JAVA_HOME" in os.environ else Path(java).resolve().parents[1]
+    home = os.environ.get("JAVA_HOME")
+    if not home:
+        java = shutil.which("java")
+        if not java:
+            return None
+        home = Path(java).resolve().parents[1]  # <home>/bin/java
+    home = Path(home).resolve()
     jvm = [f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(home.glob("lib/server/libjvm.so"))]
     jars = sorted(p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
     key = [str(home), *jvm, version("delta-spark"), *jars]
