@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -77,6 +77,8 @@ QUIET_LOGGERS: dict[str, str] = {"org.apache.spark.sql.catalyst.csv.CSVHeaderChe
 SCALA_VERSION = "2.13"
 JAR_CACHE_ENV = "GAMIFY_JAR_CACHE"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
+# The JVM's own warnings (an archive it cannot map, say) on stderr: stdout is the program's
+JVM_WARNINGS_TO_STDERR = "-Xlog:disable -Xlog:all=warning:stderr"
 
 
 def delta_package() -> str:
@@ -149,15 +151,17 @@ def session_conf(settings: Mapping[str, Any]) -> dict[str, str]:
     archive = class_archive() if local else None
     # unless the options name an archive already: the JVM that dumps a new one
     if archive and archive.is_file() and "Archive" not in conf.get(DRIVER_OPTIONS, ""):
-        conf[DRIVER_OPTIONS] = f"{conf.get(DRIVER_OPTIONS, '')} -XX:SharedArchiveFile={archive}".strip()
+        conf[DRIVER_OPTIONS] = (
+            f"{conf.get(DRIVER_OPTIONS, '')} {JVM_WARNINGS_TO_STDERR} -XX:SharedArchiveFile={archive}".strip()
+        )
     return conf
 
 
 def class_archive() -> Path | None:
     """This machine's archive of the classes a local driver JVM loads in a night (Java's class
     data sharing: mapped at start instead of read from the jars and verified one by one). Its
-    name holds the JVM and the jars it was dumped from, so another JDK, pyspark or delta-spark
-    looks for another file. None when no JVM is found."""
+    name holds the JVM and the jars it was dumped from (their paths, sizes and times), so another
+    JDK, pyspark, delta-spark or environment looks for another file. None when no JVM is found."""
     home = os.environ.get("JAVA_HOME")
     if not home:
         java = shutil.which("java")
@@ -165,11 +169,21 @@ def class_archive() -> Path | None:
             return None
         home = Path(java).resolve().parents[1]  # <home>/bin/java
     home = Path(home).resolve()
-    jvm = [f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(home.glob("lib/server/libjvm.so"))]
-    jars = sorted(p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
-    key = [str(home), *jvm, version("delta-spark"), *jars]
+    jvm = _file_keys(home.glob("lib/server/libjvm.so"))
+    key = [str(home), *jvm, version("delta-spark"), *_file_keys(spark_jars().glob("*.jar"))]
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
     return jar_cache_dir() / "class-archive" / f"driver-{digest}.jsa"
+
+
+def spark_jars() -> Path:
+    """The directory of the jars on the driver JVM's class path (pyspark's own)."""
+    return (Path(pyspark.__file__).parent / "jars").resolve()
+
+
+def _file_keys(paths: Iterable[Path]) -> list[str]:
+    """Path, size and modification time of each file: what Java checks before it maps an archive
+    (an archive dumped in another checkout's environment fails to load)."""
+    return [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(paths)]
 
 
 def conf_value(value: Any) -> str:

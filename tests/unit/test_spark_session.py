@@ -3,6 +3,9 @@ once, values read each time), SQL settings scoped to a block and a small operato
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import subprocess
 from datetime import date, timedelta
 
 import pytest
@@ -108,9 +111,10 @@ def test_a_local_jvm_starts_from_the_class_archive_once_one_was_built(jvm_home):
     archive = class_archive()
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"classes")
-    assert session_conf({"master": "local[2]"})[options] == f"-XX:+UseParallelGC -XX:SharedArchiveFile={archive}"
+    mapped = f"-Xlog:disable -Xlog:all=warning:stderr -XX:SharedArchiveFile={archive}"
+    assert session_conf({"master": "local[2]"})[options] == f"-XX:+UseParallelGC {mapped}"
     configured = {"master": "local[2]", "conf": {options: "-XX:+UseG1GC"}}
-    assert session_conf(configured)[options] == f"-XX:+UseG1GC -XX:SharedArchiveFile={archive}"
+    assert session_conf(configured)[options] == f"-XX:+UseG1GC {mapped}"
     assert options not in session_conf({"master": "spark://master:7077"})  # executors and drivers elsewhere
     dumping = {"master": "local[2]", "conf": {options: "-XX:ArchiveClassesAtExit=/tmp/next.jsa"}}
     assert session_conf(dumping)[options] == "-XX:ArchiveClassesAtExit=/tmp/next.jsa"  # the dump of a new one
@@ -124,6 +128,50 @@ def test_another_jvm_build_looks_for_another_class_archive(jvm_home):
     after.parent.mkdir(parents=True)
     before.write_bytes(b"classes of the earlier build")
     assert "SharedArchiveFile" not in session_conf({"master": "local[2]"})["spark.driver.extraJavaOptions"]
+
+
+def test_pyspark_installed_elsewhere_looks_for_another_class_archive(jvm_home, tmp_path, monkeypatch):
+    """Java maps an archive only for the class path it was dumped with: another checkout's
+    environment, or a reinstalled jar, must not find this one."""
+    here, elsewhere = tmp_path / "here" / "jars", tmp_path / "elsewhere" / "jars"
+    for jars in (here, elsewhere):
+        jars.mkdir(parents=True)
+        (jars / "spark-core.jar").write_bytes(b"classes")
+    monkeypatch.setattr("jobs.spark.spark_jars", lambda: here)
+    dumped_here = class_archive()
+    monkeypatch.setattr("jobs.spark.spark_jars", lambda: elsewhere)
+    assert class_archive() != dumped_here
+    monkeypatch.setattr("jobs.spark.spark_jars", lambda: here)
+    assert class_archive() == dumped_here
+    (here / "spark-core.jar").write_bytes(b"classes of another build")
+    assert class_archive() != dumped_here
+
+
+@pytest.mark.skipif(not shutil.which("javac"), reason="needs a JDK's javac")
+def test_an_archive_java_cannot_map_is_a_warning_on_stderr_and_stdout_stays_the_programs(jvm_home, tmp_path):
+    work = tmp_path / "java"
+    (work / "moved").mkdir(parents=True)
+    (work / "Hello.java").write_text(
+        'public class Hello { public static void main(String[] a) { System.out.println("hello"); } }'
+    )
+    subprocess.run(["javac", "Hello.java"], cwd=work, check=True)
+    subprocess.run(["jar", "cf", "hello.jar", "Hello.class"], cwd=work, check=True)
+    archive = class_archive()
+    archive.parent.mkdir(parents=True)
+    subprocess.run(
+        ["java", f"-XX:ArchiveClassesAtExit={archive}", "-cp", "hello.jar", "Hello"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
+    shutil.copy(work / "hello.jar", work / "moved" / "hello.jar")  # the class path differs from the dump's
+    options = shlex.split(session_conf({"master": "local[2]"})["spark.driver.extraJavaOptions"])
+    assert f"-XX:SharedArchiveFile={archive}" in options
+    run = subprocess.run(
+        ["java", *options, "-cp", "moved/hello.jar", "Hello"], cwd=work, capture_output=True, text=True
+    )
+    assert (run.returncode, run.stdout) == (0, "hello\n")
+    assert "Unable to use shared archive" in run.stderr
 
 
 def test_generated_classes_are_cached_beyond_sparks_default_of_100(spark):
