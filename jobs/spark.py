@@ -169,10 +169,19 @@ def class_archive() -> Path | None:
             return None
         home = Path(java).resolve().parents[1]  # <home>/bin/java
     home = Path(home).resolve()
+    jars = spark_jars()
     jvm = _file_keys(home.glob("lib/server/libjvm.so"))
-    key = [str(home), *jvm, version("delta-spark"), *_file_keys(spark_jars().glob("*.jar"))]
+    key = [str(home), *jvm, version("delta-spark"), *_file_keys(jars.glob("*.jar"))]
+    place = hashlib.sha256(f"{home}\n{jars}".encode()).hexdigest()[:8]  # this JVM with this environment
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
-    return jar_cache_dir() / "class-archive" / f"driver-{digest}.jsa"
+    return jar_cache_dir() / "class-archive" / f"driver-{place}-{digest}.jsa"
+
+
+def superseded_class_archives(archive: Path) -> list[Path]:
+    """Archives dumped earlier for the same JVM home and environment as `archive` (before a JDK
+    update or a reinstall): no session looks for them any more."""
+    place = archive.name.split("-")[1]
+    return sorted(p for p in archive.parent.glob(f"driver-{place}-*.jsa") if p != archive)
 
 
 def spark_jars() -> Path:
@@ -317,6 +326,8 @@ def build_class_archive(workdir: Path) -> Path:
     if not dumping.is_file():
         raise RuntimeError(f"the JVM exited with status {jvm.returncode} without writing {dumping}")
     dumping.replace(archive)
+    for stale in superseded_class_archives(archive):
+        stale.unlink(missing_ok=True)
     return archive
 
 

@@ -15,7 +15,14 @@ from pyspark.sql import functions as F
 
 from jobs.config import load_config
 from jobs.pipeline import STAGES, RunContext, build_lakehouse, run_stages, small_data_conf
-from jobs.spark import JAR_CACHE_ENV, class_archive, memoize_jvm_lookups, scoped_sql_conf, session_conf
+from jobs.spark import (
+    JAR_CACHE_ENV,
+    class_archive,
+    memoize_jvm_lookups,
+    scoped_sql_conf,
+    session_conf,
+    superseded_class_archives,
+)
 from jobs.tables import SUBSCRIBER_PROFILE, schema_of
 
 pytestmark = pytest.mark.unit
@@ -145,6 +152,24 @@ def test_pyspark_installed_elsewhere_looks_for_another_class_archive(jvm_home, t
     assert class_archive() == dumped_here
     (here / "spark-core.jar").write_bytes(b"classes of another build")
     assert class_archive() != dumped_here
+
+
+def test_a_new_archive_supersedes_the_earlier_ones_of_its_jvm_and_environment_only(jvm_home, tmp_path, monkeypatch):
+    here, elsewhere = tmp_path / "here" / "jars", tmp_path / "elsewhere" / "jars"
+    for jars in (here, elsewhere):
+        jars.mkdir(parents=True)
+        (jars / "spark-core.jar").write_bytes(b"classes")
+    monkeypatch.setattr("jobs.spark.spark_jars", lambda: elsewhere)
+    other_environment = class_archive()
+    monkeypatch.setattr("jobs.spark.spark_jars", lambda: here)
+    before_reinstall = class_archive()
+    (here / "spark-core.jar").write_bytes(b"classes, reinstalled")
+    after_reinstall = class_archive()
+    after_reinstall.parent.mkdir(parents=True)
+    for archive in (other_environment, before_reinstall, after_reinstall):
+        archive.write_bytes(b"classes")
+    assert len({other_environment, before_reinstall, after_reinstall}) == 3
+    assert superseded_class_archives(after_reinstall) == [before_reinstall]
 
 
 @pytest.mark.skipif(not shutil.which("javac"), reason="needs a JDK's javac")
