@@ -137,13 +137,20 @@ def test_another_jvm_build_looks_for_another_class_archive(jvm_home):
     assert "SharedArchiveFile" not in session_conf({"master": "local[2]"})["spark.driver.extraJavaOptions"]
 
 
-def test_pyspark_installed_elsewhere_looks_for_another_class_archive(jvm_home, tmp_path, monkeypatch):
-    """Java maps an archive only for the class path it was dumped with: another checkout's
-    environment, or a reinstalled jar, must not find this one."""
+@pytest.fixture
+def environments(tmp_path):
+    """pyspark's jar directory in two environments (checkouts), the same jar in each."""
     here, elsewhere = tmp_path / "here" / "jars", tmp_path / "elsewhere" / "jars"
     for jars in (here, elsewhere):
         jars.mkdir(parents=True)
         (jars / "spark-core.jar").write_bytes(b"classes")
+    return here, elsewhere
+
+
+def test_pyspark_installed_elsewhere_looks_for_another_class_archive(jvm_home, environments, monkeypatch):
+    """Java maps an archive only for the class path it was dumped with: another checkout's
+    environment, or a reinstalled jar, must not find this one."""
+    here, elsewhere = environments
     monkeypatch.setattr("jobs.spark.spark_jars", lambda: here)
     dumped_here = class_archive()
     monkeypatch.setattr("jobs.spark.spark_jars", lambda: elsewhere)
@@ -154,11 +161,8 @@ def test_pyspark_installed_elsewhere_looks_for_another_class_archive(jvm_home, t
     assert class_archive() != dumped_here
 
 
-def test_a_new_archive_supersedes_the_earlier_ones_of_its_jvm_and_environment_only(jvm_home, tmp_path, monkeypatch):
-    here, elsewhere = tmp_path / "here" / "jars", tmp_path / "elsewhere" / "jars"
-    for jars in (here, elsewhere):
-        jars.mkdir(parents=True)
-        (jars / "spark-core.jar").write_bytes(b"classes")
+def test_a_new_archive_supersedes_the_earlier_ones_of_its_jvm_and_environment_only(jvm_home, environments, monkeypatch):
+    here, elsewhere = environments
     monkeypatch.setattr("jobs.spark.spark_jars", lambda: elsewhere)
     other_environment = class_archive()
     monkeypatch.setattr("jobs.spark.spark_jars", lambda: here)
