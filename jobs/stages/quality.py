@@ -151,7 +151,7 @@ def validated_at_ingest(ctx: RunContext, sources: Sequence[Source]) -> dict[str,
         .filter(F.col("suite").isin(list(digests)))
         .filter(F.get_json_object("details", f"$.{VALIDATED_BY}") == F.lit("ingest"))
         .select("suite", "table_name", "expectation", "column", "scope", "severity", "status", "observed", "details")
-        .collect()
+        .collect()  # one row per expectation of the due sources' raw suites
     )
     recorded: dict[str, list[Outcome]] = {}
     for row in rows:
