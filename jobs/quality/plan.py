@@ -21,7 +21,7 @@ from jobs.quality.batches import raw_batch, with_orphans, with_reject_rates
 from jobs.quality.expectations import raw_expectations, table_expectations
 from jobs.quality.outcomes import Outcome, SuitePlan
 from jobs.quality.spec import RAW_PREFIX, Check, QualitySpec, TableSpec
-from jobs.sources import Extract, Source, SourceError, conform, list_extract_files, read_extract
+from jobs.sources import Source, SourceError, conform, list_extract_files, read_extract
 from jobs.tables import PIPELINE_RUNS
 
 log = logging.getLogger(__name__)
@@ -150,25 +150,11 @@ def plan_raw(ctx: RunContext, spec: QualitySpec, source: Source) -> SuitePlan:
             raise
         note("contract_columns", "expect_extract_columns_to_match_contract", "failed", mask_text(str(exc)))
         return plan
-    return plan_extract(spec, source, extract, conform(extract.rows, source), ctx.settings.ingest.country_code)
-
-
-def plan_extract(
-    spec: QualitySpec, source: Source, extract: Extract, conformed: DataFrame, country_code: str
-) -> SuitePlan:
-    """The raw suite of an extract already read. `conformed`: its rows as jobs.sources.conform
-    gives them, or any frame with those columns and one row per extract row (the ingest
-    stage's classification, so the extract is parsed once a night)."""
-    suite = f"{RAW_PREFIX}{source.name}"
-    plan = SuitePlan(suite, suite)
-    checks = spec.raw_for(source.name)
     set_aside = [f for f in extract.rejected_files if f.reason in ("missing_column", "duplicate_header")]
     if set_aside and "contract_columns" in checks:
         shown = "; ".join(f"{f.path.rsplit('/', 1)[-1]}: {f.message}" for f in set_aside[:5])
-        observed = mask_text(shown)
-        severity = checks["contract_columns"].get("severity", "critical")
-        expectation = "expect_extract_columns_to_match_contract"
-        plan.outcomes.append(_note(suite, suite, expectation, severity, "failed", observed))
-    plan.batch = raw_batch(conformed, source, country_code)
+        note("contract_columns", "expect_extract_columns_to_match_contract", "failed", mask_text(shown))
+    raw = extract.rows
+    plan.batch = raw_batch(conform(raw, source), source, ctx.settings.ingest.country_code)
     plan.planned = raw_expectations(suite, source, checks, plan.batch.columns)
     return plan

@@ -101,14 +101,13 @@ def register(context: Any, plan: SuitePlan) -> RegisteredSuite:
     return RegisteredSuite(plan, checkpoint, batch_definition)
 
 
-def validate(registered: RegisteredSuite, run_id: Any, sample_size: int, persist: bool = True) -> list[Outcome]:
-    """Run one registered suite's Checkpoint over its batch (persisted first unless `persist` is
-    false: a batch over data already cached); one outcome per expectation.
+def validate(registered: RegisteredSuite, run_id: Any, sample_size: int) -> list[Outcome]:
+    """Run one registered suite's Checkpoint over its persisted batch; one outcome per expectation.
 
     The checkpoint counts unexpected rows only; expectations that failed are validated again
     for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job."""
     plan, batch_definition = registered.plan, registered.batch_definition
-    batch = plan.batch.persist(StorageLevel.MEMORY_AND_DISK) if persist else plan.batch
+    batch = plan.batch.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         run = registered.checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
         results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
@@ -129,8 +128,7 @@ def validate(registered: RegisteredSuite, run_id: Any, sample_size: int, persist
                 again = gx_batch.validate(results[i].expectation_config.to_domain_obj(), result_format=result_format)
                 samples[i] = again.result.get("partial_unexpected_list") or []
     finally:
-        if persist:
-            batch.unpersist()
+        batch.unpersist()
     outcomes = []
     for i in sorted(results):
         r, template = results[i], plan.planned[i].outcome

@@ -4,9 +4,7 @@ subscriber_profile, with one pipeline_runs row per source.
 `run_ingest` reads each due source's extract (`prepare_source`: read, classify, cache, account,
 apply the shrink guard, drop records an earlier run already wrote), writes the sources of a run
 together (`write_sources`: one commit per table), falls back to one write per source when that
-fails, and records pipeline_runs. Each extract's raw quality suite is validated on the cached
-classification (jobs.stages.quality.ExtractChecks), so the quality gate does not parse it again.
-The transformations are jobs.ingest's.
+fails, and records pipeline_runs. The transformations are jobs.ingest's.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -35,7 +33,6 @@ from jobs.profiles import profile_as_of
 from jobs.run_log import describe_failure, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
 from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
-from jobs.stages.quality import ExtractChecks
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
 
 __all__ = ["known_subscribers", "run", "run_ingest"]
@@ -183,7 +180,6 @@ def run_ingest(
     raw_root: str,
     subscriber_lookback_days: int,
     guard: ShrinkGuard | None = None,
-    check_extract: Callable[[Source, Extract, DataFrame], None] | None = None,
 ) -> list[SourceResult]:
     """Ingest every due, active source and record pipeline_runs.
 
@@ -197,9 +193,6 @@ def run_ingest(
     that source and the run goes on: `failed` for a mandatory source (the caller fails the run),
     `degraded` for an optional one, `missing` when an optional extract is absent, `held` when a
     shrunken extract was held back. Every configured source gets a row.
-
-    `check_extract` is given each extract read (its source, files and cached classification)
-    before anything of it is written: the quality stage's raw suite validates it there.
     """
     guard = guard or ShrinkGuard()
     results: dict[str, SourceResult] = {}
@@ -221,8 +214,6 @@ def run_ingest(
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
                 ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name))
-                if check_extract is not None:
-                    check_extract(source, ready.extract, ready.classified)
                 if source.profile is None:
                     prepared.append(ready)
                     continue
@@ -284,7 +275,6 @@ def run(ctx: RunContext) -> list[SourceResult]:
         key=ctx.config.require("privacy.pseudonymisation_key"),  # a secret: never kept in the settings
         max_lateness_days=settings.max_lateness_days,
     )
-    extract_checks = ExtractChecks(ctx)  # the raw quality suites, over the extracts as read here
     with scoped_sql_conf(ctx.spark, JIT_SIZED_CODE):  # the classification's wide projections
         results = run_ingest(
             ctx.lakehouse,
@@ -293,9 +283,7 @@ def run(ctx: RunContext) -> list[SourceResult]:
             ctx.raw_root,
             settings.subscriber_lookback_days,
             settings.shrink_guard,
-            extract_checks.check,
         )
-    extract_checks.record()
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PipelineError("; ".join(f"{r.source}: {r.message}" for r in failed))
