@@ -60,7 +60,7 @@ LOCAL_CONF: dict[str, str] = {
     # default.parallelism, not Spark's 10,000: VACUUM of a small table took 64 s, 6.5 s with this
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
     # One JVM does all the work on a few cores: with the parallel collector a 2,000-subscriber
-    # night ran 5-12 % faster than with G1, Java's default (README, Benchmark)
+    # night ran 5-12 % faster than with G1, Java's default (bench/MEASUREMENTS.md)
     "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
 }
 
