@@ -5,7 +5,8 @@ awarded badge, and (optionally) their expiry. Entry ids are hashes of what earne
 rerun rewrites the same entries and never credits twice; a balance is the sum of a subscriber's
 entries. `loyalty_tiers` gives each scored subscriber a tier per day from configured rules over
 the balance and scores: an upgrade applies at once, a downgrade only after the subscriber has
-stayed below their tier for the grace period.
+stayed below their tier for the grace period. A subscriber not scored on a day keeps their
+balance and tier there (held, not judged), so no gap in the CRM snapshot loses points.
 
 Budgets (optional, `budgets:` of conf/loyalty.yaml): a daily points budget over everyone and per
 segment (the subscriber's segment on the day; the segment budget may also cap offer grants,
@@ -186,10 +187,14 @@ def _entry_id(entry_type: str, source_id: Column) -> Column:
 
 
 def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySettings, ds: date) -> DataFrame:
-    """Points earned on `ds`: completed missions (mission_progress rows newly completed on `ds`)
-    and badge awards of `ds`. Holdout subscribers earn nothing."""
+    """Points earned by `ds`: completed missions (the run date's mission_progress rows of completed
+    assignments) and badge awards of `ds`. Holdout subscribers earn nothing. A completion appears
+    on every day of its period after it: `ledger_entries` drops the entries recorded on another
+    day, so each is credited once, on the first run that sees it, even when a rerun of an earlier
+    day moved the completion to a day that had already run."""
     expires = F.lit(ds + timedelta(days=settings.points_expiry_days) if settings.points_expiry_days else None)
-    missions = completions.filter(F.col("newly_completed") & ~F.col("holdout") & (F.col("reward_points") > 0))
+    completed = F.col("completed_ds").isNotNull() & (F.col("completed_ds") <= F.lit(ds))
+    missions = completions.filter(completed & ~F.col("holdout") & (F.col("reward_points") > 0))
     badges = awards.filter(~F.col("holdout") & (F.col("points") > 0))
     return missions.select(
         _entry_id("mission_completion", F.col("assignment_id")).alias("entry_id"),
@@ -312,9 +317,16 @@ def balances(previous: DataFrame | None, entries: DataFrame) -> DataFrame:
 def tiers(
     subjects: DataFrame, balance: DataFrame, previous: DataFrame | None, settings: LoyaltySettings, ds: date
 ) -> DataFrame:
-    """Scored subjects (subscriber_id, scores, holdout) + balances + yesterday's tiers -> tiers on `ds`."""
-    rows = subjects.join(balance, "subscriber_id", "left").withColumns(
+    """Scored subjects (subscriber_id, scores, holdout) + balances + the previous tiering day's rows
+    -> tiers on `ds`. A subscriber not scored on `ds` (absent from the day's CRM snapshot, say)
+    keeps a row while there is something to carry (points ever earned, a tier above the first):
+    the balance moves with the ledger, the tier and its grace clock are held as they were, and
+    `qualified_tier` is null (no rule judged). So a balance is always the sum of the ledger, and a
+    subscriber back after a gap finds their points and tier."""
+    scored = subjects.withColumn("_scored", F.lit(True))
+    rows = scored.join(balance, "subscriber_id", "full").withColumns(
         {
+            "_scored": F.coalesce(F.col("_scored"), F.lit(False)),
             "points_balance": F.coalesce(F.col("points_balance"), F.lit(0)).cast("long"),
             "lifetime_points": F.coalesce(F.col("lifetime_points"), F.lit(0)).cast("long"),
         }
@@ -328,7 +340,7 @@ def tiers(
         previous = local_frame(
             subjects.sparkSession,
             [],
-            "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date",
+            "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date, holdout boolean",
         )
     prev = previous.select(
         "subscriber_id",
@@ -336,26 +348,29 @@ def tiers(
         F.col("tier").alias("previous_tier"),
         F.col("tier_since").alias("_prev_since"),
         F.col("below_since").alias("_prev_below"),
+        (F.col("holdout") if "holdout" in previous.columns else F.lit(None).cast("boolean")).alias("_prev_holdout"),
     )
     joined = rows.withColumn("_qualified", qualified).join(prev, "subscriber_id", "left")
     today = F.lit(ds)
+    judged = F.col("_scored")
     q, p = F.col("_qualified"), F.col("_prev_rank")
     below_since = F.when(q < p, F.coalesce(F.col("_prev_below"), today))
     grace_over = F.datediff(today, below_since) >= F.lit(settings.downgrade_grace_days)
-    rank = F.when(p.isNull() | (q > p) | ((q < p) & grace_over), q).otherwise(p)
-    change = F.when(p.isNotNull() & (q > p), "up").when(p.isNotNull() & (q < p) & grace_over, "down")
-    return joined.select(
+    rank = F.when(~judged, F.coalesce(p, F.lit(1))).when(p.isNull() | (q > p) | ((q < p) & grace_over), q).otherwise(p)
+    change = F.when(judged & p.isNotNull() & (q > p), "up").when(judged & p.isNotNull() & (q < p) & grace_over, "down")
+    carried = (F.col("lifetime_points") > 0) | (F.col("points_balance") != 0) | (F.coalesce(p, F.lit(1)) > 1)
+    return joined.filter(judged | carried).select(
         "subscriber_id",
         "points_balance",
         "lifetime_points",
         _tier_name(rank, settings).alias("tier"),
         rank.cast("int").alias("tier_rank"),
-        _tier_name(q, settings).alias("qualified_tier"),
+        F.when(judged, _tier_name(q, settings)).alias("qualified_tier"),
         "previous_tier",
         change.alias("tier_change"),
         F.when(p.isNull() | change.isNotNull(), today).otherwise(F.col("_prev_since")).alias("tier_since"),
-        F.when(change.isNull(), below_since).cast("date").alias("below_since"),
-        "holdout",
+        F.when(~judged, F.col("_prev_below")).when(change.isNull(), below_since).cast("date").alias("below_since"),
+        F.coalesce(F.col("holdout"), F.col("_prev_holdout"), F.lit(False)).alias("holdout"),
         today.alias("tier_ds"),
     )
 

@@ -514,18 +514,25 @@ _SPECS = (
     ),
     TableSpec(
         name=LOYALTY_TIERS,
-        grain="one scored subscriber per day",
+        grain="one subscriber per day: every scored subscriber, and those not scored that day who hold points or a tier",
         partition_by=("tier_ds",),
         written_by="loyalty",
         description="Points balance and loyalty tier of every scored subscriber: the highest tier of "
-        "conf/loyalty.yaml whose rule holds; upgrades at once, downgrades after downgrade_grace_days.",
+        "conf/loyalty.yaml whose rule holds; upgrades at once, downgrades after downgrade_grace_days. A "
+        "subscriber not scored on the day (absent from the CRM snapshot) who ever earned points or holds a "
+        "tier above the first keeps a row: balance carried with the ledger, tier held, `qualified_tier` null.",
         columns=_columns(
             SUBSCRIBER_ID,
             ("points_balance", "long", "Outstanding points (sum of ledger entries up to the day), points"),
             ("lifetime_points", "long", "Points ever earned (expiries not deducted), points"),
             ("tier", "string", "Tier held: member, silver, gold, platinum"),
             ("tier_rank", "int", "1 (lowest tier) upward"),
-            ("qualified_tier", "string", "Tier the rules give today (differs from `tier` during a grace period)"),
+            (
+                "qualified_tier",
+                "string",
+                "Tier the rules give today (differs from `tier` during a grace period); null when the "
+                "subscriber was not scored that day",
+            ),
             ("previous_tier", "string", "Tier held on the previous tiering day, null on the first"),
             ("tier_change", "string", "up, down, or null when unchanged"),
             ("tier_since", "date", "Day the current tier was reached"),

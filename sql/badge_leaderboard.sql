@@ -1,5 +1,5 @@
 -- Badge holders by type and level as of :ds (holdout excluded): subscribers holding each level,
--- their share of the tiered subscribers, and the day the level was first earned.
+-- their share of the subscribers scored that day, and the day the level was first earned.
 -- Grain: one row per badge level (badge type x level).
 with held as (
     select badge_id, badge_type, level, level_rank, count(*) as holders, min(awarded_ds) as first_awarded
@@ -9,7 +9,9 @@ with held as (
 ),
 
 population as (
-    select count(*) as subscribers from loyalty_tiers where tier_ds = :ds and not holdout
+    select count(*) as subscribers  -- scored on :ds (a carried row has no qualified tier)
+    from loyalty_tiers
+    where tier_ds = :ds and not holdout and qualified_tier is not null
 ),
 
 final as (

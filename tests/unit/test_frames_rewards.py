@@ -164,16 +164,19 @@ ENTRY_SCHEMA = (
 )
 
 
-def test_earnings_whole_frame_only_new_non_holdout_positive_rewards(spark):
+def test_earnings_whole_frame_completed_non_holdout_positive_rewards(spark):
     completions = spark.createDataFrame(
         [
-            ("a1", "s1", "m.a1", True, False, 100, day(0)),
-            ("a2", "s1", "m.a2", False, False, 100, day(-3)),  # completed on an earlier day
-            ("a3", "s2", "m.a3", True, True, 100, day(0)),  # holdout
-            ("a4", "s2", "m.a4", True, False, 0, day(0)),  # no reward
+            ("a1", "s1", "m.a1", False, 100, day(0)),
+            # completed on an earlier day: earned again here, ledger_entries keeps it only if no
+            # other day recorded it (a rerun of that day may have moved the completion there)
+            ("a2", "s1", "m.a2", False, 100, day(-3)),
+            ("a3", "s2", "m.a3", True, 100, day(0)),  # holdout
+            ("a4", "s2", "m.a4", False, 0, day(0)),  # no reward
+            ("a5", "s2", "m.a5", False, 100, None),  # not completed
         ],
-        "assignment_id string, subscriber_id string, mission_id string, newly_completed boolean, holdout boolean, "
-        "reward_points int, completed_ds date",
+        "assignment_id string, subscriber_id string, mission_id string, holdout boolean, reward_points int, "
+        "completed_ds date",
     )
     awards = spark.createDataFrame(
         [
@@ -188,6 +191,8 @@ def test_earnings_whole_frame_only_new_non_holdout_positive_rewards(spark):
         [
             (sha("mission_completion|a1"), "s1", "mission_completion", "a1", 100, "mission completed: m.a1", expires,
              day(0)),
+            (sha("mission_completion|a2"), "s1", "mission_completion", "a2", 100, "mission completed: m.a2", expires,
+             day(-3)),
             (sha("badge_award|w1"), "s1", "badge_award", "w1", 50, "badge awarded: data.bronze", expires, day(0)),
         ],
         ENTRY_SCHEMA,
@@ -276,19 +281,23 @@ def test_tiers_whole_frame_upgrade_at_once_downgrade_after_grace(spark):
     )
     balance = spark.createDataFrame(
         [("n", 600, 900), ("u", 150, 150), ("s", 150, 200), ("g", 50, 500), ("g2", 50, 900), ("d", 50, 900),
-         ("r", 150, 150)],
+         ("r", 150, 150), ("c", 230, 400), ("cg", 0, 0), ("x", 0, 0), ("e", 40, 40)],
         "subscriber_id string, points_balance long, lifetime_points long",
     )  # fmt: skip
     previous = spark.createDataFrame(
         [
-            ("u", 1, "bronze", day(-40), None),
-            ("s", 2, "silver", day(-10), None),
-            ("g", 2, "silver", day(-60), None),
-            ("g2", 3, "gold", day(-90), day(-29)),
-            ("d", 3, "gold", day(-90), day(-30)),
-            ("r", 2, "silver", day(-20), day(-5)),
+            ("u", 1, "bronze", day(-40), None, False),
+            ("s", 2, "silver", day(-10), None, False),
+            ("g", 2, "silver", day(-60), None, False),
+            ("g2", 3, "gold", day(-90), day(-29), False),
+            ("d", 3, "gold", day(-90), day(-30), False),
+            ("r", 2, "silver", day(-20), day(-5), False),
+            # not scored today:
+            ("c", 2, "silver", day(-50), None, False),  # holds points: carried
+            ("cg", 3, "gold", day(-70), day(-10), True),  # no points but a tier: carried, grace clock kept
+            ("x", 1, "bronze", day(-9), None, False),  # nothing to carry: no row
         ],
-        "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date",
+        "subscriber_id string, tier_rank int, tier string, tier_since date, below_since date, holdout boolean",
     )
     rows = [
         # new: 600 points and engagement 60 -> gold at once
@@ -305,6 +314,11 @@ def test_tiers_whole_frame_upgrade_at_once_downgrade_after_grace(spark):
         ("r", 150, 150, "silver", 2, "silver", "silver", None, day(-20), None, False),
         # no balance row: 0 points
         ("z", 0, 0, "bronze", 1, "bronze", None, None, day(0), None, True),
+        # not scored today (absent from the CRM snapshot): balance carried, tier held, not judged
+        ("c", 230, 400, "silver", 2, None, "silver", None, day(-50), None, False),
+        ("cg", 0, 0, "gold", 3, None, "gold", None, day(-70), day(-10), True),
+        # points moved (a completion) while not scored, no earlier tier: the first tier from today
+        ("e", 40, 40, "bronze", 1, None, None, None, day(0), None, False),
     ]
     expected = spark.createDataFrame(
         [(*row, day(0)) for row in rows],
