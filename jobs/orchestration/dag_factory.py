@@ -66,6 +66,7 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
     sources = source_shapes(config)
     stages = list(STAGES)
     stateful = [s for s in settings.stateful_stages if s in STAGES]
+    settings.check_run_timeout(len(settings.stage_groups(stages)))
     tz = pendulum.timezone(settings.timezone)
     dag = DAG(
         dag_id=settings.dag_id,

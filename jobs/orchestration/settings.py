@@ -83,7 +83,7 @@ class AirflowSettings:
     start_date: date
     catchup: bool
     max_active_runs: int
-    dagrun_timeout: timedelta
+    dagrun_timeout: timedelta | None  # None: no run timeout (see check_run_timeout)
     retries: int
     retry_delay: timedelta
     retry_exponential_backoff: float
@@ -116,6 +116,7 @@ class AirflowSettings:
     def _from_mapping(cls, path: Path, data: Mapping[str, Any]) -> AirflowSettings:
         tasks, spark, sensors, assets = data["tasks"], data["spark"], data["sensors"], data.get("assets") or {}
         missing = [f for f in FREQUENCIES if f not in sensors]
+        hours = data.get("dagrun_timeout_hours")
         if missing:
             raise ConfigError(path, "sensors", f"needs a policy for every sync_frequency; missing {missing}")
         return cls(
@@ -129,7 +130,7 @@ class AirflowSettings:
             start_date=_as_date(data["start_date"]),
             catchup=bool(data.get("catchup", False)),
             max_active_runs=int(data.get("max_active_runs", 1)),
-            dagrun_timeout=timedelta(hours=data.get("dagrun_timeout_hours", 20)),
+            dagrun_timeout=None if hours is None else timedelta(hours=float(hours)),
             retries=int(tasks["retries"]),
             retry_delay=timedelta(minutes=tasks.get("retry_delay_minutes", 5)),
             retry_exponential_backoff=float(tasks.get("retry_exponential_backoff", 0)),
@@ -154,6 +155,26 @@ class AirflowSettings:
             asset_prefix=assets.get("uri_prefix", "lakehouse://gamification/"),
             groups={str(k): tuple(v or ()) for k, v in (data.get("groups") or {}).items()},
         )
+
+    def check_run_timeout(self, groups: int) -> None:
+        """A run timeout must leave room for the longest night: Airflow marks a timed-out run
+        failed and its unfinished tasks skipped, and depends_on_past counts a skipped task as
+        done, so the next day would run over a day never computed. The longest night: the
+        longest sensor wait, then every group's attempts (retries + 1) at their execution timeout."""
+        if self.dagrun_timeout is None:
+            return
+        wait = max(policy.timeout for policy in self.sensors.values())
+        work = groups * (self.retries + 1) * self.execution_timeout
+        if self.dagrun_timeout < wait + work:
+            need = (wait + work).total_seconds() / 3600
+            raise ConfigError(
+                self.file,
+                "dagrun_timeout_hours",
+                f"{self.dagrun_timeout.total_seconds() / 3600:g} h is shorter than a night may take "
+                f"({need:g} h: the longest sensor wait, then {groups} groups x {self.retries + 1} attempts x "
+                f"{self.execution_timeout.total_seconds() / 60:g} min); a timed-out run skips its unfinished "
+                "tasks and the next day runs without it: raise it, or null for no run timeout",
+            )
 
     def stage_groups(self, stages: Sequence[str]) -> list[StageGroup]:
         """The configured groups over `stages` (pipeline order): a stage no group names joins the

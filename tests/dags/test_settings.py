@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from datetime import timedelta
 
 import pytest
 import yaml
@@ -68,3 +69,30 @@ def test_stages_no_group_names_join_the_group_before_them():
 def test_groups_that_do_not_cut_the_pipeline_into_runs_are_refused(groups, message):
     with pytest.raises(ConfigError, match=rf"airflow.yaml: groups: .*{message}"):
         settings_with(groups).stage_groups(STAGES)
+
+
+def test_a_run_timeout_shorter_than_the_longest_night_is_refused():
+    shipped = AirflowSettings.load()
+    assert shipped.dagrun_timeout is None  # sensors and tasks carry their own timeouts
+    shipped.check_run_timeout(3)
+    # monthly sensors wait up to 24 h; 3 groups x 3 attempts x 240 min = 36 h more
+    longest = max(p.timeout for p in shipped.sensors.values()) + 3 * (shipped.retries + 1) * shipped.execution_timeout
+    assert longest.total_seconds() / 3600 == 60
+    with pytest.raises(
+        ConfigError, match=r"airflow.yaml: dagrun_timeout_hours: 20 h is shorter than a night may take \(60 h"
+    ):
+        dataclasses.replace(shipped, dagrun_timeout=timedelta(hours=20)).check_run_timeout(3)
+    dataclasses.replace(shipped, dagrun_timeout=longest).check_run_timeout(3)
+
+
+def test_the_dag_refuses_a_run_timeout_that_would_skip_a_day(tmp_path):
+    from jobs.orchestration.dag_factory import build_nightly_dag
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    text = (conf / "airflow.yaml").read_text().replace("dagrun_timeout_hours: null", "dagrun_timeout_hours: 20")
+    (conf / "airflow.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="dagrun_timeout_hours: 20 h is shorter"):
+        build_nightly_dag(conf_dir=str(conf))
+    (conf / "airflow.yaml").write_text(text.replace("dagrun_timeout_hours: 20", "dagrun_timeout_hours: 72"))
+    assert build_nightly_dag(conf_dir=str(conf)).dagrun_timeout == timedelta(hours=72)
