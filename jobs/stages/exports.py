@@ -1,12 +1,15 @@
 """The exports stage: the run date's changed subscriber_state rows, triggers, audience changes
 and ledger entries -> one delivery per active consumer of conf/exports.yaml (files or JDBC, with
 the identifier each consumer takes), recorded in export_runs; then the quality suites that
-validate export_runs."""
+validate export_runs. A date whose quality gate recorded a failed critical check is not
+exported, whichever stages the run selected."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
 from jobs.exports import audience_changes, export_files, export_jdbc, state_changes, with_identifier
@@ -19,6 +22,7 @@ from jobs.tables import (
     CAMPAIGN_TRIGGERS,
     EXPORT_RUNS,
     LOYALTY_LEDGER,
+    QUALITY_RESULTS,
     SUBSCRIBER_STATE,
     schema_of,
 )
@@ -33,6 +37,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
     entries -> one delivery per active consumer of conf/exports.yaml; export_runs."""
     settings = ctx.settings.exports
     lakehouse, ds = ctx.lakehouse, ctx.ds
+    after = [name for name, table in ctx.settings.quality.tables.items() if table.validated_by == "exports"]
+    failed = failed_gate_checks(ctx, exempt=after)
+    if failed:
+        raise PipelineError(
+            f"exports for {ds}: the quality gate recorded failed critical checks on this date "
+            f"({'; '.join(failed)}); nothing leaves until the gate passes (rerun it after fixing the data)"
+        )
     previous_audience_day = latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
     before = (
         None
@@ -104,7 +115,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # the suites of conf/quality.yaml validated by this stage (export_runs): after the gate, a
     # critical failure fails the run once the delivery is made
-    after = [name for name, table in ctx.settings.quality.tables.items() if table.validated_by == "exports"]
     if after:
         quality.run(ctx, after)
     return summary
+
+
+def failed_gate_checks(ctx: RunContext, exempt: list[str], shown: int = 5) -> list[str]:
+    """The critical checks the run date's quality gate recorded as failed (suite, expectation,
+    column), at most `shown` of them; the suites this stage validates itself are exempt."""
+    if not ctx.lakehouse.exists(QUALITY_RESULTS):
+        return []
+    failed = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)]).filter(
+        (F.col("severity") == "critical") & (F.col("status") == "failed") & ~F.col("suite").isin(exempt)
+    )
+    rows = failed.select("suite", "expectation", "column").orderBy("suite", "expectation", "column").limit(shown)
+    return [" ".join(str(v) for v in (r.suite, r.expectation, r.column) if v) for r in rows.collect()]

@@ -15,6 +15,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from jobs.config import DEFAULT_CONF_DIR
+from jobs.context import PipelineError
 from jobs.pipeline import STAGES
 from jobs.tables import (
     BADGE_AWARDS,
@@ -28,8 +29,10 @@ from jobs.tables import (
     MISSION_PROGRESS,
     ML_PREDICTIONS,
     PIPELINE_RUNS,
+    QUALITY_RESULTS,
     SUBSCRIBER_SEGMENTS,
     SUBSCRIBER_STATE,
+    schema_of,
 )
 from tests.integration.conftest import Pipeline
 
@@ -226,3 +229,39 @@ def test_file_exports_are_complete_and_identical_on_rerun(pipeline, tmp_path):
     rerun = pipeline.copy(tmp_path)  # the shared lakehouse stays as the night left it
     rerun.run(ds, stages=["exports"])
     assert {c: delivery(rerun, c) for c in before} == before
+
+
+def test_exports_refuse_a_date_whose_quality_gate_failed_a_critical_check(pipeline, tmp_path):
+    ds = pipeline.last_day
+    copy = pipeline.copy(tmp_path)
+    lakehouse = copy.lakehouse
+    schema = schema_of(QUALITY_RESULTS)
+    recorded = lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ds)]).localCheckpoint()
+    assert recorded.filter(F.col("suite") != "export_runs").count() == 0  # no gate ran on this operator
+
+    def record(*checks):
+        rows = [
+            tuple({"run_ds": ds, "suite": suite, "table_name": suite, "expectation": expectation, "column": column,
+                   "severity": severity, "status": "failed", "success": False}.get(f.name) for f in schema.fields)
+            for suite, expectation, column, severity in checks
+        ]  # fmt: skip
+        frame = copy.spark.createDataFrame(rows, schema).unionByName(recorded)
+        lakehouse.write(frame, QUALITY_RESULTS, partition_by=["run_ds"], replace_where={"run_ds": ds})
+
+    record(
+        ("behavior_scores", "expect_column_values_to_not_be_null", "engagement", "critical"),
+        ("events", "expect_table_row_count_to_be_between", None, "warning"),
+    )
+    message = (
+        rf"exports for {ds}: the quality gate recorded failed critical checks on this date "
+        r"\(behavior_scores expect_column_values_to_not_be_null engagement\); nothing leaves"
+    )
+    with pytest.raises(PipelineError, match=message):
+        copy.run(ds, stages=["exports"])
+    runs = lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ds)]).filter(F.col("stage") == "exports")
+    assert runs.filter(F.col("status") == "failed").count() == 1
+
+    record(("events", "expect_table_row_count_to_be_between", None, "warning"))  # a warning lets it out
+    copy.run(ds, stages=["exports"])
+    consumers = ("campaign_system", "loyalty_platform", "app_feed")
+    assert {c: delivery(copy, c) for c in consumers} == {c: delivery(pipeline, c) for c in consumers}
