@@ -40,10 +40,11 @@ def worker_config() -> Config:
 
 
 def due_source(name: str, ds: date):
-    """The source as configured where the task runs, or a skip when it is not due on `ds`."""
+    """The source as the day's Spark jobs will see it (the worker's environment plus
+    `spark.env_vars`), or a skip when it is not due on `ds`."""
     from jobs.sources import Source  # pyspark import: at run time only
 
-    config = pipeline_config()
+    config = pipeline_config(env_vars=AirflowSettings.load().env_vars)
     source = Source.from_config(config.sources[name], config.file_of(f"sources.{name}"))
     if not source.is_due(ds):
         raise AirflowSkipException(f"{source.sync_frequency} source {name} is not due on {ds}")

@@ -22,24 +22,29 @@ FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
 
 
 class Placeholders(Mapping[str, str]):
-    """The process environment, where every unset variable reads as `<NAME>`."""
+    """The process environment (plus `extra`, which wins), where every unset variable reads as `<NAME>`."""
+
+    def __init__(self, extra: Mapping[str, str] | None = None) -> None:
+        self.values = {**os.environ, **(extra or {})}
 
     def __getitem__(self, name: str) -> str:
-        return os.environ.get(name) or f"<{name}>"
+        return self.values.get(name) or f"<{name}>"
 
     def __contains__(self, name: object) -> bool:
         return True
 
     def __iter__(self) -> Iterator[str]:
-        return iter(os.environ)
+        return iter(self.values)
 
     def __len__(self) -> int:
-        return len(os.environ)
+        return len(self.values)
 
 
-def pipeline_config(conf_dir: str | Path | None = None) -> Config:
-    """The jobs' configuration ($GAMIFY_ENV overlay) with unset variables as placeholders."""
-    return load_config(conf_dir, environ=Placeholders())
+def pipeline_config(conf_dir: str | Path | None = None, env_vars: Mapping[str, str] | None = None) -> Config:
+    """The jobs' configuration ($GAMIFY_ENV overlay) with unset variables as placeholders;
+    `env_vars` (the jobs' `spark.env_vars`) over the process environment, GAMIFY_ENV included."""
+    env_vars = env_vars or {}
+    return load_config(conf_dir, env=env_vars.get("GAMIFY_ENV"), environ=Placeholders(env_vars))
 
 
 def unresolved(value: str) -> bool:

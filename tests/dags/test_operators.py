@@ -57,6 +57,22 @@ def test_sensor_fails_a_missing_mandatory_source_naming_source_and_path(raw):
         sensor("cdr", True).execute({"ds": "2025-03-03", "params": ALL})
 
 
+def test_sensor_looks_where_the_jobs_read_with_their_env_vars(raw, tmp_path, monkeypatch):
+    import dataclasses
+
+    from jobs.orchestration.settings import AirflowSettings
+
+    elsewhere = tmp_path / "landing"
+    shutil.copytree(raw, elsewhere)
+    shutil.rmtree(raw)  # nothing left where the worker's own environment points
+    shipped = AirflowSettings.load()
+    jobs_env = {"GAMIFY_ENV": "prod", "GAMIFY_RAW_ROOT": str(elsewhere)}
+    monkeypatch.setattr(AirflowSettings, "load", lambda *a, **k: dataclasses.replace(shipped, env_vars=jobs_env))
+    probe = sensor("cdr", True)
+    assert probe.poke({"ds": DS, "params": ALL}) is True
+    assert probe.expected.startswith(str(elsewhere))
+
+
 def test_sensor_skips_a_missing_optional_source(raw):
     with pytest.raises(AirflowSkipException):
         sensor("app", False).execute({"ds": DS, "params": ALL})
