@@ -54,12 +54,27 @@ def due_source(name: str, ds: date):
 class ConfigCheckOperator(BaseOperator):
     """Loads and compiles every configuration and template file on the worker (`gamify config
     validate`), before any sensor waits or any Spark job starts. A problem fails the run at once,
-    without retries, listing every problem with its file, line and column."""
+    without retries, listing every problem with its file, line and column. So does a run with no
+    run date (triggered without a logical date) or one whose day has not ended when the run may
+    start (a manual trigger left at its default logical date, now): a night processes a day that
+    ended, whose extracts are complete."""
 
     ui_color = "#f4f4f4"
 
     def execute(self, context: Any) -> None:
         from jobs.validation import config_problems
+
+        if context.get("ds") is None:
+            raise AirflowFailException(
+                "this run has no logical date, hence no run date: trigger it with the day to process as its "
+                "logical date (Trigger > Logical date in the UI, logical_date in the REST API)"
+            )
+        started = getattr(context.get("dag_run"), "run_after", None)
+        if started is not None and run_date(context) >= started.date():
+            raise AirflowFailException(
+                f"run date {context['ds']} has not ended when this run may start ({started.isoformat()}): a night "
+                "processes a day that ended; trigger it with that day's date as its logical date"
+            )
 
         problems = config_problems(worker_config())
         if problems:

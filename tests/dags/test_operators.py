@@ -147,6 +147,16 @@ def test_a_broken_configuration_fails_the_run_before_any_sensor_without_retries(
     ConfigCheckOperator(task_id="check_config").execute({"ds": DS})  # the repository's: no problem
 
 
+def test_a_run_without_a_run_date_or_before_its_day_ended_fails_before_any_sensor():
+    check = ConfigCheckOperator(task_id="check_config")
+    with pytest.raises(AirflowFailException, match="this run has no logical date, hence no run date"):
+        check.execute({"params": {}})  # Airflow 3 leaves ds out of a run triggered without a logical date
+    today = SimpleNamespace(run_after=datetime(2025, 3, 2, 15, 30, tzinfo=UTC))  # a trigger left at "now"
+    with pytest.raises(AirflowFailException, match=r"run date 2025-03-02 has not ended when this run may start"):
+        check.execute({"ds": DS, "dag_run": today})
+    check.execute({"ds": DS, "dag_run": SimpleNamespace(run_after=datetime(2025, 3, 3, tzinfo=UTC))})  # scheduled
+
+
 class Recorder:
     def __init__(self, pending: int) -> None:
         self.pending, self.asked = pending, None
