@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -194,13 +195,17 @@ def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -
     files = list_extract_files(pattern)
     if not files:
         raise SourceError(f"source {source.name}: no extract for {ds} at {pattern}")
+    rejected = [hidden_file(path, source) for path in files if _base(path).startswith(HIDDEN_PREFIXES)]
+    readable = [path for path in files if not _base(path).startswith(HIDDEN_PREFIXES)]
     if source.format not in TEXT_FORMATS:
-        df = spark.read.parquet(*files)
+        if not readable:
+            raise SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: "
+                              + "; ".join(f"{_base(r.path)}: {r.reason}" for r in rejected))  # fmt: skip
+        df = spark.read.parquet(*readable)
         _check_parquet_columns(source, df, pattern)
-        return Extract(df.withColumn(SOURCE_FILE, F.col("_metadata.file_path")), files=tuple(files))
-    rejected: list[FileReject] = []
+        return Extract(df.withColumn(SOURCE_FILE, F.col("_metadata.file_path")), tuple(rejected), tuple(files))
     good: list[str] = []
-    for path in files:
+    for path in readable:
         problem = screen_text_file(path, source)
         (good.append(path) if problem is None else rejected.append(problem))
     headers: dict[tuple[str, ...], list[str]] = {}
@@ -228,6 +233,22 @@ def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -
 
 def _base(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+# Spark's file reader skips these names (Hadoop's hidden and metadata files) even when a read
+# names them: their rows would vanish unread and uncounted
+HIDDEN_PREFIXES = ("_", ".")
+
+
+def hidden_file(path: str, source: Source) -> FileReject:
+    """A file whose name Spark treats as hidden, quarantined whole with its lines (rows for Parquet)."""
+    if source.format in TEXT_FORMATS:
+        lines = text_lines(path, _encoding(source))
+    else:
+        fs, file_path = pafs.FileSystem.from_uri(_as_uri(path))
+        lines = pq.read_metadata(file_path, filesystem=fs).num_rows
+    message = "the file name starts with '_' or '.', which Spark skips as a hidden file: rename it to ingest it"
+    return FileReject(path, "hidden_file", message, lines)
 
 
 def screen_text_file(path: str, source: Source) -> FileReject | None:

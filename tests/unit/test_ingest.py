@@ -12,7 +12,16 @@ from pyspark.sql import functions as F
 
 from jobs.ingest import accounting, classify, to_events, to_profile, to_rejects, with_prior_duplicates
 from jobs.privacy import pseudonymise_py
-from jobs.sources import CORRUPT, SOURCE_FILE, Source, _csv_header_problem, conform, screen_text_file
+from jobs.sources import (
+    CORRUPT,
+    SOURCE_FILE,
+    Source,
+    SourceError,
+    _csv_header_problem,
+    conform,
+    read_extract,
+    screen_text_file,
+)
 from tests.unit.cdr_extract import CDR, CTX, KEY, RAW_COLUMNS, known, raw_cdr
 
 pytestmark = pytest.mark.unit
@@ -280,3 +289,50 @@ def test_header_names_differing_only_in_case_are_duplicates(tmp_path, header, du
     _, problem = _csv_header_problem(str(path), ",", source)
     assert (problem.reason, problem.lines) == ("duplicate_header", 2)
     assert problem.message.startswith(f"column(s) {duplicates} appear more than once")
+
+
+PARQUET_COLUMNS = (
+    "record_id string, msisdn string, record_type string, start_time string, duration_s long, bytes_down long, "
+    "other_party string"
+)
+CDR_HEADER = "record_id,msisdn,record_type,start_time,duration_s,bytes_down,other_party\n"
+
+
+def test_files_spark_would_skip_as_hidden_are_quarantined_with_their_lines(spark, tmp_path):
+    day = tmp_path / "cdr" / "2025-03-01"
+    day.mkdir(parents=True)
+    row = "{},0612345678,MOC,20250301101500,60,0,\n"
+    (day / "cdr_00.csv").write_text(CDR_HEADER + row.format("R1"))
+    (day / "_cdr_01.csv").write_text(CDR_HEADER + row.format("R2") + row.format("R3"))  # Spark reads none of it
+    (day / ".cdr_02.csv").write_text(CDR_HEADER + row.format("R4"))
+    extract = read_extract(spark, CDR, date(2025, 3, 1), str(tmp_path))
+    assert [r.record_id for r in extract.rows.collect()] == ["R1"]
+    assert [(r.path.rsplit("/", 1)[1], r.reason, r.lines) for r in extract.rejected_files] == [
+        (".cdr_02.csv", "hidden_file", 2),
+        ("_cdr_01.csv", "hidden_file", 3),
+    ]
+    assert extract.rejected_files[0].message.startswith("the file name starts with '_' or '.', which Spark skips")
+    (day / "cdr_00.csv").unlink()
+    with pytest.raises(
+        SourceError, match=r"no usable file .*\.cdr_02\.csv: hidden_file \(.*\); _cdr_01\.csv: hidden_file"
+    ):
+        read_extract(spark, CDR, date(2025, 3, 1), str(tmp_path))
+
+
+def test_a_hidden_parquet_file_is_quarantined_with_its_rows(spark, tmp_path):
+    day = tmp_path / "preds" / "2025-03-01"
+    day.mkdir(parents=True)
+    source = dataclasses.replace(CDR, format="parquet", connection={"path": "{raw_root}/preds/{ds}/*.parquet"})
+    for name, rows in (("preds_00.parquet", 2), ("_preds_01.parquet", 3)):
+        values = [(f"R{i}", "0612345678", "MOC", "20250301101500", 60, 0, None) for i in range(rows)]
+        frame = spark.createDataFrame(values, PARQUET_COLUMNS)
+        frame.coalesce(1).write.parquet(str(tmp_path / name))
+        next((tmp_path / name).glob("part-*.parquet")).rename(day / name)
+    extract = read_extract(spark, source, date(2025, 3, 1), str(tmp_path))
+    assert extract.rows.count() == 2
+    assert [(r.path.rsplit("/", 1)[1], r.reason, r.lines) for r in extract.rejected_files] == [
+        ("_preds_01.parquet", "hidden_file", 3)
+    ]
+    (day / "preds_00.parquet").unlink()
+    with pytest.raises(SourceError, match=r"no usable file .*_preds_01\.parquet: hidden_file"):
+        read_extract(spark, source, date(2025, 3, 1), str(tmp_path))
