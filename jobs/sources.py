@@ -440,8 +440,9 @@ def _csv_header(path: str, sep: str, encoding: str = "utf-8") -> list[str]:
 
 def _read_json_lines(spark: SparkSession, source: Source, files: list[str]) -> DataFrame:
     """One record per line: a line is parsed against the contract on its own, and a line that
-    is not one JSON object (an array, a scalar, broken text) is a corrupt record, never
-    several rows. Blank lines are not records."""
+    is not one JSON object (an array, a scalar, broken text, two objects) is a corrupt record,
+    never several rows nor part of one. Blank lines (spaces, tabs, a CRLF file's lone carriage
+    return) are not records."""
     schema = _string_schema(source)  # ends with the corrupt-record column
     lines = (
         spark.read.options(lineSep="\n")
@@ -450,8 +451,11 @@ def _read_json_lines(spark: SparkSession, source: Source, files: list[str]) -> D
             F.regexp_replace("value", "^\ufeff", "").alias("value"), F.col("_metadata.file_path").alias(SOURCE_FILE)
         )
     )
-    lines = lines.filter(F.trim(F.col("value")) != "")
-    is_object = F.col("value").rlike(r"(?s)^\s*\{.*\}\s*$")  # one object, nothing after it (no trailing comma)
+    lines = lines.filter(~F.col("value").rlike(r"^\s*$"))
+    # one object and nothing after it: "{..}{..}" or "{..}, {..}" would parse as their first
+    # object alone, so the line read as the only element of an array must give one element
+    alone = F.json_array_length(F.concat(F.lit("["), F.col("value"), F.lit("]"))) == 1  # null when not JSON
+    is_object = F.col("value").rlike(r"(?s)^\s*\{.*\}\s*$") & F.coalesce(alone, F.lit(False))
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
     df = lines.select("*", F.from_json(F.col("value"), schema, options).alias("_record"))
     corrupt = F.when(~is_object | F.col("_record").isNull(), F.col("value")).otherwise(F.col(f"_record.{CORRUPT}"))

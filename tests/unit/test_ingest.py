@@ -336,3 +336,25 @@ def test_a_hidden_parquet_file_is_quarantined_with_its_rows(spark, tmp_path):
     (day / "preds_00.parquet").unlink()
     with pytest.raises(SourceError, match=r"no usable file .*_preds_01\.parquet: hidden_file"):
         read_extract(spark, source, date(2025, 3, 1), str(tmp_path))
+
+
+def test_a_json_line_is_one_object_and_blank_lines_are_no_records(spark, tmp_path):
+    day = tmp_path / "app" / "2025-03-01"
+    day.mkdir(parents=True)
+    source = dataclasses.replace(
+        CDR, format="json", connection={"path": "{raw_root}/app/{ds}/*.jsonl"}, contract=CDR.contract[:2]
+    )
+    lines = [
+        '{"record_id": "A", "msisdn": "0612345678"}',
+        '{"record_id": "B", "msisdn": "0612345678"}{"record_id": "C", "msisdn": "0612345679"}',  # two objects
+        '{"record_id": "D", "msisdn": "0612345678"}, {"record_id": "E", "msisdn": "0612345679"}',
+        '{"record_id": "F", "msisdn": "0612345678"} junk }',
+        "\t ",  # blank
+        "",  # blank
+        '{"record_id": "G", "msisdn": "0612345678", "note": "a }{ in a string"}',
+    ]
+    (day / "app_00.jsonl").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    rows = read_extract(spark, source, date(2025, 3, 1), str(tmp_path)).rows.collect()
+    # each line a record but the blank ones; those that are not one object are corrupt, whole
+    assert [(r[CORRUPT] or "").rstrip("\r") for r in rows] == ["", lines[1], lines[2], lines[3], ""]
+    assert [r.record_id for r in rows if r[CORRUPT] is None] == ["A", "G"]
