@@ -113,6 +113,14 @@ def mask_digit_runs(col: Column) -> Column:
     return F.regexp_replace(col, MSISDN_IN_TEXT, MASK)
 
 
+def mask_phone_numbers(text: Column) -> Column:
+    """Free text (a raw line, a raw value) with its phone numbers masked: digits of other scripts
+    and Unicode spaces (no-break, narrow, tabs) made plain first, so '٠٦١٢...' or '06 12 34...'
+    written with no-break spaces is masked like '06 12 34...'."""
+    plain = F.translate(F.regexp_replace(text, r"[\p{Z}\t\x0B\f]", " "), _OTHER_DIGITS, _ASCII_DIGITS)
+    return mask_digit_runs(plain)
+
+
 def mask_text(text: str) -> str:
     """Python twin of `mask_digit_runs`, for messages (errors, logs, pipeline_runs)."""
     return _MSISDN_IN_TEXT.sub(MASK, text)

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from jobs import expressions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import expression_names
-from jobs.privacy import normalise_msisdn, pseudonymise, with_hmac_key, without_hmac_key
+from jobs.privacy import mask_phone_numbers, normalise_msisdn, pseudonymise, with_hmac_key, without_hmac_key
 from jobs.sources import CORRUPT, SOURCE_FILE, Source
 
 
@@ -76,7 +76,7 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
                     F.lit(f"required field '{column.path}' is missing"),
                 )
             )
-        shown = F.lit("<redacted>") if column.pii or name == source.subscriber_column else raw
+        shown = F.lit("<redacted>") if column.pii or name == source.subscriber_column else mask_phone_numbers(raw)
         reasons.append(
             (
                 raw.isNotNull() & (F.trim(raw) != "") & F.col(name).isNull(),
@@ -100,7 +100,7 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
                 F.lit("invalid_timestamp"),
                 F.format_string(
                     f"field '{time_path}' value '%s' does not match {time_fmt}",
-                    F.col(f"_raw_{time_path.replace('.', '_')}"),
+                    mask_phone_numbers(F.col(f"_raw_{time_path.replace('.', '_')}")),
                 ),
             )
         )
@@ -111,7 +111,7 @@ def with_reject_reason(df: DataFrame, source: Source, ctx: IngestContext) -> Dat
         expressions.check_names(node, names, text=str(check["rule"]), source=where, line=1, column=1)
         rule = expressions.compile_node(node, names.__getitem__)
         shown = [
-            F.format_string(f"{n}=%s", F.coalesce(names[n].cast("string"), F.lit("null")))
+            F.format_string(f"{n}=%s", mask_phone_numbers(F.coalesce(names[n].cast("string"), F.lit("null"))))
             for n in sorted(expressions.names(node))
             if n != "ds"
         ]

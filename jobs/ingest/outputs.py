@@ -18,16 +18,15 @@ from jobs.frames import local_frame, string_map
 from jobs.ingest.classify import mapping_conditions
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext
 from jobs.ingest.values import value_column
-from jobs.privacy import _ASCII_DIGITS as ASCII_DIGITS
-from jobs.privacy import _OTHER_DIGITS as OTHER_DIGITS
-from jobs.privacy import mask_digit_runs, mask_text, pseudonymise, with_hmac_key
+from jobs.privacy import mask_phone_numbers, mask_text, pseudonymise, with_hmac_key
 from jobs.sources import CORRUPT, SOURCE_FILE, FileReject, Source
 from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, schema_of
 
 
 def _raw_json(source: Source, ctx: IngestContext) -> Column:
-    """The raw record as delivered, as JSON; PII fields replaced by their pseudonym and
-    unparseable lines with phone-number-like digit runs masked."""
+    """The raw record as delivered, as JSON; PII fields replaced by their pseudonym, and
+    phone-number-like digit runs masked in the other fields (a number delivered in the wrong
+    column) and in unparseable lines."""
     fields = []
     for name, column in source.columns.items():
         raw = F.col(f"_raw_{name}")
@@ -35,17 +34,11 @@ def _raw_json(source: Source, ctx: IngestContext) -> Column:
             raw = F.col("subscriber_id")
         elif column.pii:
             raw = pseudonymise(raw, ctx.country_code)
+        else:
+            raw = mask_phone_numbers(raw)
         fields.append(raw.alias(column.path))
     parsed = F.to_json(F.struct(*fields))
-    return F.when(F.col(CORRUPT).isNotNull(), _masked_line(F.col(CORRUPT))).otherwise(parsed)
-
-
-def _masked_line(line: Column) -> Column:
-    """An unparseable line with its phone numbers masked: digits of other scripts and Unicode
-    spaces (no-break, narrow, tabs) made plain first, so '٠٦١٢...' or '06 12 34...' written
-    with no-break spaces is masked like '06 12 34...'."""
-    plain = F.translate(F.regexp_replace(line, r"[\p{Z}\t\x0B\f]", " "), OTHER_DIGITS, ASCII_DIGITS)
-    return mask_digit_runs(plain)
+    return F.when(F.col(CORRUPT).isNotNull(), mask_phone_numbers(F.col(CORRUPT))).otherwise(parsed)
 
 
 def to_events(classified: DataFrame, source: Source, ctx: IngestContext) -> DataFrame:

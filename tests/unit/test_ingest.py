@@ -358,3 +358,22 @@ def test_a_json_line_is_one_object_and_blank_lines_are_no_records(spark, tmp_pat
     # each line a record but the blank ones; those that are not one object are corrupt, whole
     assert [(r[CORRUPT] or "").rstrip("\r") for r in rows] == ["", lines[1], lines[2], lines[3], ""]
     assert [r.record_id for r in rows if r[CORRUPT] is None] == ["A", "G"]
+
+
+def test_a_phone_number_in_another_column_is_masked_in_the_quarantine(spark):
+    # the subscriber and the time swapped: the number sits in start_time, the time in msisdn
+    swapped = ("C1", "20250301101500", "MOC", "0612345678", "60", "0", None)
+    typed = ("C2", "33612345678", "MOC", "20250301100000", "06 12 34 56 78", "0", None)  # in a numeric column
+    df = spark.createDataFrame([(*swapped, None), (*typed, None)], RAW_COLUMNS + f", {CORRUPT} string")
+    df = df.withColumn(SOURCE_FILE, F.lit("cdr_00.csv"))
+    classified = classify(conform(df, CDR), CDR, CTX, known(spark, "33612345678"))
+    rejects = {r.reject_reason: r for r in to_rejects(classified, CDR, CTX).collect()}
+    assert set(rejects) == {"invalid_timestamp", "invalid_type"}
+    for row in rejects.values():
+        for text in (row.reject_message, row.raw_record):
+            assert "0612345678" not in text.replace(" ", "") and "<msisdn>" in text, text
+    assert (
+        rejects["invalid_timestamp"].reject_message
+        == "field 'start_time' value '<msisdn>' does not match yyyyMMddHHmmss"
+    )
+    assert rejects["invalid_type"].reject_message == "field 'duration_s' value '<msisdn>' is not a valid long"
