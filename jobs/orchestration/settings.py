@@ -122,6 +122,15 @@ class AirflowSettings:
         tasks, spark, sensors, assets = data["tasks"], data["spark"], data["sensors"], data.get("assets") or {}
         missing = [f for f in FREQUENCIES if f not in sensors]
         hours = data.get("dagrun_timeout_hours")
+        timezone = str(data["schedule"].get("timezone", "UTC"))
+        if timezone not in ("UTC", "Etc/UTC"):
+            raise ConfigError(
+                path,
+                "schedule.timezone",
+                f"{timezone}: only UTC is supported. Airflow's run date ({{{{ ds }}}}) is the day of the logical "
+                "date in UTC, so a schedule at another zone's midnight would process the day before; write the "
+                "cron in UTC (the jobs read event times in the sources' own zones whatever the schedule)",
+            )
         if missing:
             raise ConfigError(path, "sensors", f"needs a policy for every sync_frequency; missing {missing}")
         return cls(
@@ -131,7 +140,7 @@ class AirflowSettings:
             owner=data["owner"],
             tags=tuple(data.get("tags") or ()),
             cron=data["schedule"]["cron"],
-            timezone=data["schedule"].get("timezone", "UTC"),
+            timezone=timezone,
             start_date=_as_date(data["start_date"]),
             catchup=bool(data.get("catchup", False)),
             max_active_runs=int(data.get("max_active_runs", 1)),

@@ -96,3 +96,13 @@ def test_the_dag_refuses_a_run_timeout_that_would_skip_a_day(tmp_path):
         build_nightly_dag(conf_dir=str(conf))
     (conf / "airflow.yaml").write_text(text.replace("dagrun_timeout_hours: 20", "dagrun_timeout_hours: 72"))
     assert build_nightly_dag(conf_dir=str(conf)).dagrun_timeout == timedelta(hours=72)
+
+
+def test_a_schedule_outside_utc_is_refused_as_it_would_shift_the_run_date(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    data = yaml.safe_load((conf / "airflow.yaml").read_text())
+    data["schedule"]["timezone"] = "Europe/Paris"
+    (conf / "airflow.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"airflow.yaml: schedule.timezone: Europe/Paris: only UTC is supported"):
+        AirflowSettings.load(conf)
