@@ -218,8 +218,10 @@ def classify(df: DataFrame, source: Source, ctx: IngestContext, known_subscriber
 
 
 def _raw_text(source: Source) -> Column:
-    """The raw values as one string: a cheap total order among copies of a record."""
-    return F.concat_ws("\u0001", F.col(CORRUPT), *[F.col(f"_raw_{name}") for name in source.columns])
+    """The raw values as one string: a cheap total order among copies of a record. A null reads
+    as its own mark, so copies that differ only in which field is empty never tie."""
+    values = [F.col(CORRUPT), *[F.col(f"_raw_{name}") for name in source.columns]]
+    return F.concat_ws("\u0001", *[F.coalesce(v, F.lit("\u0002")) for v in values])
 
 
 def _status() -> Column:

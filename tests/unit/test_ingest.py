@@ -377,3 +377,21 @@ def test_a_phone_number_in_another_column_is_masked_in_the_quarantine(spark):
         == "field 'start_time' value '<msisdn>' does not match yyyyMMddHHmmss"
     )
     assert rejects["invalid_type"].reject_message == "field 'duration_s' value '<msisdn>' is not a valid long"
+
+
+def test_copies_differing_in_which_field_is_empty_keep_the_same_one_in_any_order(spark):
+    contract = tuple(
+        dataclasses.replace(c, nullable=True) if c.path == "bytes_down" else c for c in CDR.contract
+    )  # two nullable fields: bytes_down and other_party
+    source = dataclasses.replace(CDR, contract=contract)
+    first = ("C1", "33612345678", "GPRS", "20250301100000", "60", "7", None)
+    second = ("C1", "33612345678", "GPRS", "20250301100000", "60", None, "7")  # the same raw text once joined
+    kept = set()
+    for rows in ([first, second], [second, first]):
+        df = spark.createDataFrame([(*r, None) for r in rows], RAW_COLUMNS + f", {CORRUPT} string")
+        known_df = known(spark, "33612345678")
+        classified = classify(conform(df.withColumn(SOURCE_FILE, F.lit("f.csv")), source), source, CTX, known_df)
+        accepted = classified.filter(F.col("reject_reason").isNull()).collect()
+        assert len(accepted) == 1
+        kept.add((accepted[0]._raw_bytes_down, accepted[0]._raw_other_party))
+    assert kept == {(None, "7")}  # a null ranks before any value, whatever the input order
