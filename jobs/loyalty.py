@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
@@ -192,7 +192,11 @@ def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySetting
     on every day of its period after it: `ledger_entries` drops the entries recorded on another
     day, so each is credited once, on the first run that sees it, even when a rerun of an earlier
     day moved the completion to a day that had already run."""
-    expires = F.lit(ds + timedelta(days=settings.points_expiry_days) if settings.points_expiry_days else None)
+    days = settings.points_expiry_days
+
+    def expires(earned: Column) -> Column:  # counted from the day the points were earned
+        return F.date_add(earned, days) if days else F.lit(None).cast("date")
+
     completed = F.col("completed_ds").isNotNull() & (F.col("completed_ds") <= F.lit(ds))
     missions = completions.filter(completed & ~F.col("holdout") & (F.col("reward_points") > 0))
     badges = awards.filter(~F.col("holdout") & (F.col("points") > 0))
@@ -203,7 +207,7 @@ def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySetting
         F.col("assignment_id").alias("source_id"),
         F.col("reward_points").alias("points"),
         F.concat(F.lit("mission completed: "), F.col("mission_id")).alias("description"),
-        expires.cast("date").alias("expires_ds"),
+        expires(F.col("completed_ds")).alias("expires_ds"),
         F.col("completed_ds").alias("earned_ds"),
     ).unionByName(
         badges.select(
@@ -213,7 +217,7 @@ def earnings(completions: DataFrame, awards: DataFrame, settings: LoyaltySetting
             F.col("award_id").alias("source_id"),
             F.col("points"),
             F.concat(F.lit("badge awarded: "), F.col("badge_id")).alias("description"),
-            expires.cast("date").alias("expires_ds"),
+            expires(F.col("awarded_ds")).alias("expires_ds"),
             F.col("awarded_ds").alias("earned_ds"),
         )
     )

@@ -505,7 +505,12 @@ _SPECS = (
             ("source_id", "string", "assignment_id, award_id, or the expired entry's entry_id"),
             ("points", "int", "Points moved: positive when earned, negative when expired, 0 when capped"),
             ("description", "string", "What earned (or expired) the points"),
-            ("expires_ds", "date", "Day the points expire (points_expiry_days later); null for expiries"),
+            (
+                "expires_ds",
+                "date",
+                "Day the points expire (points_expiry_days after the day they were earned, kept if the "
+                "setting changes); null for expiries",
+            ),
             ("requested_points", "int", "Points the reward carried before the budgets, points"),
             ("status", "string", "credited, or capped when a daily points budget was used up"),
             ("status_reason", "string", "Which budget capped the entry (segment or day, its limit); else null"),

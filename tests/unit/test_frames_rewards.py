@@ -186,12 +186,12 @@ def test_earnings_whole_frame_completed_non_holdout_positive_rewards(spark):
         ],
         "award_id string, subscriber_id string, badge_id string, points int, holdout boolean, awarded_ds date",
     )
-    expires = day(365)  # points_expiry_days after the run date
+    expires = day(365)  # points_expiry_days after the day they were earned
     expected = spark.createDataFrame(
         [
             (sha("mission_completion|a1"), "s1", "mission_completion", "a1", 100, "mission completed: m.a1", expires,
              day(0)),
-            (sha("mission_completion|a2"), "s1", "mission_completion", "a2", 100, "mission completed: m.a2", expires,
+            (sha("mission_completion|a2"), "s1", "mission_completion", "a2", 100, "mission completed: m.a2", day(362),
              day(-3)),
             (sha("badge_award|w1"), "s1", "badge_award", "w1", 50, "badge awarded: data.bronze", expires, day(0)),
         ],
