@@ -233,7 +233,7 @@ def _status() -> Column:
 
 
 def with_prior_duplicates(classified: DataFrame, prior_keys: DataFrame) -> DataFrame:
-    """Accepted rows whose record an earlier run already wrote become duplicates."""
+    """Accepted rows whose record another run already wrote become duplicates."""
     prior = prior_keys.groupBy("record_key").agg(F.min("ingest_date").alias("_prior_ingest"))
     df = classified.join(prior, "record_key", "left")
     earlier = F.col("reject_reason").isNull() & F.col("_prior_ingest").isNotNull()

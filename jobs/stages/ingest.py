@@ -33,7 +33,7 @@ from jobs.profiles import profile_as_of
 from jobs.run_log import describe_failure, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
 from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
-from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
+from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
 
 __all__ = ["known_subscribers", "run", "run_ingest"]
 
@@ -51,15 +51,24 @@ def known_subscribers(lakehouse: Lakehouse, ds: date, lookback_days: int) -> Dat
 
 
 def prior_record_keys(
-    lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date]
+    lakehouse: Lakehouse, source: Source, ctx: IngestContext, late_dates: Sequence[date], rerun: bool = False
 ) -> DataFrame | None:
-    """Record keys of `source` that earlier runs already wrote on the given (late) event dates."""
-    if not late_dates or not lakehouse.exists(EVENTS):
+    """Record keys of `source` that other runs already wrote on the given (late) event dates:
+    earlier runs, and on a rerun (`rerun`: a later day has run since) also later runs, on the
+    run date itself too: a record the day's first run missed (its file quarantined, the
+    extract held back) may have reached the events with a later day's extract."""
+    dates = sorted({*late_dates, *([ctx.ds] if rerun else [])})
+    if not dates or not lakehouse.exists(EVENTS):
         return None
-    events = lakehouse.read(EVENTS, partitions=[("event_date", "in", list(late_dates))])
-    return events.filter((F.col("source") == source.name) & (F.col("ingest_date") < F.lit(ctx.ds))).select(
+    events = lakehouse.read(EVENTS, partitions=[("event_date", "in", dates)])
+    return events.filter((F.col("source") == source.name) & (F.col("ingest_date") != F.lit(ctx.ds))).select(
         "record_key", "ingest_date"
     )
+
+
+def later_days_ran(lakehouse: Lakehouse, ds: date) -> bool:
+    """Whether any run date after `ds` is recorded (pipeline_runs partitions, from the Delta log)."""
+    return any(d > ds.isoformat() for d in lakehouse.partition_values(PIPELINE_RUNS, "run_ds"))
 
 
 @dataclass
@@ -109,8 +118,10 @@ def prepare_source(
     known: DataFrame | None,
     guard: ShrinkGuard,
     previous_rows: int | None,
+    rerun: bool = False,
 ) -> PreparedSource:
-    """Read and classify one source, count its rows (one job) and apply the shrink guard."""
+    """Read and classify one source, count its rows (one job) and apply the shrink guard;
+    records other runs already wrote become duplicates (`prior_record_keys`)."""
     started = time.monotonic()
     extract = read_extract(lakehouse.spark, source, ctx.ds, raw_root)
     conformed = conform(extract.rows, source)
@@ -124,8 +135,8 @@ def prepare_source(
         if shrunk is not None:
             result = dataclasses.replace(prepared.result(time.monotonic() - started), status="failed", message="")
             raise ExtractShrank(f"source {source.name}: {shrunk}", guard.action, result)
-        prior = prior_record_keys(lakehouse, source, ctx, prepared.counts["late_dates"])
-        if prior is not None:  # late records: drop those an earlier run already wrote
+        prior = prior_record_keys(lakehouse, source, ctx, prepared.counts["late_dates"], rerun)
+        if prior is not None:  # late records (or a rerun's): drop those another run already wrote
             prepared.classified = with_prior_duplicates(classified, prior).persist(StorageLevel.MEMORY_AND_DISK)
             prepared.cached.append(prepared.classified)
             prepared.counts = accounting(prepared.classified)
@@ -201,6 +212,7 @@ def run_ingest(
     ordered = sorted(sources, key=lambda s: (s.profile is None, s.name))
     try:
         previous = previous_rows_read(lakehouse, ctx.ds)
+        rerun = later_days_ran(lakehouse, ctx.ds)
         for source in ordered:
             if not source.active:
                 results[source.name] = SourceResult(source.name, "inactive", message="source is not active")
@@ -213,7 +225,7 @@ def run_ingest(
             try:
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
-                ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name))
+                ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name), rerun)
                 if source.profile is None:
                     prepared.append(ready)
                     continue

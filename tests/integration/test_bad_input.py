@@ -290,3 +290,39 @@ def test_the_second_corpus_names_its_quarantined_files(night2):
     assert messages["a05_truncated.csv.gz"].startswith("the gzip stream ends before its end marker")
     assert messages["a06_plain_text.csv.gz"].startswith("the file is named 'a06_plain_text.csv.gz' but is plain text")
     assert "appear more than once in the header" in messages["a12_header_case_duplicate.csv"]
+
+
+def test_a_rerun_after_a_later_day_keeps_records_that_day_already_wrote_once(night, tmp_path):
+    """A record the day's first run missed may reach the events with a later day's extract (a
+    late copy); when the day is rerun with it, it is a duplicate of that later run's record."""
+    from datetime import timedelta
+
+    from jobs.tables import schema_of
+
+    lake = tmp_path / "lh"
+    shutil.copytree(night["lakehouse"].root, lake)
+    lakehouse = Lakehouse(night["lakehouse"].spark, str(lake))
+    ds, later = corpus.DS, corpus.DS + timedelta(days=1)
+    calls = lakehouse.read(EVENTS).filter((F.col("source") == "calls") & (F.col("ingest_date") == F.lit(ds)))
+    key = calls.select("record_key").orderBy("record_key").first().record_key
+    moved = calls.filter(F.col("record_key") == key).withColumn("ingest_date", F.lit(later)).localCheckpoint()
+    event_dates = sorted({r.event_date for r in moved.select("event_date").collect()})
+    # as if the later day's run had written this record, and the day's own run had not
+    lakehouse.write(moved, EVENTS, partition_by=["event_date"], replace_where={"ingest_date": later})
+    kept = lakehouse.read(EVENTS).filter((F.col("ingest_date") == F.lit(ds)) & (F.col("record_key") != key))
+    lakehouse.write(kept.localCheckpoint(), EVENTS, partition_by=["event_date"], replace_where={"ingest_date": ds})
+    runs = lakehouse.spark.createDataFrame([], schema_of(PIPELINE_RUNS)).unionByName(
+        lakehouse.read(PIPELINE_RUNS).limit(1).withColumn("run_ds", F.lit(later))
+    )
+    lakehouse.write(runs.localCheckpoint(), PIPELINE_RUNS, partition_by=["run_ds"], replace_where={"run_ds": later})
+
+    results = {r.source: r for r in run_ingest(lakehouse, night["sources"], night["ctx"], str(night["raw"]), 7)}
+    mine = lakehouse.read(EVENTS).filter(F.col("record_key") == key)
+    assert {r.ingest_date for r in mine.collect()} == {later} and event_dates
+    assert results["calls"].rows_duplicate == night["results"]["calls"].rows_duplicate + 1
+    assert results["calls"].rows_accepted == night["results"]["calls"].rows_accepted - 1
+    message = f"record already ingested by the run of {later}"
+    quarantined = lakehouse.read(EVENTS_REJECTED).filter(
+        (F.col("ingest_date") == F.lit(ds)) & (F.col("reject_message") == message)
+    )
+    assert quarantined.count() == 1
