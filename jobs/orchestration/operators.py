@@ -189,7 +189,7 @@ class ExtractSensor(BaseSensorOperator):
         self.expected: str | None = None
 
     def poke(self, context: Any) -> bool:
-        from jobs.sources import list_extract_files
+        from jobs.sources import HIDDEN_PREFIXES, list_extract_files
 
         reason = source_skip_reason(context["params"], self.source)
         if reason:
@@ -203,8 +203,17 @@ class ExtractSensor(BaseSensorOperator):
             raw_root = str(Path(raw_root).resolve())
         self.expected = source.path_for(ds, raw_root)
         files = list_extract_files(self.expected)
-        self.log.info("source %s, %s: %d file(s) at %s", self.source, ds, len(files), self.expected)
-        return bool(files)
+        # a name starting with '_' or '.' is an upload in progress or a marker: ingest would set it aside
+        ready = [f for f in files if not f.rsplit("/", 1)[-1].startswith(HIDDEN_PREFIXES)]
+        self.log.info(
+            "source %s, %s: %d file(s) at %s (%d hidden)",
+            self.source,
+            ds,
+            len(ready),
+            self.expected,
+            len(files) - len(ready),
+        )
+        return bool(ready)
 
     def execute(self, context: Any) -> Any:
         try:

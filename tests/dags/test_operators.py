@@ -57,6 +57,15 @@ def test_sensor_fails_a_missing_mandatory_source_naming_source_and_path(raw):
         sensor("cdr", True).execute({"ds": "2025-03-03", "params": ALL})
 
 
+def test_sensor_waits_while_the_extract_holds_only_hidden_files(raw):
+    day = raw / "cdr" / DS
+    (day / "cdr_00.csv").rename(day / "_cdr_00.csv")  # an upload renamed into place when complete
+    probe = sensor("cdr", True)
+    assert probe.poke({"ds": DS, "params": ALL}) is False
+    (day / "_cdr_00.csv").rename(day / "cdr_00.csv")
+    assert probe.poke({"ds": DS, "params": ALL}) is True
+
+
 def test_sensor_looks_where_the_jobs_read_with_their_env_vars(raw, tmp_path, monkeypatch):
     import dataclasses
 
