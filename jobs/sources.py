@@ -195,12 +195,11 @@ def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -
     files = list_extract_files(pattern)
     if not files:
         raise SourceError(f"source {source.name}: no extract for {ds} at {pattern}")
-    rejected = [hidden_file(path, source) for path in files if _base(path).startswith(HIDDEN_PREFIXES)]
-    readable = [path for path in files if not _base(path).startswith(HIDDEN_PREFIXES)]
+    rejected = [hidden_file(path, source) for path in files if is_hidden(path)]
+    readable = [path for path in files if not is_hidden(path)]
     if source.format not in TEXT_FORMATS:
         if not readable:
-            raise SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: "
-                              + "; ".join(f"{_base(r.path)}: {r.reason}" for r in rejected))  # fmt: skip
+            raise _no_usable_file(source, ds, pattern, rejected)
         df = spark.read.parquet(*readable)
         _check_parquet_columns(source, df, pattern)
         return Extract(df.withColumn(SOURCE_FILE, F.col("_metadata.file_path")), tuple(rejected), tuple(files))
@@ -219,8 +218,7 @@ def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -
             else:
                 headers.setdefault(tuple(header), []).append(path)
     if not good:
-        reasons = "; ".join(f"{_base(r.path)}: {r.reason} ({r.message})" for r in rejected)
-        raise SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: {reasons}")
+        raise _no_usable_file(source, ds, pattern, rejected)
     if source.format == "csv":
         parts = [_read_csv(spark, source, list(header), paths) for header, paths in headers.items()]
         df = parts[0]
@@ -235,9 +233,18 @@ def _base(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def _no_usable_file(source: Source, ds: date, pattern: str, rejected: list[FileReject]) -> SourceError:
+    reasons = "; ".join(f"{_base(r.path)}: {r.reason} ({r.message})" for r in rejected)
+    return SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: {reasons}")
+
+
 # Spark's file reader skips these names (Hadoop's hidden and metadata files) even when a read
 # names them: their rows would vanish unread and uncounted
 HIDDEN_PREFIXES = ("_", ".")
+
+
+def is_hidden(path: str) -> bool:
+    return _base(path).startswith(HIDDEN_PREFIXES)
 
 
 def hidden_file(path: str, source: Source) -> FileReject:

@@ -189,7 +189,7 @@ class ExtractSensor(BaseSensorOperator):
         self.expected: str | None = None
 
     def poke(self, context: Any) -> bool:
-        from jobs.sources import HIDDEN_PREFIXES, list_extract_files
+        from jobs.sources import is_hidden, list_extract_files
 
         reason = source_skip_reason(context["params"], self.source)
         if reason:
@@ -204,7 +204,7 @@ class ExtractSensor(BaseSensorOperator):
         self.expected = source.path_for(ds, raw_root)
         files = list_extract_files(self.expected)
         # a name starting with '_' or '.' is an upload in progress or a marker: ingest would set it aside
-        ready = [f for f in files if not f.rsplit("/", 1)[-1].startswith(HIDDEN_PREFIXES)]
+        ready = [f for f in files if not is_hidden(f)]
         self.log.info(
             "source %s, %s: %d file(s) at %s (%d hidden)",
             self.source,

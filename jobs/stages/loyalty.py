@@ -41,9 +41,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # entries whose stamped expiry is the run date, wherever they were recorded: an entry keeps the
     # expiry it was earned with when points_expiry_days changes, and late credits expire on time
-    # (statistics on expires_ds, lakehouse.stats_columns, let Delta skip the other files)
+    # (expiries filters on expires_ds; its statistics, lakehouse.stats_columns, let Delta skip the
+    # other files)
     earlier = lakehouse.read_or_empty(LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=[("entry_ds", "<", ds)])
-    earned = earned.unionByName(expiries(earlier.filter(F.col("expires_ds") == F.lit(ds)), ds))
+    earned = earned.unionByName(expiries(earlier, ds))
     guard = timedelta(days=LEDGER_GUARD_DAYS)
     nearby = [("entry_ds", ">=", ds - guard), ("entry_ds", "<=", ds + guard)]
     recorded = lakehouse.read_or_empty(LOYALTY_LEDGER, schema_of(LOYALTY_LEDGER), partitions=nearby)
