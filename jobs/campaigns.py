@@ -92,6 +92,7 @@ def _crossings(path: Path, scores: Sequence[str], problems: list[str]) -> list[S
     text = path.read_text(encoding="utf-8")
     data, root = load_yaml(path) or {}, compose_yaml(text)
     crossings = []
+    names: set[str] = set()
     for i, spec in enumerate(data.get("score_thresholds") or []):
         start = len(problems)
 
@@ -105,6 +106,10 @@ def _crossings(path: Path, scores: Sequence[str], problems: list[str]) -> list[S
             continue
         if not spec.get("name"):
             problem("name", "is required")
+        elif str(spec["name"]) in names:  # the name is the trigger's source: two would share trigger ids
+            problem("name", f"{spec['name']!r} is used by an earlier threshold; names must be unique")
+        else:
+            names.add(str(spec["name"]))
         if spec.get("score") not in scores:
             problem("score", f"must be one of {', '.join(scores)}")
         if spec.get("direction", "up") not in ("up", "down"):

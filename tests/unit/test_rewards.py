@@ -404,6 +404,20 @@ def test_campaign_config_errors_name_the_key(tmp_path):
         campaigns.CampaignSettings.load(path, ["risk"], ["risk"])
 
 
+def test_score_threshold_names_are_unique(tmp_path):
+    """The name is the trigger's source_id: two thresholds of one name crossed the same day by one
+    subscriber would give two triggers of one trigger_id (the gate's unique check fails, a JDBC
+    upsert cannot take both)."""
+    path = tmp_path / "campaigns.yaml"
+    path.write_text(
+        "score_thresholds:\n"
+        "  - {name: risk_alert, score: risk, threshold: 50, direction: up}\n"
+        "  - {name: risk_alert, score: risk, threshold: 80, direction: up}\n"
+    )
+    with pytest.raises(ConfigError, match=r"campaigns\.yaml:3:\d+: score_thresholds\[1\]\.name: 'risk_alert'"):
+        campaigns.CampaignSettings.load(path, ["risk"], ["risk"])
+
+
 def test_default_reward_configs_load():
     from jobs.config import load_config
     from jobs.settings import load_settings
