@@ -130,7 +130,10 @@ def expected_level(metric: MissionMetric, period_days: int, memo: ColumnMemo | N
 
 
 def friendly(value: Column) -> Column:
-    """Round a target up to a number people like: 1..10, then 5s, 10s, 50s, 100s."""
+    """Round a target up to a number people like: 1..10, then 5s, 10s, 50s, 100s. The value is
+    first rounded to 6 decimals, so a product landing on a step (100 x 1.1 is 110.00000000000001
+    as a double) stays on it instead of going up a step."""
+    value = F.round(value, 6)
     return (
         F.when(value <= 10, F.ceil(value))
         .when(value <= 50, F.ceil(value / 5) * 5)

@@ -191,7 +191,12 @@ def test_the_repository_templates_are_valid_and_rich_enough():
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(0.3, 1), (7.2, 8), (10, 10), (11, 15), (47, 50), (51, 60), (201, 250), (1001, 1100)]
+    ("value", "expected"),
+    [
+        *[(0.3, 1), (7.2, 8), (10, 10), (11, 15), (47, 50), (51, 60), (201, 250), (1001, 1100)],
+        # a baseline x multiplier landing on a step, carrying a double's error: 100 x 1.1, 450, 900, 3300
+        *[(100 * 1.1, 110), ((900 / 28) * 7 * 2.0, 450), (1800 / 28 * 7 * 2.0, 900), (2800 / 28 * 30 * 1.1, 3300)],
+    ],
 )
 def test_friendly_targets(spark, value, expected):
     assert spark.range(1).select(friendly(F.lit(float(value))).alias("v")).first().v == expected

@@ -97,6 +97,14 @@ def test_progress_only_counts_days_inside_the_period_up_to_the_run_date(spark):
     assert (rows["a"].progress_value, rows["a"].status) == (100.0, "active")
 
 
+def test_a_target_met_exactly_by_decimal_amounts_completes(spark):
+    # 2.80 + 5.60 + 1.60 is exactly a 10.00 target, though its double sum is 9.999999999999998
+    activity = _activity(spark, {1: (2.8, 1), 2: (5.6, 1), 3: (1.6, 1)})
+    rows = _track(spark, [_assignment("a", "data_mb", "sum", 10, start=1, end=3)], activity, day(3))
+    assert (rows["a"].status, rows["a"].completed_ds, rows["a"].newly_completed) == ("completed", day(3), True)
+    assert rows["a"].progress_pct == 100.0
+
+
 def test_progress_lifecycle_assigned_then_expired(spark):
     activity = _activity(spark, {1: (10, 1)})
     assigned = _track(spark, [_assignment("a", "data_mb", "sum", 100, start=1, end=3)], activity, day(0))
