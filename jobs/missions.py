@@ -61,12 +61,19 @@ class MissionSettings:
         baseline_days = data.get("baseline_days", 28)
         if not isinstance(baseline_days, int) or not 1 <= baseline_days <= DAY_BITS:
             raise ConfigError(path, "baseline_days", f"must be a whole number of days from 1 to {DAY_BITS}")
+        period_days = data.get("period_days") or {}
+        if not isinstance(period_days, Mapping) or not all(
+            p in DEFAULT_PERIOD_DAYS and isinstance(n, int) and n >= 1 for p, n in period_days.items()
+        ):
+            raise ConfigError(
+                path, "period_days", f"must map periods ({', '.join(DEFAULT_PERIOD_DAYS)}) to whole days >= 1"
+            )
         return cls(
             templates_dir=str(data.get("templates_dir", "templates/missions")),
             badges_dir=str(data.get("badges_dir", "templates/badges")),
             max_active=max_active,
             baseline_days=baseline_days,
-            period_days=dict(data.get("period_days") or DEFAULT_PERIOD_DAYS),
+            period_days={**DEFAULT_PERIOD_DAYS, **period_days},
             holdout_share=float(share),
             holdout_salt=str(holdout.get("salt", "")),
             dynamic_levels=levels,

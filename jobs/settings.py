@@ -299,4 +299,5 @@ def _load_templates(
         eligibility_names(list(scoring.scores), scoring.feature_names),
         badges,
         offers.ids,
+        missions.period_days,
     )

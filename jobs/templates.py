@@ -196,11 +196,14 @@ def load_templates(
     eligibility_names: Iterable[str],
     badges: Iterable[str] | None = None,
     offers: Iterable[str] | None = None,
+    period_days: Mapping[str, int] | None = None,
 ) -> TemplateSet:
     """Load and validate every template; raise TemplateError listing all problems.
 
     `badges` and `offers` (catalogue ids), when given, are the names `badge` and
-    `reward.offer_id` may take (`offer_id` may also be null or `nbo`, the next-best offer)."""
+    `reward.offer_id` may take (`offer_id` may also be null or `nbo`, the next-best offer).
+    `period_days`: the days of each period (`MissionSettings.period_days`), which a days or
+    streak target must fit in; DEFAULT_PERIOD_DAYS when not given."""
     directory = Path(directory)
     files = sorted(directory.glob("*.yaml"))
     problems: list[str] = []
@@ -211,7 +214,9 @@ def load_templates(
     badge_names = None if badges is None else set(badges)
     offer_ids = None if offers is None else set(offers)
     for definition in read_definition_files(files, [MISSION_TEMPLATE], problems, id_is_file_name=True):
-        template = _from_definition(definition, metrics, segment_names, names, badge_names, offer_ids, problems)
+        template = _from_definition(
+            definition, metrics, segment_names, names, badge_names, offer_ids, problems, period_days
+        )
         if template is not None:
             templates.append(template)
     if problems:
@@ -227,6 +232,7 @@ def _from_definition(
     badges: set[str] | None,
     offers: set[str] | None,
     problems: list[str],
+    period_days: Mapping[str, int] | None = None,
 ) -> MissionTemplate | None:
     """The template of a definition whose envelope and spec shape are valid: checks its names
     (metric, segments, badge, offer), rule and targets."""
@@ -253,8 +259,9 @@ def _from_definition(
             problem("segments", f"unknown segment {segment!r} (known: {', '.join(segments)})")
     thresholds = _thresholds(data["thresholds"], periods, problem)
     if metric is not None and metric.aggregation in ("days", "streak"):
+        days = period_days or DEFAULT_PERIOD_DAYS
         for period, levels in thresholds.items():
-            longest = DEFAULT_PERIOD_DAYS.get(period, DEFAULT_PERIOD_DAYS["monthly"])
+            longest = days.get(period, days["monthly"])
             for t in levels:
                 if t.target is not None and t.target > longest:
                     problem(

@@ -238,6 +238,24 @@ def test_baseline_days_outside_what_a_day_mask_holds_are_refused(tmp_path, days)
         MissionSettings.load(tmp_path / "missions.yaml")
 
 
+@pytest.mark.parametrize("periods", ["{monthly: 0}", "{monthly: '30'}", "{quarterly: 90}", "[30]"])
+def test_period_lengths_must_be_known_periods_of_whole_days(tmp_path, periods):
+    text = (DEFAULT_CONF_DIR / "missions.yaml").read_text()
+    assert "period_days: {daily: 1, weekly: 7, monthly: 30}" in text
+    text = text.replace("period_days: {daily: 1, weekly: 7, monthly: 30}", f"period_days: {periods}")
+    (tmp_path / "missions.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"missions.yaml: period_days: must map periods \(daily, weekly, monthly\)"):
+        MissionSettings.load(tmp_path / "missions.yaml")
+
+
+def test_period_lengths_not_given_keep_their_default(tmp_path):
+    text = (DEFAULT_CONF_DIR / "missions.yaml").read_text()
+    (tmp_path / "missions.yaml").write_text(
+        text.replace("period_days: {daily: 1, weekly: 7, monthly: 30}", "period_days: {monthly: 28}")
+    )
+    assert MissionSettings.load(tmp_path / "missions.yaml").period_days == {"daily": 1, "weekly": 7, "monthly": 28}
+
+
 def test_holdout_share_matches_the_config(spark):
     ids = spark.range(20000).select(F.sha2(F.col("id").cast("string"), 256).alias("subscriber_id"))
     share = with_holdout(ids, SETTINGS).agg(F.avg(F.col("holdout").cast("double"))).first()[0]
@@ -360,3 +378,18 @@ def test_earlier_assignments_are_read_back_as_far_as_the_longest_period_and_cool
     # a monthly mission assigned 100 days ago still blocks its template until day 30 + 90 after it
     assert SETTINGS.lookback_days(long_cooldown) == longest_period + 90 >= 100
     assert SETTINGS.lookback_days([]) == longest_period
+
+
+def test_days_targets_are_checked_against_the_configured_period_lengths(tmp_path):
+    """A monthly period of 28 days (conf/missions.yaml period_days) cannot hold a 30-day target."""
+    root = DEFAULT_CONF_DIR.parent
+    shutil.copytree(DEFAULT_CONF_DIR, tmp_path / "conf")
+    shutil.copytree(root / "templates", tmp_path / "templates")
+    missions = tmp_path / "conf" / "missions.yaml"
+    text = missions.read_text()
+    assert "monthly: 30}" in text
+    missions.write_text(text.replace("monthly: 30}", "monthly: 28}"))
+    with pytest.raises(ValueError) as caught:
+        load_settings(load_config(conf_dir=tmp_path / "conf", env="test", environ={}))
+    assert "anniversary_active_month.yaml" in str(caught.value)
+    assert "30 days cannot be reached in a monthly period" in str(caught.value)
