@@ -35,7 +35,7 @@ from jobs.sources import Extract, Source, SourceError, conform, read_extract
 from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
 from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
 
-__all__ = ["known_subscribers", "run", "run_ingest"]
+__all__ = ["known_subscribers", "run", "run_ingest", "source_failure"]
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def run_ingest(
                 finally:
                     ready.release()
             except Exception as exc:  # one source never stops the others
-                results[source.name] = _failure(source, exc, time.monotonic() - started)
+                results[source.name] = source_failure(source, exc, time.monotonic() - started)
         results.update(_write_batch(lakehouse, prepared, ctx))
     finally:
         for ready in prepared:
@@ -261,11 +261,13 @@ def _write_batch(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: Ing
         try:
             results[p.source.name] = p.result(p.seconds + write_sources(lakehouse, [p], ctx))
         except Exception as exc:
-            results[p.source.name] = _failure(p.source, exc, p.seconds)
+            results[p.source.name] = source_failure(p.source, exc, p.seconds)
     return results
 
 
-def _failure(source: Source, exc: Exception, seconds: float) -> SourceResult:
+def source_failure(source: Source, exc: Exception, seconds: float) -> SourceResult:
+    """A source's failure as its result: `failed` when mandatory, else `missing` (no extract) or
+    `degraded`; a shrunk extract `held` when its policy says so."""
     if isinstance(exc, ExtractShrank):
         status = "held" if exc.action == "hold" else ("failed" if source.mandatory else "degraded")
         result = dataclasses.replace(exc.result, status=status, message=describe_failure(exc))

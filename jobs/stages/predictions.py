@@ -3,7 +3,6 @@ quarantine in events_rejected and its pipeline_runs row, accounted like an inges
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -19,13 +18,11 @@ from jobs.predictions import (
 )
 from jobs.predictions import counts as prediction_counts
 from jobs.run_log import record_runs
-from jobs.sources import SourceError, conform, read_extract
-from jobs.stages.ingest import known_subscribers
+from jobs.sources import conform, read_extract
+from jobs.stages.ingest import known_subscribers, source_failure
 from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
 
 __all__ = ["load_predictions", "run"]
-
-log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -40,9 +37,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     else:
         try:
             result = load_predictions(ctx, contract)
-        except SourceError as exc:
-            log.warning("ml predictions for %s: %s", ds, exc)
-            result = SourceResult(source.name, "missing", message=str(exc))
+        except Exception as exc:  # an optional delivery never stops the night, as any optional source
+            result = source_failure(source, exc, 0.0)
     record_runs(ctx.lakehouse, "ingest", ds, [result])  # accounted like any ingested source
     return {"status": result.status, "read": result.rows_read, "accepted": result.rows_accepted}
 

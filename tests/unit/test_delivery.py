@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from jobs import exports, offers, predictions, subscriber_state
-from jobs.config import DEFAULT_CONF_DIR, ConfigError, SettingsError
+from jobs.config import DEFAULT_CONF_DIR, ConfigError, SettingsError, load_config
 from jobs.settings import load_settings
 from jobs.sources import conform, read_extract
 
@@ -163,6 +163,34 @@ def test_prediction_rows_are_accepted_or_quarantined_with_the_first_failing_chec
     ]
     rejects = predictions.to_prediction_rejects(classified, source.columns, "ml_predictions", D)
     assert rejects.count() == 10 and rejects.select("reject_id").distinct().count() == 10
+
+
+def test_an_unreadable_prediction_delivery_degrades_the_source_and_the_night_goes_on(spark, tmp_path):
+    """A parquet delivery Spark cannot read (a file the data-science job left truncated) is
+    recorded as `degraded`, as any optional source's failure: it does not fail the night; a
+    delivery that is not there at all is `missing`."""
+    from jobs.context import RunContext, build_lakehouse
+    from jobs.stages import predictions as predictions_stage
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    shutil.copytree(DEFAULT_CONF_DIR.parent / "templates", tmp_path / "templates")
+    contract = conf / "ml_predictions.yaml"
+    contract.write_text(contract.read_text().replace("format: csv ", "format: parquet ").replace("*.csv", "*.parquet"))
+    raw = tmp_path / "raw"
+    overrides = {"lakehouse.root": str(tmp_path / "lakehouse"), "raw.root": str(raw)}
+    config = load_config(conf, env="test", overrides=overrides, environ={})
+    ctx = RunContext(spark, config, build_lakehouse(spark, config), D)
+    assert ctx.settings.predictions.source.format == "parquet"
+
+    assert predictions_stage.run(ctx)["status"] == "missing"  # no folder for the day
+    folder = raw / "ml_predictions" / D.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "part-0.parquet").write_bytes(b"PAR1 truncated by the writer")
+    assert predictions_stage.run(ctx) == {"status": "degraded", "read": 0, "accepted": 0}
+    runs = ctx.lakehouse.read("pipeline_runs").filter(F.col("source") == "ml_predictions").collect()
+    assert [(r.run_ds, r.stage, r.status) for r in runs] == [(D, "ingest", "degraded")]
+    assert "part-0.parquet" in runs[0].message
 
 
 def test_predictions_are_stale_when_no_prediction_day_is_recent_enough():
