@@ -167,7 +167,7 @@ def compute_scores(
             F.broadcast(
                 cut.withColumnRenamed(by, "_cut_key") if by != "all" else cut.withColumnRenamed("_all", "_cut_key")
             ),
-            key == F.col("_cut_key"),
+            key.eqNullSafe(F.col("_cut_key")),  # a null group value (no region...) has cut points too
             "left",
         ).drop("_cut_key")
     df = with_cut_ranks(df, [(s, c) for s in SCORE_NAMES for c in cfg.scores[s] if c.method == "percentile"])

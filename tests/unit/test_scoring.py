@@ -396,3 +396,44 @@ def test_cut_ranks_count_the_cut_points_below_and_at_or_below_a_value(spark):
     }
     assert ranked == {**expected, 99: (0, 0)}
     assert ranked[4] == (1, 4) and ranked[8] == (99, 99)  # ties at 2.0; above every cut point
+
+
+def test_percentile_by_a_nullable_profile_column_ranks_the_null_group_too(spark, tmp_path):
+    """`by: region` (a nullable CRM column): subscribers without a region are ranked among
+    themselves, like any other group, not scored as if their value were missing."""
+    cfg = ScoringConfig.load(
+        write(
+            tmp_path,
+            "scoring.yaml",
+            """
+            version: 1
+            features:
+              data_7: {metric: data_mb, window: 7, agg: sum}
+            scores:
+              engagement:
+                components:
+                  - {name: volume, feature: data_7, normalize: {method: percentile, by: region}, weight: 1}
+              revenue: {components: [{name: v, feature: data_7, normalize: {method: minmax, min: 0, max: 1}, weight: 1}]}
+              loyalty: {components: [{name: v, feature: data_7, normalize: {method: minmax, min: 0, max: 1}, weight: 1}]}
+              risk: {components: [{name: v, feature: data_7, normalize: {method: minmax, min: 0, max: 1}, weight: 1}]}
+              digital: {components: [{name: v, feature: data_7, normalize: {method: minmax, min: 0, max: 1}, weight: 1}]}
+            """,
+        ),
+        REGISTRY,
+    )
+    features = spark.createDataFrame(
+        [("n1", "NORTH", 10.0), ("n2", "NORTH", 20.0), ("u1", None, 10.0), ("u2", None, 20.0)],
+        "subscriber_id string, region string, data_7 double",
+    ).select(
+        "*",
+        *[F.lit(None).cast("double").alias(c) for c in ("churn_probability", "nbo_score")],
+        *[F.lit(None).cast("string").alias(c) for c in ("nbo_offer_id", "model_version")],
+    )
+    scored = {
+        r.subscriber_id: r
+        for r in compute_scores(features, percentile_cuts(features, cfg), cfg, DS, set(), []).collect()
+    }
+    # the same values in a group of their own give the same ranks, whether the group is named or null
+    assert (scored["u1"].engagement, scored["u2"].engagement) == (scored["n1"].engagement, scored["n2"].engagement)
+    assert scored["u2"].engagement > scored["u1"].engagement > 0
+    assert scored["u2"].engagement_breakdown["volume"].missing is False
