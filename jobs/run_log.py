@@ -2,14 +2,16 @@
 
 Its one owner. Written with Spark by the runners (`record_runs` for ingest's sources,
 `record_stages` for the other stages, in one commit per run); read back by ingest's shrink guard
-(`previous_rows_read`). Read without Spark for the CLI's `report` and `run --to latest` and the
-DAG's plain-Python tasks (`latest_processed_date`, `run_report`, `format_report`), so a no-op
-costs nothing on a cluster. A failure is stored as `describe_failure` words it: a few lines,
-phone-number-like digits masked, never a raw record.
+(`previous_rows_read`) and by a stage rerunning a date (`previous_summary`). Read without Spark
+for the CLI's `report` and `run --to latest` and the DAG's plain-Python tasks
+(`latest_processed_date`, `run_report`, `format_report`), so a no-op costs nothing on a cluster.
+A failure is stored as `describe_failure` words it: a few lines, phone-number-like digits masked,
+never a raw record.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -140,6 +142,24 @@ def previous_rows_read(lakehouse: Lakehouse, ds: date) -> dict[str, int]:
         .collect()  # one row per configured source
     )
     return {r.source: int(r.rows_read or 0) for r in rows}
+
+
+def previous_summary(lakehouse: Lakehouse, stage: str, ds: date) -> dict[str, Any]:
+    """The summary a succeeded run of `stage` for `ds` recorded (its JSON message), {} when the
+    date was never run by it (or the message is not a summary): what a rerun must replace."""
+    if not lakehouse.exists(PIPELINE_RUNS):
+        return {}
+    rows = (
+        lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ds)])
+        .filter((F.col("stage") == stage) & (F.col("status") == "succeeded") & F.col("source").isNull())
+        .select("message")
+        .collect()  # one row per stage and run date
+    )
+    try:
+        summary = json.loads(rows[0].message) if rows else {}
+    except (TypeError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def describe_failure(exc: BaseException) -> str:

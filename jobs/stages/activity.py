@@ -1,27 +1,30 @@
 """The activity stage: events -> daily_activity for the run date and every earlier day that
-received late events in this run."""
+received late events in this run (or, on a rerun, in the run it replaces)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
 from jobs.metrics import activity_dates_to_refresh, daily_activity
+from jobs.run_log import previous_summary
 from jobs.tables import DAILY_ACTIVITY, EVENTS
 
 __all__ = ["run"]
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    """events -> daily_activity for the run date and any earlier day that got late events."""
+    """events -> daily_activity for the run date and any earlier day that got late events.
+
+    A rerun also rewrites the days its date's earlier run wrote: a corrected extract may no
+    longer hold the late events that made the earlier run rewrite a day, and that day must lose
+    them (the dates come from the earlier run's pipeline_runs summary)."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    window = [
-        ("event_date", ">=", ds - timedelta(days=ctx.settings.ingest.max_lateness_days)),
-        ("event_date", "<=", ds),
-    ]
+    earliest = ds - timedelta(days=ctx.settings.ingest.max_lateness_days)
+    window = [("event_date", ">=", earliest), ("event_date", "<=", ds)]
     events = lakehouse.read(EVENTS, partitions=window).filter(F.col("ingest_date") <= F.lit(ds))
     late = [
         r[0]
@@ -30,7 +33,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         .distinct()
         .collect()  # at most max_lateness_days dates
     ]
-    dates = activity_dates_to_refresh(ds, late)
+    written = [date.fromisoformat(d) for d in previous_summary(lakehouse, "activity", ds).get("dates", [])]
+    dates = activity_dates_to_refresh(ds, [*late, *(d for d in written if earliest <= d < ds)])
     daily = daily_activity(events.filter(F.col("event_date").isin(dates)), ctx.settings.metrics)
     result = lakehouse.write(
         daily, DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": dates}
