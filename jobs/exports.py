@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -56,6 +57,7 @@ KINDS = ("files", "jdbc")
 FILE_FORMATS = ("jsonl", "csv")
 IDENTIFIERS = ("pseudonym", "msisdn")
 SUCCESS, MANIFEST = "_SUCCESS", "manifest.json"
+JDBC_DRIVER = "org.postgresql.Driver"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -170,9 +172,69 @@ def _resolve(value: Any, environ: Mapping[str, str]) -> str:
 # -- datasets (pure) --------------------------------------------------------------------------
 
 
-def state_changes(state: DataFrame) -> DataFrame:
-    """subscriber_state rows of the run date that changed (the rest are as last delivered)."""
-    return state.filter(F.col("changed")).drop("changed")
+def state_rows(state: DataFrame, delivered: DataFrame | None = None) -> DataFrame:
+    """subscriber_state rows of the run date to deliver: those that changed (the rest are as last
+    delivered) and, on a rerun, those of the subscribers (`delivered`: subscriber_id) an earlier
+    delivery of this date carried. A corrected rerun can leave such a subscriber unchanged since
+    the day before, while the consumer still holds the earlier run's row."""
+    rows = state.filter(F.col("changed"))
+    if delivered is not None:
+        again = state.filter(~F.col("changed")).join(delivered.distinct(), "subscriber_id", "left_semi")
+        rows = rows.unionByName(again)
+    return rows.drop("changed")
+
+
+def delivered_state_keys(
+    spark: SparkSession, root: str, consumer: Consumer, ds: date, mapping: DataFrame | None
+) -> DataFrame | None:
+    """The subscribers (subscriber_id) of the subscriber_state rows `consumer` already received
+    with `ds`, read back from its delivery folder or table; None when it received none."""
+    if consumer.kind == "files":
+        keys, column = _delivered_file_keys(spark, root, consumer, ds)
+    else:
+        keys, column = _delivered_jdbc_keys(spark, consumer, ds), consumer.id_column
+    if keys is None:
+        return None
+    if column == "msisdn":  # back to pseudonyms through the same mapping extract
+        if mapping is None:
+            log.warning("export %s for %s: earlier delivery keyed by MSISDN, no mapping to read it", consumer.name, ds)
+            return None
+        keys = keys.join(mapping.select("subscriber_id", "msisdn"), "msisdn").select("subscriber_id")
+    return keys.select("subscriber_id").localCheckpoint()  # read now: a files delivery replaces its folder
+
+
+def _delivered_file_keys(spark: SparkSession, root: str, consumer: Consumer, ds: date) -> tuple[DataFrame | None, str]:
+    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+    folder = f"{base}/{consumer.name}/{ds.isoformat()}"
+    if fs.get_file_info(f"{folder}/{SUCCESS}").type == pafs.FileType.NotFound:
+        return None, consumer.id_column
+    with fs.open_input_stream(f"{folder}/{MANIFEST}", compression=None) as stream:
+        manifest = json.loads(stream.read())
+    column, dataset = manifest["identifier_column"], manifest["datasets"].get("subscriber_state")
+    if not dataset or not dataset["files"]:
+        return None, column
+    paths = [_spark_path(root, f"{folder}/{f['path']}", base) for f in dataset["files"]]
+    if manifest["format"] == "jsonl":
+        keys = spark.read.schema(T.StructType([T.StructField(column, T.StringType())])).json(paths)
+    else:
+        keys = spark.read.option("header", True).csv(paths).select(column)
+    return keys, column
+
+
+def _delivered_jdbc_keys(spark: SparkSession, consumer: Consumer, ds: date) -> DataFrame | None:
+    target = f"{consumer.table_prefix}subscriber_state"
+    with _connection(spark, consumer) as connection:
+        statement = connection.createStatement()
+        try:
+            found = statement.executeQuery(f"SELECT to_regclass('{target}') IS NOT NULL")
+            exists = found.next() and found.getBoolean(1)
+        finally:
+            statement.close()
+    if not exists:
+        return None
+    column = consumer.id_column
+    query = f'SELECT "{column}" FROM {target} WHERE "{RUN_DATE_COLUMN["subscriber_state"]}" = DATE \'{ds.isoformat()}\''
+    return _jdbc_reader(spark, consumer).option("query", query).load()
 
 
 def audience_changes(today: DataFrame, before: DataFrame | None, ds: date) -> DataFrame:
@@ -410,7 +472,7 @@ def export_jdbc(spark: SparkSession, consumer: Consumer, datasets: Mapping[str, 
             .option("dbtable", staging)
             .option("user", consumer.user)
             .option("password", consumer.password)
-            .option("driver", "org.postgresql.Driver")
+            .option("driver", JDBC_DRIVER)
             .mode("overwrite")
             .save()
         )
@@ -424,17 +486,7 @@ def export_jdbc(spark: SparkSession, consumer: Consumer, datasets: Mapping[str, 
 
 def run_transaction(spark: SparkSession, consumer: Consumer, statements: Sequence[str]) -> None:
     """Run the statements in one JDBC transaction on the driver's JVM; roll back on any error."""
-    jvm = spark._jvm
-    # the driver jar is on Spark's class loader (spark.jars), not the JVM's system class path
-    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
-    driver = jvm.java.lang.Class.forName("org.postgresql.Driver", True, loader).newInstance()
-    props = jvm.java.util.Properties()
-    props.setProperty("user", consumer.user)
-    props.setProperty("password", consumer.password)
-    connection = driver.connect(consumer.url, props)
-    if connection is None:
-        raise ExportError(f"consumer {consumer.name}: the PostgreSQL driver does not accept {consumer.url}")
-    try:
+    with _connection(spark, consumer) as connection:
         connection.setAutoCommit(False)
         statement = connection.createStatement()
         try:
@@ -446,8 +498,35 @@ def run_transaction(spark: SparkSession, consumer: Consumer, statements: Sequenc
             raise ExportError(f"consumer {consumer.name}: transaction rolled back: {_first_line(exc)}") from exc
         finally:
             statement.close()
+
+
+@contextmanager
+def _connection(spark: SparkSession, consumer: Consumer) -> Iterator[Any]:
+    """A JDBC connection of the driver's JVM to the consumer's database, closed after use."""
+    jvm = spark._jvm
+    # the driver jar is on Spark's class loader (spark.jars), not the JVM's system class path
+    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
+    driver = jvm.java.lang.Class.forName(JDBC_DRIVER, True, loader).newInstance()
+    props = jvm.java.util.Properties()
+    props.setProperty("user", consumer.user)
+    props.setProperty("password", consumer.password)
+    connection = driver.connect(consumer.url, props)
+    if connection is None:
+        raise ExportError(f"consumer {consumer.name}: the PostgreSQL driver does not accept {consumer.url}")
+    try:
+        yield connection
     finally:
         connection.close()
+
+
+def _jdbc_reader(spark: SparkSession, consumer: Consumer) -> Any:
+    return (
+        spark.read.format("jdbc")
+        .option("url", consumer.url)
+        .option("user", consumer.user)
+        .option("password", consumer.password)
+        .option("driver", JDBC_DRIVER)
+    )
 
 
 def _first_line(exc: Exception) -> str:

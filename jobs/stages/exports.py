@@ -1,8 +1,9 @@
-"""The exports stage: the run date's changed subscriber_state rows, triggers, audience changes
-and ledger entries -> one delivery per active consumer of conf/exports.yaml (files or JDBC, with
-the identifier each consumer takes), recorded in export_runs; then the quality suites that
-validate export_runs. A date whose quality gate recorded a failed critical check is not
-exported, whichever stages the run selected."""
+"""The exports stage: the run date's changed subscriber_state rows (and, on a rerun, those an
+earlier delivery of the date carried), triggers, audience changes and ledger entries -> one
+delivery per active consumer of conf/exports.yaml (files or JDBC, with the identifier each
+consumer takes), recorded in export_runs; then the quality suites that validate export_runs. A
+date whose quality gate recorded a failed critical check is not exported, whichever stages the
+run selected."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
-from jobs.exports import audience_changes, export_files, export_jdbc, state_changes, with_identifier
+from jobs.exports import (
+    audience_changes,
+    delivered_state_keys,
+    export_files,
+    export_jdbc,
+    state_rows,
+    with_identifier,
+)
 from jobs.frames import local_frame
 from jobs.sources import list_extract_files, render_template, template_values
 from jobs.stages import quality
@@ -50,8 +58,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if previous_audience_day is None
         else read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds", previous_audience_day)
     )
-    datasets = {
-        "subscriber_state": state_changes(read_day(ctx, SUBSCRIBER_STATE, "state_ds")),
+    state = read_day(ctx, SUBSCRIBER_STATE, "state_ds")
+    datasets = {  # subscriber_state: per consumer, below
         "campaign_triggers": read_day(ctx, CAMPAIGN_TRIGGERS, "trigger_ds"),
         "audience_changes": audience_changes(read_day(ctx, CAMPAIGN_AUDIENCES, "audience_ds"), before, ds),
         "ledger_entries": read_day(ctx, LOYALTY_LEDGER, "entry_ds"),
@@ -77,7 +85,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
         chosen, held = {}, {}
         for name in consumer.datasets:
-            leaving, held_back = with_identifier(datasets[name], consumer, mapping)
+            if name == "subscriber_state":  # with the rows an earlier delivery of the date carried
+                frame = state_rows(state, delivered_state_keys(ctx.spark, root, consumer, ds, mapping))
+            else:
+                frame = datasets[name]
+            leaving, held_back = with_identifier(frame, consumer, mapping)
             chosen[name] = leaving
             held[name] = held_back.count()
             if held[name]:

@@ -1,12 +1,22 @@
-"""The JDBC export against a real PostgreSQL: one transaction per run date, idempotent reruns."""
+"""The JDBC export against a real PostgreSQL: one transaction per run date, idempotent reruns; a
+rerun of a corrected day replaces the subscriber states an earlier delivery of it sent (also files)."""
 
 from __future__ import annotations
 
+import gzip
 from datetime import date, timedelta
 
 import pytest
 
-from jobs.exports import Consumer, ExportError, export_jdbc
+from jobs.exports import (
+    Consumer,
+    ExportError,
+    delivered_state_keys,
+    export_files,
+    export_jdbc,
+    state_rows,
+    with_identifier,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +119,63 @@ def test_jdbc_export_is_one_transaction_per_night_and_idempotent(spark, postgres
     export_jdbc(spark, consumer, night(spark, NIGHT1, ["t1", "t2"], {"e1": 100}, "silver"), NIGHT1)
     assert snapshot(postgres) == fewer
     assert postgres.psql("select count(*) from pg_tables where tablename like '%staging%'") == "0"
+
+
+def day_state(spark, ds: date, tiers: dict[str, tuple[str, bool]]):
+    """subscriber_state rows of a day as the stage reads them: subscriber -> (tier, changed)."""
+    return spark.createDataFrame(
+        [(s, tier, changed, ds) for s, (tier, changed) in tiers.items()],
+        "subscriber_id string, tier string, changed boolean, state_ds date",
+    )
+
+
+def deliver_state(spark, consumer, state, ds: date, root: str = "", mapping=None) -> dict:
+    """What the exports stage sends of a day's subscriber_state to one consumer."""
+    rows = state_rows(state, delivered_state_keys(spark, root, consumer, ds, mapping))
+    if consumer.kind == "jdbc":
+        return export_jdbc(spark, consumer, {"subscriber_state": rows}, ds)
+    leaving, _ = with_identifier(rows, consumer, mapping)
+    return export_files(root, consumer, {"subscriber_state": leaving}, {}, ds)
+
+
+def test_a_corrected_rerun_replaces_a_state_the_first_run_delivered(spark, postgres):
+    """Night 2's first run moved A to gold (bad data); its corrected rerun leaves A as on night 1,
+    so A's row is not `changed`, yet the table must lose the gold row: the rerun sends again the
+    rows the first run sent (B, unchanged in both runs, stays as it was)."""
+    consumer = Consumer(
+        "app_rerun", "jdbc", "pseudonym", ("subscriber_state",),
+        url=postgres.jdbc_url, user=postgres.user, password=postgres.password, table_prefix="rerun_",
+    )  # fmt: skip
+    table = "select subscriber_id, tier, state_ds from rerun_subscriber_state order by 1"
+    deliver_state(spark, consumer, day_state(spark, NIGHT1, {A: ("silver", True), B: ("member", True)}), NIGHT1)
+    first = deliver_state(spark, consumer, day_state(spark, NIGHT2, {A: ("gold", True), B: ("member", False)}), NIGHT2)
+    assert first == {"subscriber_state": 1}
+    assert postgres.psql(table) == f"{A}|gold|2025-03-02\n{B}|member|2025-03-01"
+
+    corrected = day_state(spark, NIGHT2, {A: ("silver", False), B: ("member", False)})
+    assert deliver_state(spark, consumer, corrected, NIGHT2) == {"subscriber_state": 1}
+    assert postgres.psql(table) == f"{A}|silver|2025-03-02\n{B}|member|2025-03-01"
+    assert deliver_state(spark, consumer, corrected, NIGHT2) == {"subscriber_state": 1}  # and again: the same
+    assert postgres.psql(table) == f"{A}|silver|2025-03-02\n{B}|member|2025-03-01"
+
+
+def test_a_corrected_rerun_rewrites_a_state_the_first_delivery_folder_held(spark, tmp_path):
+    """The same for a files consumer keyed by MSISDN: the rerun's folder holds A's corrected row,
+    found through the MSISDN the first folder carried."""
+    consumer = Consumer("crm_feed", "files", "msisdn", ("subscriber_state",), format="csv")
+    mapping = spark.createDataFrame([(A, "33600000001"), (B, "33600000002")], "subscriber_id string, msisdn string")
+    root = str(tmp_path)
+
+    def delivered() -> list[str]:
+        folder = tmp_path / "crm_feed" / NIGHT2.isoformat() / "subscriber_state"
+        return gzip.decompress(next(folder.iterdir()).read_bytes()).decode().splitlines()
+
+    deliver_state(
+        spark, consumer, day_state(spark, NIGHT2, {A: ("gold", True), B: ("member", False)}), NIGHT2, root, mapping
+    )
+    assert delivered() == ["msisdn,tier,state_ds", "33600000001,gold,2025-03-02"]
+    corrected = day_state(spark, NIGHT2, {A: ("silver", False), B: ("member", False)})
+    manifest = deliver_state(spark, consumer, corrected, NIGHT2, root, mapping)
+    assert delivered() == ["msisdn,tier,state_ds", "33600000001,silver,2025-03-02"]
+    assert manifest["datasets"]["subscriber_state"]["rows"] == 1
+    assert state_rows(corrected).count() == 0  # a first delivery of the corrected day would send nothing
