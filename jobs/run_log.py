@@ -144,6 +144,11 @@ def previous_rows_read(lakehouse: Lakehouse, ds: date) -> dict[str, int]:
     return {r.source: int(r.rows_read or 0) for r in rows}
 
 
+def later_days_ran(lakehouse: Lakehouse, ds: date) -> bool:
+    """Whether any run date after `ds` is recorded (pipeline_runs partitions, from the Delta log)."""
+    return any(d > ds.isoformat() for d in lakehouse.partition_values(PIPELINE_RUNS, "run_ds"))
+
+
 def previous_summary(lakehouse: Lakehouse, stage: str, ds: date) -> dict[str, Any]:
     """The summary a succeeded run of `stage` for `ds` recorded (its JSON message), {} when the
     date was never run by it (or the message is not a summary): what a rerun must replace."""

@@ -30,10 +30,10 @@ from jobs.ingest.shrink_guard import ExtractShrank, ShrinkGuard
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.profiles import profile_as_of
-from jobs.run_log import describe_failure, previous_rows_read, record_runs
+from jobs.run_log import describe_failure, later_days_ran, previous_rows_read, record_runs
 from jobs.sources import Extract, Source, SourceError, conform, read_extract
 from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
-from jobs.tables import EVENTS, EVENTS_REJECTED, PIPELINE_RUNS, SUBSCRIBER_PROFILE
+from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
 
 __all__ = ["known_subscribers", "run", "run_ingest", "source_failure"]
 
@@ -64,11 +64,6 @@ def prior_record_keys(
     return events.filter((F.col("source") == source.name) & (F.col("ingest_date") != F.lit(ctx.ds))).select(
         "record_key", "ingest_date"
     )
-
-
-def later_days_ran(lakehouse: Lakehouse, ds: date) -> bool:
-    """Whether any run date after `ds` is recorded (pipeline_runs partitions, from the Delta log)."""
-    return any(d > ds.isoformat() for d in lakehouse.partition_values(PIPELINE_RUNS, "run_ds"))
 
 
 @dataclass

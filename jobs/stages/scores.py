@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from jobs.context import RunContext
 from jobs.frames import with_nullable_nesting
 from jobs.predictions import newest_fresh_date
+from jobs.run_log import later_days_ran
 from jobs.scoring import (
     ML_SOURCE,
     ScoringConfig,
@@ -28,7 +29,15 @@ from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
 from jobs.stages.readers import scoring_base
 from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, DAILY_ACTIVITY, PIPELINE_RUNS
 
-__all__ = ["UNAVAILABLE", "history_days", "latest_predictions", "run", "stale_predictions", "unavailable_sources"]
+__all__ = [
+    "UNAVAILABLE",
+    "fresh_predictions",
+    "history_days",
+    "latest_predictions",
+    "run",
+    "stale_predictions",
+    "unavailable_sources",
+]
 
 UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that leave a source without data
 
@@ -91,17 +100,26 @@ def latest_predictions(ctx: RunContext, cfg: ScoringConfig) -> DataFrame | None:
     """The newest prediction per subscriber at most ml.max_age_days old (later loads win a tie)."""
     if not ctx.lakehouse.exists(cfg.ml_table):
         return None
-    window = [("ds", ">=", ctx.ds - timedelta(days=cfg.ml_max_age_days)), ("ds", "<=", ctx.ds)]
-    predictions = ctx.lakehouse.read(cfg.ml_table, partitions=window).filter(F.col("loaded_ds") <= F.lit(ctx.ds))
     newest = F.struct("ds", "loaded_ds", "model_name")
     columns = ("churn_probability", "risk_score", "nbo_offer_id", "nbo_score", "model_version")
-    return predictions.groupBy("subscriber_id").agg(*[F.max_by(c, newest).alias(c) for c in columns])
+    return fresh_predictions(ctx, cfg).groupBy("subscriber_id").agg(*[F.max_by(c, newest).alias(c) for c in columns])
+
+
+def fresh_predictions(ctx: RunContext, cfg: ScoringConfig) -> DataFrame:
+    """Predictions for the last ml.max_age_days days, as loaded by the run date: a rerun of a
+    past date does not see a delivery loaded after it."""
+    window = [("ds", ">=", ctx.ds - timedelta(days=cfg.ml_max_age_days)), ("ds", "<=", ctx.ds)]
+    return ctx.lakehouse.read(cfg.ml_table, partitions=window).filter(F.col("loaded_ds") <= F.lit(ctx.ds))
 
 
 def stale_predictions(ctx: RunContext, cfg: ScoringConfig) -> bool:
-    """True when no prediction day within ml.max_age_days of the run date was loaded."""
+    """True when no prediction day within ml.max_age_days of the run date was loaded by then."""
     days = ctx.lakehouse.partition_values(cfg.ml_table, "ds")
-    return newest_fresh_date(days, ctx.ds, cfg.ml_max_age_days) is None
+    if newest_fresh_date(days, ctx.ds, cfg.ml_max_age_days) is None:
+        return True
+    if not later_days_ran(ctx.lakehouse, ctx.ds):
+        return False  # every delivery so far was loaded on or before the run date
+    return fresh_predictions(ctx, cfg).limit(1).count() == 0  # a rerun: only what was loaded by then
 
 
 def history_days(ctx: RunContext, window: int) -> int:

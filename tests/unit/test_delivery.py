@@ -200,6 +200,33 @@ def test_predictions_are_stale_when_no_prediction_day_is_recent_enough():
     assert predictions.newest_fresh_date([], D, 7) is None
 
 
+def test_a_rerun_of_a_past_date_sees_only_the_predictions_loaded_by_then(spark, tmp_path):
+    """A catch-up delivery loaded on D + 2 holds predictions for D - 1: fresh for the night of
+    D + 2, but D's rerun does not use them (latest_predictions) and so counts them stale."""
+    from jobs.context import RunContext, build_lakehouse
+    from jobs.run_log import StageResult, record_stages
+    from jobs.stages.scores import latest_predictions, stale_predictions
+    from jobs.tables import ML_PREDICTIONS, schema_of
+
+    config = load_config(env="test", overrides={"lakehouse.root": str(tmp_path / "lakehouse")}, environ={})
+    lakehouse = build_lakehouse(spark, config)
+    schema = schema_of(ML_PREDICTIONS)
+    row = {"subscriber_id": "sub-1", "model_name": "churn", "churn_probability": 0.4}
+    row |= {"ds": D - timedelta(days=1), "loaded_ds": D + timedelta(days=2)}
+    catch_up = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields)], schema)
+    lakehouse.write(catch_up, ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": row["loaded_ds"]})
+
+    def night(ds):
+        ctx = RunContext(spark, config, lakehouse, ds)
+        return stale_predictions(ctx, ctx.settings.scoring), latest_predictions(ctx, ctx.settings.scoring).count()
+
+    assert night(D + timedelta(days=2)) == (False, 1)
+    assert night(D) == (False, 0)  # no later night recorded yet: the run log says no later load can exist
+    record_stages(lakehouse, D + timedelta(days=2), [StageResult("scores", "succeeded", 1.0, "{}")])
+    assert night(D) == (True, 0)
+    assert night(D + timedelta(days=2)) == (False, 1)
+
+
 # -- subscriber_state --------------------------------------------------------------------------
 
 
