@@ -267,6 +267,23 @@ def with_identifier(df: DataFrame, consumer: Consumer, mapping: DataFrame | None
     )
 
 
+def read_mapping(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """The operator's MSISDN mapping extract -> (subscriber_id, msisdn), columns taken by name
+    (a CSV by its header). A subscriber mapped to more than one MSISDN is left out, so their rows
+    are held back rather than sent to a number that may not be theirs."""
+    raw = spark.read.option("header", True).csv(path) if fmt == "csv" else spark.read.parquet(path)
+    missing = [c for c in ("subscriber_id", "msisdn") if c not in raw.columns]
+    if missing:
+        raise ExportError(f"MSISDN mapping extract {path}: no column(s) {missing}; columns: {raw.columns}")
+    pairs = raw.select(F.col("subscriber_id").cast("string"), F.col("msisdn").cast("string")).dropna()
+    return (
+        pairs.groupBy("subscriber_id")
+        .agg(F.min("msisdn").alias("msisdn"), F.count_distinct("msisdn").alias("_numbers"))
+        .filter(F.col("_numbers") == 1)
+        .drop("_numbers")
+    )
+
+
 def flattened(df: DataFrame) -> DataFrame:
     """Arrays, maps and structs as JSON text (for CSV files and relational tables)."""
     return df.select(

@@ -18,6 +18,7 @@ from jobs.exports import (
     delivered_state_keys,
     export_files,
     export_jdbc,
+    read_mapping,
     state_rows,
     with_identifier,
 )
@@ -69,9 +70,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         path = render_template(settings.mapping_path, template_values(ds, ctx.raw_root))
         if not list_extract_files(path):
             raise PipelineError(f"{settings.file}: msisdn_mapping.path: no MSISDN mapping extract at {path}")
-        reader = ctx.spark.read.schema("subscriber_id string, msisdn string")
-        mapping = reader.option("header", True).csv(path) if settings.mapping_format == "csv" else reader.parquet(path)
-        mapping = mapping.dropDuplicates(["subscriber_id"]).localCheckpoint()
+        mapping = read_mapping(ctx.spark, path, settings.mapping_format).localCheckpoint()
     root = ctx.settings.exports_root
     records, summary = [], {}
     for consumer in settings.active:

@@ -227,6 +227,21 @@ def test_a_rerun_of_a_past_date_sees_only_the_predictions_loaded_by_then(spark, 
     assert night(D + timedelta(days=2)) == (False, 1)
 
 
+def test_the_msisdn_mapping_is_read_by_column_name_and_ambiguous_subscribers_are_left_out(spark, tmp_path):
+    extract = tmp_path / "mapping.csv"
+    extract.write_text(
+        "msisdn,subscriber_id\n"  # the columns in the other order than documented
+        "33600000001,sub-a\n"
+        "33600000002,sub-b\n33600000003,sub-b\n"  # two numbers for one subscriber: which one is theirs?
+        "33600000004,sub-c\n33600000004,sub-c\n"  # the same pair twice
+    )
+    mapping = exports.read_mapping(spark, str(extract), "csv")
+    assert sorted(map(tuple, mapping.collect())) == [("sub-a", "33600000001"), ("sub-c", "33600000004")]
+    extract.write_text("subscriber,msisdn\nsub-a,33600000001\n")
+    with pytest.raises(exports.ExportError, match=r"mapping.csv: no column\(s\) \['subscriber_id'\]"):
+        exports.read_mapping(spark, str(extract), "csv")
+
+
 # -- subscriber_state --------------------------------------------------------------------------
 
 
