@@ -30,8 +30,11 @@ _OTHER_DIGITS = "٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६�
 _ASCII_DIGITS = "0123456789" * 4
 _TO_ASCII = str.maketrans(_OTHER_DIGITS, _ASCII_DIGITS)
 _NOT_DIGIT = re.compile(r"[^0-9]")
-_INTERNATIONAL = r"^[ \t]*(\+|00)"
-_TRUNK_ZERO = r"\(\s*0\s*\)"  # '+44 (0) 20 ...': the national trunk digit, dropped after a country code
+# Spaces, written out: Python's \s takes every Unicode space and Java's only ASCII ones, so the
+# two normalisations would part on a no-break space (spreadsheet exports carry them).
+_SPACE = r"[ \t\n\r\f\x0B\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_INTERNATIONAL = rf"^{_SPACE}*(\+|00)"
+_TRUNK_ZERO = rf"\({_SPACE}*0{_SPACE}*\)"  # '+44 (0) 20 ...': the national trunk digit, dropped after a country code
 
 # A phone number inside free text: 8 to 15 digits, optionally led by '+' or '00', separated by
 # at most three of space - . / ( ) between digits; not glued to a letter or digit, and not an

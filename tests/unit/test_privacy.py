@@ -59,6 +59,8 @@ def test_trunk_zero_is_dropped_only_after_a_country_code(spark):
         "\t+44 20 (0) 7946 0018": "442079460018",
         "+44 20 7946 (1) 0018": "4420794610018",
         "0612 (0)34 56 78": "336120345678",
+        "\u00a0+33 (\u00a00\u202f) 6 12 34 56 78": "33612345678",  # no-break spaces (a spreadsheet's)
+        "+33 (\u30000) 6 12 34 56 78": "33612345678",  # an ideographic space
     }
     got = spark.createDataFrame([(k,) for k in cases], "m string").select(normalise_msisdn(F.col("m"), "33").alias("n"))
     assert [r.n for r in got.collect()] == list(cases.values())
