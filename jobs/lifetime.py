@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import ConfigError, load_yaml
 from jobs.frames import local_frame
+from jobs.metrics import SUM_DECIMALS
 
 AGGREGATIONS = ("sum", "days", "max", "streak", "return_gap")
 RETURN_WINDOW_DAYS = 30  # return_gap without a `window`: the return counts when within the last month
@@ -161,8 +162,8 @@ def advance(
 
     entries: dict[str, Column] = {}
     for m in metrics.values():
-        if m.aggregation in ("sum", "days"):
-            entries[m.name] = F.coalesce(old(m.name), zero) + F.coalesce(added(m.name), zero)
+        if m.aggregation in ("sum", "days"):  # rounded as daily sums are: a total reaches 50 at 50
+            entries[m.name] = F.round(F.coalesce(old(m.name), zero) + F.coalesce(added(m.name), zero), SUM_DECIMALS)
         elif m.aggregation == "max":
             entries[m.name] = F.greatest(old(m.name), added(m.name))
         else:

@@ -118,8 +118,8 @@ def daily_activity(events: DataFrame, registry: MetricRegistry) -> DataFrame:
         value = F.lit(1.0) if metric.value == "count" else F.col(metric.value).cast("double")
         picked = F.when(condition, value)
         aggregate = {"sum": F.sum, "max": F.max, "min": F.min}[metric.agg](picked)
-        if metric.agg == "sum":
-            aggregate = F.coalesce(aggregate, F.lit(0.0))
+        if metric.agg == "sum":  # at SUM_DECIMALS: 2.8 + 5.6 + 1.6 is 10, in any order
+            aggregate = F.round(F.coalesce(aggregate, F.lit(0.0)), SUM_DECIMALS)
         aggregates.append(aggregate.alias(metric.name))
     daily = events.groupBy("subscriber_id", F.col("event_date").alias("activity_date")).agg(*aggregates)
     return with_derived_flags(daily, registry)
@@ -163,6 +163,10 @@ def registry_from(config: Any) -> MetricRegistry:
     return load_registry(config.conf_dir)
 
 
+# Decimals a sum of doubles is kept at: finer than any source unit (amounts are decimal(18,4)),
+# coarse enough to drop the error of adding doubles, which also depends on the order of addition
+# (so on how a cluster split the rows): sums meet thresholds and reruns agree.
+SUM_DECIMALS = 6
 DAY_BITS = 62  # days a day mask holds: bits 0..61 of a long, so it never turns negative
 
 

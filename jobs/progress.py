@@ -16,11 +16,9 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from jobs.metrics import SUM_DECIMALS
 from jobs.templates import MissionMetric
 
-# Decimals a measured value is compared to its target at: finer than any source unit (amounts
-# are decimal(18,4)), coarse enough to drop the error a sum of doubles accumulates.
-REACHED_DECIMALS = 6
 ASSIGNMENT_COLUMNS = (
     "assignment_id", "subscriber_id", "mission_id", "template_id", "category", "metric", "aggregation",
     "period_start", "period_end", "target_value", "reward_points", "holdout",
@@ -63,9 +61,9 @@ def _fold(days: Column) -> Column:
         run = F.when(positive, F.when(item["day"] == acc["prev"] + 1, acc["run"] + 1).otherwise(1)).otherwise(0)
         streak = F.greatest(acc["streak"], run)
         measured = _by_aggregation(total, days_, streak.cast("double"), best_day)
-        # compared at REACHED_DECIMALS: a sum of doubles (2.8 + 5.6 + 1.6 = 9.999999999999998) that
+        # compared at SUM_DECIMALS: a sum of doubles (2.8 + 5.6 + 1.6 = 9.999999999999998) that
         # meets a target exactly in the source's decimals reaches it
-        reached_now = F.round(measured, REACHED_DECIMALS) >= F.col("target_value")
+        reached_now = F.round(measured, SUM_DECIMALS) >= F.col("target_value")
         reached = F.coalesce(acc["reached"], F.when(reached_now, item["day"]))
         return F.struct(
             total.alias("total"),

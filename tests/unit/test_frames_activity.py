@@ -79,6 +79,13 @@ def test_daily_activity_whole_frame_with_a_tiny_registry(spark, registry):
     assert_df_equality(daily_activity(events, registry), expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_daily_sums_are_kept_at_six_decimals(spark, registry):
+    """2.80 + 5.60 + 1.60 EUR is 10 EUR, not the 9.999999999999998 of adding doubles."""
+    recharges = [("s4", D2, "billing", "billing", "recharge", "app", "eur", 1.0, eur, {}) for eur in (2.8, 5.6, 1.6)]
+    row = daily_activity(spark.createDataFrame(recharges, EVENTS_SCHEMA), registry).first()
+    assert (row.topup, row.biggest_topup, row.smallest_topup) == (10.0, 5.6, 1.6)
+
+
 def test_daily_activity_whole_frame_with_the_production_registry(spark):
     """conf/metrics.yaml: one column per daily metric then per derived flag, in written order; a
     metric no event counted is 0, except max aggregations (arpu, tenure_months), which stay null."""

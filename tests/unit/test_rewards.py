@@ -168,6 +168,19 @@ def test_folding_in_two_spans_equals_one_fold_over_everything(spark):
     assert _values(spark, both, day(60))["comeback_days"] == 0.0  # the return is too long ago
 
 
+def test_lifetime_totals_are_kept_at_six_decimals(spark):
+    """A badge rule `total_data_mb >= 0.3` holds after 0.1 MB and 0.2 MB, on one fold or two."""
+    activity = _activity(spark, {0: (0.1, 1), 1: (0.2, 1)})
+    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"])
+    first = lifetime.advance(
+        None, activity.filter(F.col("activity_date") == F.lit(day(0))), None, LIFETIME, ["loyalty"]
+    )
+    both = lifetime.advance(
+        first, activity.filter(F.col("activity_date") == F.lit(day(1))), None, LIFETIME, ["loyalty"]
+    )
+    assert _values(spark, once, day(1))["total_data_mb"] == _values(spark, both, day(1))["total_data_mb"] == 0.3
+
+
 def test_completions_are_counted_by_category(spark):
     completions = spark.createDataFrame(
         [("s1", "loyalty"), ("s1", "revenue"), ("s1", "loyalty")], "subscriber_id string, category string"
