@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.frames import ColumnMemo
-from jobs.metrics import MetricRegistry
+from jobs.metrics import SUM_DECIMALS, MetricRegistry
 from jobs.scoring.config import ML_SOURCE, Feature, ScoringConfig
 
 
@@ -23,8 +23,8 @@ def window_aggregates(activity: DataFrame, cfg: ScoringConfig, ds: date) -> Data
         inside = (offset >= 0) & (offset < window)
         positive = inside & (metric > 0)
         agg = feature.spec["agg"]
-        if agg in ("sum", "daily_avg"):
-            value = F.sum(F.when(inside, metric))
+        if agg in ("sum", "daily_avg"):  # at SUM_DECIMALS, as daily sums: ranks do not hang on the order of addition
+            value = F.round(F.sum(F.when(inside, metric)), SUM_DECIMALS)
         elif agg == "max":
             value = F.max(F.when(inside, metric))
         elif agg in ("days", "day_rate"):

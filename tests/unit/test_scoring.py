@@ -205,6 +205,12 @@ def test_scores_breakdown_adds_up_and_applies_direction_and_missing_policies(spa
     assert a.config_version.startswith("3+") and a.score_date == DS
 
 
+def test_window_sums_are_kept_at_six_decimals(spark, small_config):
+    """0.1 + 0.2 MB over the window is 0.3 (not 0.30000000000000004): equal usage ranks equal."""
+    activity = activity_rows(spark, [("a", 0, 1.0, 0.1, 0.0, None), ("a", 1, 1.0, 0.2, 0.0, None)])
+    assert window_aggregates(activity, small_config, DS).first().data_7 == 0.3
+
+
 def test_percentile_normalization_is_a_midrank(spark, small_config):
     rows = [(f"s{i:03d}", 0, 1.0, float(i), 0.0, None) for i in range(1, 101)]
     activity = activity_rows(spark, rows)
