@@ -437,7 +437,11 @@ _SPECS = (
                 "Internal fold state over settled days (totals, day sets as "
                 "counters, streak ends, gaps), keyed <metric>.<part>",
             ),
-            ("settled_through", "date", "Last day folded into `settled` (run date - max_lateness_days)"),
+            (
+                "settled_through",
+                "date",
+                "Last day folded into `settled`: run date - max_lateness_days, or the previous snapshot's if later",
+            ),
             (
                 "metrics",
                 "map<string,double>",

@@ -57,8 +57,8 @@ def lifetime_snapshot(ctx: RunContext, metrics: Mapping[str, LifetimeMetric], ba
     (jobs.lifetime: the settled and recent layers) and return the rows written; completed
     missions count per category and toward the badge their template names."""
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    lateness = ctx.settings.ingest.max_lateness_days
-    settled_through = ds - timedelta(days=lateness)
+    lateness = timedelta(days=ctx.settings.ingest.max_lateness_days)
+    settled_through = ds - lateness
     previous = latest_before(ctx, SUBSCRIBER_LIFETIME, "stats_date")
     progress = lakehouse.read_or_empty(MISSION_PROGRESS, schema_of(MISSION_PROGRESS))
     if previous is None:
@@ -66,13 +66,14 @@ def lifetime_snapshot(ctx: RunContext, metrics: Mapping[str, LifetimeMetric], ba
         settling = [("activity_date", "<=", settled_through)]
         progress = progress.filter(F.col("progress_ds") <= F.lit(ds))
     else:
-        state = lakehouse.read(SUBSCRIBER_LIFETIME, partitions=[("stats_date", "=", previous)]).select(
-            "subscriber_id", F.col("settled").alias("state")
-        )
-        settling = [
-            ("activity_date", ">", previous - timedelta(days=lateness)),
-            ("activity_date", "<=", settled_through),
-        ]
+        before = lakehouse.read(SUBSCRIBER_LIFETIME, partitions=[("stats_date", "=", previous)])
+        state = before.select("subscriber_id", F.col("settled").alias("state"))
+        # the days the previous snapshot settled, as it recorded them: max_lateness_days may have
+        # changed since, and a day is folded once (a longer lateness cannot unsettle a day)
+        recorded = before.select("settled_through").first()  # one value for the whole snapshot
+        folded = recorded.settled_through if recorded else previous - lateness
+        settled_through = max(settled_through, folded)
+        settling = [("activity_date", ">", folded), ("activity_date", "<=", settled_through)]
         progress = progress.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
     completions = completed_missions(progress, {t.id: t.badge for t in ctx.settings.templates.templates})
     settled = advance(
