@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         dest="end",
         type=_date_or_latest,
-        help="last run date of a range (inclusive), or `latest`: the latest date pipeline_runs recorded",
+        help="last run date of a range (inclusive), or `latest`: the latest date pipeline_runs recorded (then only the "
+        "dates it recorded are run)",
     )
     run.add_argument("--stages", type=_csv, help="comma-separated stages (default: all, in order)")
     run.add_argument("--sources", type=_csv, help="comma-separated sources to ingest (default: all due)")
@@ -422,10 +423,12 @@ def _run_command(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    processed = None
     if args.start and args.end == LATEST:
-        from jobs.run_log import latest_processed_date
+        from jobs.run_log import processed_dates
 
-        latest = latest_processed_date(config)  # from the Delta log: a no-op starts no Spark session
+        processed = processed_dates(config)  # from the Delta log: a no-op starts no Spark session
+        latest = max(processed, default=None)
         if latest is None or latest < args.start:
             print(f"nothing to run: the latest processed date is {latest}, before {args.start}", flush=True)
             return 0
@@ -434,6 +437,11 @@ def _run_command(args: argparse.Namespace) -> int:
     from jobs.spark import build_session
 
     dates = [args.ds] if args.ds else date_range(args.start, args.end)
+    if processed is not None:  # up to `latest`: the processed days; a day never run (a missed night) has no input
+        skipped = [ds for ds in dates if ds not in processed]
+        if skipped:
+            print(f"not processed, skipped: {', '.join(ds.isoformat() for ds in skipped)}", flush=True)
+        dates = [ds for ds in dates if ds in processed]
     spark = build_session(config.get("spark", {}))
     lakehouse = build_lakehouse(spark, config)
     exit_code = 0

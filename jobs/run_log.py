@@ -149,22 +149,24 @@ def later_days_ran(lakehouse: Lakehouse, ds: date) -> bool:
     return any(d > ds.isoformat() for d in lakehouse.partition_values(PIPELINE_RUNS, "run_ds"))
 
 
-def previous_summary(lakehouse: Lakehouse, stage: str, ds: date) -> dict[str, Any]:
-    """The summary a succeeded run of `stage` for `ds` recorded (its JSON message), {} when the
-    date was never run by it (or the message is not a summary): what a rerun must replace."""
+def previous_summary(lakehouse: Lakehouse, stage: str, ds: date) -> dict[str, Any] | None:
+    """The summary (JSON message) the date's last run of `stage` recorded: {} when no run of it is
+    recorded, None when the last one failed (what it wrote is unknown)."""
     if not lakehouse.exists(PIPELINE_RUNS):
         return {}
     rows = (
         lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ds)])
-        .filter((F.col("stage") == stage) & (F.col("status") == "succeeded") & F.col("source").isNull())
-        .select("message")
+        .filter((F.col("stage") == stage) & F.col("source").isNull())
+        .select("status", "message")
         .collect()  # one row per stage and run date
     )
-    try:
-        summary = json.loads(rows[0].message) if rows else {}
-    except (TypeError, ValueError):
+    if not rows:
         return {}
-    return summary if isinstance(summary, dict) else {}
+    try:
+        summary = json.loads(rows[0].message) if rows[0].status == "succeeded" else None
+    except (TypeError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -222,14 +224,19 @@ def table_location(config: Config, table: str) -> TableLocation:
     )
 
 
-def latest_processed_date(config: Config) -> date | None:
-    """The newest run date in pipeline_runs, counting stages after ingest when any recorded one:
-    ingest may run ahead of the rest of the pipeline, and it is not what later days build on.
+def processed_dates(config: Config) -> list[date]:
+    """The run dates in pipeline_runs, in order, counting stages after ingest when any recorded
+    one: ingest may run ahead of the rest of the pipeline, and it is not what later days build on.
     Read from the files' statistics: a file whose stage column is not all `ingest` (or has no
     statistics) holds a later stage."""
     files = table_location(config, PIPELINE_RUNS).files()
     later = [f["partition.run_ds"] for f in files if (f.get("min.stage"), f.get("max.stage")) != (INGEST, INGEST)]
-    return max(later or [f["partition.run_ds"] for f in files], default=None)
+    return sorted(set(later or [f["partition.run_ds"] for f in files]))
+
+
+def latest_processed_date(config: Config) -> date | None:
+    """The newest of the `processed_dates`."""
+    return max(processed_dates(config), default=None)
 
 
 def run_report(config: Config, ds: date) -> list[dict[str, Any]]:

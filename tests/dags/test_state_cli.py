@@ -71,3 +71,24 @@ def test_report_prints_what_the_day_recorded(lakehouse, capsys):
     assert "unavailable sources (scores degraded): app" in out
     assert main(["--env", "test", "report", "--ds", "2025-02-01", "--lakehouse-root", str(lakehouse)]) == 0
     assert "no pipeline runs recorded" in capsys.readouterr().out
+
+
+def test_run_to_latest_runs_the_processed_days_only(tmp_path, monkeypatch, capsys):
+    """A missed night (2025-03-02: never run, its extracts never ingested) in the range a rerun
+    recomputes is not run: its stages would write the day from no input."""
+    write_runs(
+        tmp_path,
+        [
+            (date(2025, 3, 1), "activity", None, "succeeded", None, None, None, None),
+            (date(2025, 3, 3), "activity", None, "succeeded", None, None, None, None),
+            (date(2025, 3, 4), "ingest", "cdr", "succeeded", 1, 1, 0, 0),  # ingest ran ahead
+        ],
+    )
+    ran = []
+    monkeypatch.setattr("jobs.spark.build_session", lambda conf: None)
+    monkeypatch.setattr("jobs.pipeline.build_lakehouse", lambda spark, config: None)
+    monkeypatch.setattr("jobs.pipeline.run_stages", lambda ctx, stages: ran.append(ctx.ds) or {})
+    argv = ["--env", "test", "run", "--from", "2025-03-01", "--to", "latest", "--stages", "activity"]
+    assert main([*argv, "--lakehouse-root", str(tmp_path)]) == 0
+    assert ran == [date(2025, 3, 1), date(2025, 3, 3)]
+    assert "not processed, skipped: 2025-03-02" in capsys.readouterr().out

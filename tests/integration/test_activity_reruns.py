@@ -84,3 +84,37 @@ def test_a_late_day_is_rewritten_by_the_first_run(rerun_days):
 def test_a_rerun_replaces_the_late_day_its_first_run_wrote(rerun_days):
     _, rerun = rerun_days
     assert rerun == {D1: {ON_TIME: 2.0}, D2: {MOVED: 2.0}}
+
+
+def test_a_rerun_retried_after_a_failure_still_replaces_the_late_day(spark, tmp_path, monkeypatch):
+    """The corrected day 2 is rerun, its activity fails once (a lost executor), and the retry
+    succeeds: the failed attempt changed no table, so day 1 must still lose the call."""
+    config = load_config(env="test", overrides={"lakehouse.root": str(tmp_path / "lakehouse")}, environ={})
+    lakehouse = build_lakehouse(spark, config)
+    schema = schema_of(EVENTS)
+
+    def ingest(ds: date, rows: list[dict]) -> None:
+        frame = spark.createDataFrame([tuple(r.get(f.name) for f in schema.fields) for r in rows], schema)
+        lakehouse.write(
+            frame, EVENTS, partition_by=["event_date"], replace_where={"ingest_date": ds, "source": ["cdr"]}
+        )
+
+    def activity(ds: date) -> None:
+        run_stages(RunContext(spark, config, lakehouse, ds), ["activity"])
+
+    ingest(D1, [call("e1", ON_TIME, D1, D1)])
+    activity(D1)
+    ingest(D2, [call("e2", MOVED, D1, D2)])
+    activity(D2)
+    ingest(D2, [call("e2", MOVED, D2, D2)])
+    with monkeypatch.context() as patched:
+
+        def lost_executor(*args, **kwargs):
+            raise RuntimeError("executor lost")
+
+        patched.setattr("jobs.stages.activity.daily_activity", lost_executor)
+        with pytest.raises(RuntimeError, match="executor lost"):
+            activity(D2)
+    activity(D2)  # the retry
+    rows = lakehouse.read(DAILY_ACTIVITY, partitions=[("activity_date", "=", D1)]).collect()
+    assert {r.subscriber_id: r.voice_minutes for r in rows} == {ON_TIME: 2.0}
