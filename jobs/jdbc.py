@@ -11,10 +11,12 @@ array literal, a JSON path) is left as written. Quote them as the database expec
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -117,14 +119,23 @@ def read_query(spark: SparkSession, connection: Mapping[str, Any], query: str, *
             reader()
             .option("dbtable", f"({query}) extract")
             .option("partitionColumn", column)
-            .option("lowerBound", str(lower))
-            .option("upperBound", str(upper))
+            .option("lowerBound", _bound(lower, math.floor))
+            .option("upperBound", _bound(upper, math.ceil))
             .option("numPartitions", str(connection.get("num_partitions", 8)))
             .load()
         )
     except Exception as exc:
         reason = _redact(_root_cause(exc), [password])
         raise JdbcError(f"source {name}: cannot read from {endpoint}: {reason}") from None
+
+
+def _bound(value: Any, whole: Callable[[Any], int]) -> str:
+    """A partition bound as Spark parses it: a numeric column's bounds are whole numbers (a
+    min/max of a numeric or float column, 8.75 or 3.000000000000000000, is rounded outwards; the
+    first and last partitions are open-ended anyway), dates and timestamps as written."""
+    if isinstance(value, Decimal | float):
+        return str(whole(value))
+    return str(value)
 
 
 def _root_cause(exc: BaseException) -> str:

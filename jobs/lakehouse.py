@@ -261,7 +261,11 @@ class Lakehouse:
                 # a small table keeps one file per partition: the partition's other rows are
                 # rewritten with the new ones (read again on a retry: another writer's rows stay)
                 kept = self.read(table).filter(F.expr(_predicate(whole)) & ~F.coalesce(F.expr(predicate), F.lit(False)))
-                rows, replaced = ordered.unionByName(kept, allowMissingColumns=True), _predicate(whole)
+                # Delta now checks the rows against the partition only: a new row outside
+                # `predicate` would sit beside the kept row it should have replaced
+                mismatch = F.raise_error(F.lit(f"{table}: a written row does not match replaceWhere {predicate}"))
+                matching = ordered.filter(F.when(F.expr(predicate), F.lit(True)).otherwise(mismatch))
+                rows, replaced = matching.unionByName(kept, allowMissingColumns=True), _predicate(whole)
             writer = (
                 (rows.coalesce(1) if single_file else rows)
                 .write.format("delta")

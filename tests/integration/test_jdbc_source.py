@@ -148,3 +148,19 @@ def test_the_ingest_stage_loads_the_warehouse_into_events(spark, warehouse, tmp_
     # 4 February rows: 3 known subscribers accepted, the fourth quarantined as unknown
     assert (run.status, run.rows_read, run.rows_accepted, run.rows_rejected) == ("succeeded", 4, 3, 1)
     assert warehouse.password not in (run.message or "")
+
+
+def test_a_decimal_partition_column_is_read_in_partitions_with_bounds_from_the_data(spark, warehouse, tmp_path):
+    """arpu is numeric(12,2): its min/max (8.75, 55.10) are not whole numbers, which Spark's
+    numeric partition bounds must be."""
+    config = prod_config(
+        tmp_path,
+        warehouse,
+        **{
+            "sources.dwh_monthly_kpis.connection.partition_column": "arpu",
+            "sources.dwh_monthly_kpis.connection.num_partitions": 3,
+        },
+    )
+    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
+    assert df.rdd.getNumPartitions() == 3
+    assert sorted(str(r.arpu) for r in df.collect()) == ["12.50", "30.00", "55.10", "8.75"]

@@ -255,6 +255,29 @@ def test_a_single_file_table_keeps_one_file_per_partition_across_writers(spark, 
     assert len(referenced_files(lakehouse, "small")) == 1
 
 
+def test_a_single_file_table_refuses_rows_outside_what_the_write_replaces(spark, lakehouse):
+    def runs(sources: list[str]):
+        rows = [("ingest", s) for s in sources]
+        return spark.createDataFrame(rows, "stage string, source string").withColumn(
+            "run_ds", F.lit("2025-03-01").cast("date")
+        )
+
+    day = date(2025, 3, 1)
+    lakehouse.write(runs(["cdr", "app"]), "small", partition_by=["run_ds"], replace_where={"run_ds": day})
+    # a rerun of `app` whose frame also holds a `cdr` row: that row must not sit beside the kept one
+    with pytest.raises(Exception, match=r"(?i)replaceWhere|DELTA_REPLACE_WHERE"):
+        lakehouse.write(
+            runs(["app", "cdr"]),
+            "small",
+            partition_by=["run_ds"],
+            replace_where={"run_ds": day, "stage": "ingest", "source": ["app"]},
+        )
+    assert sorted((r.stage, r.source) for r in lakehouse.read("small").collect()) == [
+        ("ingest", "app"),
+        ("ingest", "cdr"),
+    ]
+
+
 def test_maintenance_compacts_then_reruns_still_replace_exactly_their_rows(spark, lakehouse):
     for day in ("2025-03-01", "2025-03-02", "2025-03-03"):  # three runs, all with rows for 03-01
         write(lakehouse, day_rows(spark, day, [(int(day[-1]), "2025-03-01"), (10 + int(day[-1]), day)]), day)
