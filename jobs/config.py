@@ -196,8 +196,11 @@ def load_config(
     return config
 
 
+# `_key`, and the dotted keys of Spark/Hadoop settings: fs.s3a.secret.key, fs.s3a.access.key,
+# fs.azure.account.key.<account>.dfs.core.windows.net, ...
 SECRET_KEY = re.compile(
-    r"(password|passwd|pwd|secret|token|api_?key|access_?key|account_?key|private_?key|credentials?|_key)$",
+    r"(password|passwd|pwd|secret|token|api[._-]?key|access[._-]?key|account[._-]?key|private[._-]?key"
+    r"|credentials?|[._-]key)$|\.account\.key\.",
     re.IGNORECASE,
 )
 # user:password@ in a URL, and password=... in a URL query or JDBC options
@@ -238,9 +241,18 @@ def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
     elif isinstance(value, str):
         for pattern in (URL_PASSWORD, QUERY_PASSWORD):
             for match in pattern.finditer(value):
-                if not _ENV_REF.fullmatch(match.group("secret")):
+                reference = _ENV_REF.fullmatch(match.group("secret"))
+                if not reference:
                     raise ConfigError(
                         path, dotted, "a URL must not carry a literal password; use a ${ENV_VAR} reference"
+                    )
+                default = reference.group(2)
+                if default and not default.endswith(DEMO_SECRET_SUFFIX):
+                    raise ConfigError(
+                        path,
+                        dotted,
+                        "a URL password's ${VAR:-default} must not hold a real value "
+                        f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
                     )
 
 

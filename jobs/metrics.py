@@ -62,6 +62,8 @@ class MetricRegistry:
         data = load_yaml(path) or {}
         attributes = tuple(data.get("attributes") or ())
         allowed = [*EVENT_NAMES, *(f"attr_{a}" for a in attributes)]
+        # the events columns a `when` reads: text, but quantity and amount (attributes are text too)
+        types = {n: expressions.NUMBER if n in ("quantity", "amount") else expressions.STRING for n in allowed}
         daily = []
         for name, spec in (data.get("daily_metrics") or {}).items():
             key = f"daily_metrics.{name}"
@@ -79,21 +81,22 @@ class MetricRegistry:
                 raise ConfigError(path, f"{key}.value", f"must be one of {', '.join(VALUES)}")
             if metric.agg not in AGGS:
                 raise ConfigError(path, f"{key}.agg", f"must be one of {', '.join(AGGS)}")
-            _validate(metric.when, allowed, path, f"{key}.when")
+            _validate(metric.when, types, path, f"{key}.when")
             daily.append(metric)
         if not daily:
             raise ConfigError(path, "daily_metrics", "must define at least one metric")
         derived = dict(data.get("derived_metrics") or {})
         known = [m.name for m in daily]
         for name, text in derived.items():
-            _validate(str(text), known, path, f"derived_metrics.{name}")
+            _validate(str(text), dict.fromkeys(known, expressions.NUMBER), path, f"derived_metrics.{name}")
             known.append(name)
         return cls(str(data.get("version", "1")), attributes, tuple(daily), derived, str(path))
 
 
-def _validate(text: str, allowed: Sequence[str], path: Path, key: str) -> None:
+def _validate(text: str, types: Mapping[str, str], path: Path, key: str) -> None:
+    """Names, types, and a condition as the result: a mistake is a load error, not a failed night."""
     try:
-        expressions.validate(text, allowed, source=f"{path}#{key}")
+        expressions.validate(text, types, source=f"{path}#{key}", types=types, expect=expressions.BOOLEAN)
     except expressions.ExpressionError as exc:
         raise ConfigError(path, key, str(exc)) from exc
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from typing import NoReturn
 
 from jobs.expressions.errors import ExpressionError, Pos, short
@@ -28,6 +29,10 @@ NUMBER, STRING, BOOLEAN, DATE, TIMESTAMP, NULL, ANY = (
 _NUMERIC_TYPES = re.compile(r"^(byte|tinyint|short|smallint|int|integer|long|bigint|float|real|double|decimal.*)$")
 _ARTICLE = {NUMBER: "a number", STRING: "a string", BOOLEAN: "a condition (true/false)", DATE: "a date"}
 _ARTICLE |= {TIMESTAMP: "a timestamp", NULL: "null"}
+_TEMPORAL = (DATE, TIMESTAMP)
+# the ISO text a date or timestamp compares with: Spark casts it, and would fail the night on
+# any other text ('2025-02-30') or read the clock for its special words ('today', 'yesterday')
+_ISO_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$")
 
 
 def value_type(type_name: object) -> str:
@@ -55,6 +60,20 @@ def _comparable(a: str, b: str, op: str) -> bool:
     temporal = {DATE, TIMESTAMP}
     # a date or timestamp compares with another one or with its ISO text ('2025-03-01')
     return (a in temporal and b in temporal | {STRING}) or (b in temporal and a in temporal | {STRING})
+
+
+def _iso_text(text: str) -> bool:
+    """Whether `text` is a valid ISO date or date and time (a real day and time of day)."""
+    if not _ISO_TEXT.match(text):
+        return False
+    try:
+        if len(text) == 10:
+            date.fromisoformat(text)
+        else:
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def check_types(
@@ -85,6 +104,16 @@ def check_types(
         if kind not in (*wanted, ANY, NULL):
             fail(f"{what}, but {describe(child, kind)}", at)
 
+    def need_iso(literal: Node, kind: str) -> None:
+        """A text literal compared with a date or timestamp must be ISO text."""
+        text = literal.value if isinstance(literal, Literal) else None
+        if kind in _TEMPORAL and isinstance(text, str) and not _iso_text(text):
+            fail(
+                f"{short(literal_text(text))} is not a date in ISO form to compare with "
+                f"{_ARTICLE[kind]} (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)",
+                literal.pos,
+            )
+
     def infer(current: Node) -> str:
         match current:
             case Literal(value=value):
@@ -112,6 +141,8 @@ def check_types(
                         f"'{short(to_text(current))}'",
                         current.at,
                     )
+                need_iso(right, lt)
+                need_iso(left, rt)
                 return BOOLEAN
             case InList(operand=operand, values=values):
                 kind = infer(operand)
@@ -123,6 +154,7 @@ def check_types(
                             f"but {describe(operand, kind)}",
                             value.pos,
                         )
+                    need_iso(value, kind)
                 return BOOLEAN
             case IsNull(operand=operand):
                 infer(operand)

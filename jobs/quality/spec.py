@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,29 @@ RAW_CHECKS = (
     "msisdn_valid",
 )
 RAW_PREFIX = "raw."
+SETTINGS = ("data_docs_dir", "sample_size", "parallel_suites", "raw", "tables")  # conf/quality.yaml's keys
+# the settings each check reads besides expect, severity and its column(s): any other key is a
+# mistake (a misspelt `max` of a between check would otherwise leave its upper bound unchecked)
+TABLE_CHECK_KEYS = {
+    "not_null": ("mostly", "min_rows"),
+    "between": ("min", "max", "mostly", "min_rows"),
+    "in_set": ("values", "mostly", "min_rows"),
+    "unique": (),
+    "min_rows": ("value",),
+    "row_count_change": ("tolerance",),
+    "references": ("table", "parent_column", "where"),
+    "reject_rate": ("max", "per_source", "min_rows_read"),
+}
+RATIO = ("mostly", "min_rows")
+RAW_CHECK_KEYS = {
+    "extract_present": (),
+    "contract_columns": (),
+    "min_rows": ("value",),
+    "keys_not_null": RATIO,
+    "required_not_null": RATIO,
+    "types_parse": RATIO,
+    "msisdn_valid": RATIO,
+}
 QUALITY_SUITE = Kind(
     "quality_suite",
     "Quality suite of a lakehouse table (its id): the checks its run-date rows must pass",
@@ -128,14 +152,26 @@ def load_spec(path: str | Path, overlay: Mapping[str, Any] | None = None) -> Qua
     parallel = data.get("parallel_suites", 1)
     if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
         fail("parallel_suites", f"must be a positive integer, got {parallel!r}")
+    for name in data:
+        if name not in SETTINGS:
+            fail(name, f"unknown setting (known: {', '.join(SETTINGS)})")
     raw = data.get("raw") or {}
+    for name in raw:
+        if name not in ("checks", "sources"):
+            fail(f"raw.{name}", "unknown setting (known: checks, sources)")
     raw_checks = raw.get("checks") or {}
     overrides = raw.get("sources") or {}
-    for name, spec in [*raw_checks.items(), *((f"{s}.{k}", v) for s, o in overrides.items() for k, v in o.items())]:
-        key = name.rpartition(".")[2]
-        if key not in RAW_CHECKS:
-            fail(f"raw.checks.{name}", f"unknown raw check; known: {', '.join(RAW_CHECKS)}")
-        _check_common(spec, f"raw.checks.{name}", fail, required_severity=False)
+    raw_specs = [
+        *((f"raw.checks.{k}", k, v) for k, v in raw_checks.items()),
+        *((f"raw.sources.{s}.{k}", k, v) for s, o in overrides.items() for k, v in o.items()),
+    ]
+    for key, name, spec in raw_specs:
+        if name not in RAW_CHECKS:
+            fail(key, f"unknown raw check; known: {', '.join(RAW_CHECKS)}")
+        _check_common(spec, key, fail, required_severity=False)
+        _known_keys(spec, RAW_CHECK_KEYS[name], key, f"the raw check {name}", fail)
+        if "value" in spec and not _count(spec["value"]):
+            fail(f"{key}.value", f"must be a non-negative integer, got {spec['value']!r}")
     suites: dict[str, tuple[Definition | None, Mapping[str, Any]]] = {d.id: (d, d.spec) for d in definitions}
     for name, spec in overlay_tables.items():
         found, base = suites.get(name, (None, {}))
@@ -190,6 +226,17 @@ def _deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = value
     return merged
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _known_keys(spec: Mapping[str, Any], allowed: Sequence[str], key: str, what: str, fail: Any) -> None:
+    allowed = ("severity", *allowed)
+    for name in spec:
+        if name not in allowed:
+            fail(f"{key}.{name}", f"unknown key for {what} (allowed: {', '.join(allowed)})")
 
 
 def _check_common(spec: Any, key: str, fail: Any, *, required_severity: bool = True) -> None:
@@ -248,19 +295,35 @@ def _check(spec: Any, key: str, fail: Any) -> Check:
     if expect not in TABLE_CHECKS:
         fail(f"{key}.expect", f"unknown check {expect!r}; known: {', '.join(TABLE_CHECKS)}")
     params = {k: v for k, v in spec.items() if k not in ("expect", "severity", "column", "columns")}
+    by_column = expect in ("not_null", "between", "in_set", "unique", "references")
+    allowed = (*(("column", "columns") if by_column else ()), *TABLE_CHECK_KEYS[expect])
+    _known_keys({k: v for k, v in spec.items() if k != "expect"}, allowed, key, f"a {expect} check", fail)
+    if "column" in spec and "columns" in spec:
+        fail(f"{key}.columns", "give `column: name` or `columns: [names]`, not both")
     columns = spec.get("columns")
     if spec.get("column") is not None:
         columns = [spec["column"]]
-    if expect in ("not_null", "between", "in_set", "unique", "references"):
+    if by_column:
         if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
             fail(f"{key}.columns", f"{expect} needs `column: name` or `columns: [names]`")
     else:
         columns = []
-    if expect == "between" and params.get("min") is None and params.get("max") is None:
-        fail(key, "between needs min, max or both")
+    if expect == "between":
+        if params.get("min") is None and params.get("max") is None:
+            fail(key, "between needs min, max or both")
+        for bound in ("min", "max"):
+            value = params.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float | date)):
+                fail(f"{key}.{bound}", f"must be a number (or a date), got {value!r}")
+        low, high = params.get("min"), params.get("max")
+        if low is not None and high is not None:
+            if type(low) is not type(high) and not all(isinstance(v, int | float) for v in (low, high)):
+                fail(f"{key}.max", f"must be of the same kind as min, got {low!r} and {high!r}")
+            if low > high:
+                fail(f"{key}.max", f"must not be below min, got min {low!r} and max {high!r}")
     if expect == "in_set" and not isinstance(params.get("values"), list):
         fail(f"{key}.values", "in_set needs a list of values")
-    if expect == "min_rows" and not (isinstance(params.get("value"), int) and params["value"] >= 0):
+    if expect == "min_rows" and not _count(params.get("value")):
         fail(f"{key}.value", "min_rows needs a non-negative integer value")
     if expect == "row_count_change" and not (
         isinstance(params.get("tolerance"), int | float) and params["tolerance"] >= 0
@@ -275,6 +338,10 @@ def _check(spec: Any, key: str, fail: Any) -> Check:
         if params.get("where") is not None:
             expressions.parse(str(params["where"]), source=f"{key}.where")
     if expect == "reject_rate":
+        if not isinstance(params.get("per_source") or {}, Mapping):
+            fail(f"{key}.per_source", "must map source names to fractions in [0, 1]")
+        if "min_rows_read" in params and not _count(params["min_rows_read"]):
+            fail(f"{key}.min_rows_read", f"must be a non-negative integer, got {params['min_rows_read']!r}")
         rates = [params.get("max"), *(params.get("per_source") or {}).values()]
         if not all(isinstance(r, int | float) and 0 <= r <= 1 for r in rates):
             fail(f"{key}.max", "reject_rate needs max (and per_source values) as fractions in [0, 1]")

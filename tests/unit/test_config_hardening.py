@@ -73,6 +73,12 @@ def test_oversized_files_are_refused(conf_copy):
         ("passwd", "hunter2", "references"),
         ("url", "jdbc:postgresql://bob:hunter2@db:5432/x", "literal password"),
         ("url", "jdbc:sqlserver://db;user=bob;password=hunter2", "literal password"),
+        ("url", "jdbc:postgresql://bob:${DB_PASSWORD:-hunter2}@db:5432/x", "must not hold a real value"),
+        ("url", "jdbc:sqlserver://db;user=bob;password=${DB_PASSWORD:-hunter2}", "must not hold a real value"),
+        # Spark/Hadoop settings name their secrets with dots
+        ("spark.hadoop.fs.s3a.secret.key", "wJalrXUtnFEMI", "references"),
+        ("spark.hadoop.fs.s3a.access.key", "AKIAEXAMPLE", "references"),
+        ("spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net", "abc==", "references"),
     ],
 )
 def test_literal_secrets_are_refused(conf_copy, key, value, message):
@@ -104,6 +110,7 @@ def test_config_show_masks_every_secret():
                 "dwh": {"connection": {"url": "jdbc:postgresql://bob:pw1@db/x?password=pw2", "password": "pw3"}}
             },
             "lakehouse": {"storage_options": {"AWS_SECRET_ACCESS_KEY": "pw4", "AWS_REGION": "eu-west-1"}},
+            "spark": {"conf": {"spark.hadoop.fs.s3a.secret.key": "pw5", "spark.sql.shuffle.partitions": 4}},
             "natural_key": ["msisdn"],
         }
     )
@@ -111,6 +118,7 @@ def test_config_show_masks_every_secret():
         "privacy": {"pseudonymisation_key": "***"},
         "sources": {"dwh": {"connection": {"url": "jdbc:postgresql://bob:***@db/x?password=***", "password": "***"}}},
         "lakehouse": {"storage_options": {"AWS_SECRET_ACCESS_KEY": "***", "AWS_REGION": "eu-west-1"}},
+        "spark": {"conf": {"spark.hadoop.fs.s3a.secret.key": "***", "spark.sql.shuffle.partitions": 4}},
         "natural_key": ["msisdn"],
     }
     assert mask_url("https://example.org/a") == "https://example.org/a"

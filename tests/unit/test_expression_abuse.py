@@ -154,6 +154,26 @@ def test_dates_compare_with_dates_and_iso_text_only() -> None:
         validate("activation_date > n", types, types=types)
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("activation_date >= '2025-02-30'", 20),  # no such day: Spark's cast fails the night
+        ("activation_date >= '2025-3-1'", 20),
+        ("'yesterday' < activation_date", 1),  # Spark reads the clock for these words
+        ("activation_date in ['2025-03-01', 'today']", 35),
+        ("seen_at > '2025-03-01 25:00:00'", 11),
+    ],
+)
+def test_text_compared_with_a_date_must_be_an_iso_date(text: str, column: int) -> None:
+    types = {"activation_date": "date", "seen_at": "timestamp"}
+    with pytest.raises(ExpressionError, match="is not a date in ISO form") as info:
+        validate(text, types, types=types)
+    assert info.value.column == column
+    for good in ("'2025-03-01'", "'2025-03-01 10:15:00'", "'2025-03-01T10:15:00.5Z'"):
+        validate(f"activation_date < {good} and seen_at in [{good}]", types, types=types)
+
+
 # --------------------------------------------------------------------------------- nesting
 
 

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from chispa import assert_df_equality
 
-from jobs.config import DEFAULT_CONF_DIR
+from jobs.config import DEFAULT_CONF_DIR, ConfigError
 from jobs.metrics import MetricRegistry, daily_activity
 
 pytestmark = pytest.mark.unit
@@ -143,3 +143,23 @@ def test_daily_activity_whole_frame_with_the_production_registry(spark):
     expected = spark.createDataFrame(rows, f"subscriber_id string, {columns}, activity_date date")
     actual = daily_activity(events, production)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        # each compiled, then failed the activity stage: a text cast to a number, a number as a condition
+        ('daily_metrics:\n  x: {when: "event_type == 5"}\n', "cannot compare a string with a number"),
+        ("daily_metrics:\n  x: {when: 'quantity', value: quantity}\n", "must be a condition"),
+        ('daily_metrics:\n  x: {when: "attr_roaming > 0"}\nattributes: [roaming]\n', "cannot compare a string"),
+        (
+            "daily_metrics:\n  x: {when: \"event_type == 'cdr'\"}\nderived_metrics:\n  y: 'x + 1'\n",
+            "must be a condition",
+        ),
+    ],
+)
+def test_metric_rules_are_type_checked_on_load(tmp_path, metric, message):
+    path = tmp_path / "metrics.yaml"
+    path.write_text(metric)
+    with pytest.raises(ConfigError, match=message):
+        MetricRegistry.load(path)

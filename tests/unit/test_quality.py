@@ -481,3 +481,31 @@ def test_floor_and_stage_config_errors_name_the_key(tmp_path):
     for wrong in (0, "2", True):
         with pytest.raises(ConfigError, match=rf"parallel_suites: must be a positive integer, got {wrong!r}"):
             load_spec(path, {"tables": {"t": {"checks": []}}, "parallel_suites": wrong})
+
+
+@pytest.mark.parametrize(
+    ("check", "overlay", "message"),
+    [
+        # a misspelt upper bound: every score above 100 would pass
+        ("{expect: between, columns: [s], min: 0, maximum: 100}", None, r"checks\[0\]\.maximum: unknown key"),
+        ("{expect: unique, column: id, mostly: 0.9}", None, r"checks\[0\]\.mostly: unknown key for a unique check"),
+        ("{expect: not_null, column: a, columns: [b, c]}", None, r"checks\[0\]\.columns: give `column: name`"),
+        # failed inside Great Expectations mid-run instead of here
+        ("{expect: between, columns: [s], min: low}", None, r"checks\[0\]\.min: must be a number"),
+        ("{expect: between, columns: [s], min: 100, max: 0}", None, r"checks\[0\]\.max: must not be below min"),
+        ("{expect: reject_rate, max: 0.1, min_rows_read: fifty}", None, r"min_rows_read: must be a non-negative"),
+        ("{expect: min_rows, value: 1}", {"raw": {"checks": {"min_rows": {"valu": 100}}}}, r"min_rows\.valu: unknown"),
+        ("{expect: min_rows, value: 1}", {"raw": {"source": {"cdr": {}}}}, r"raw\.source: unknown setting"),
+        (
+            "{expect: min_rows, value: 1}",
+            {"raw": {"sources": {"cdr": {"types_parse": {"mostly": 0.5, "min_row": 9}}}}},
+            r"raw\.sources\.cdr\.types_parse\.min_row: unknown key",
+        ),
+        ("{expect: min_rows, value: 1}", {"sample_sise": 0}, r"sample_sise: unknown setting"),
+    ],
+)
+def test_a_misspelt_or_misplaced_check_setting_is_refused_on_load(tmp_path, check, overlay, message):
+    path = tmp_path / "quality.yaml"
+    suite_file(path, check)
+    with pytest.raises(ConfigError, match=message):
+        load_spec(path, overlay)
