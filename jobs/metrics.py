@@ -24,6 +24,10 @@ from jobs.tables import Column as SpecColumn
 EVENT_NAMES = ("event_type", "event_subtype", "source", "channel", "unit", "quantity", "amount")
 VALUES = ("count", "quantity", "amount")
 AGGS = ("sum", "max", "min")
+# Decimals a sum of doubles is kept at: finer than any source unit (amounts are decimal(18,4)),
+# coarse enough to drop the error of adding doubles, which also depends on the order of addition
+# (so on how a cluster split the rows): sums meet thresholds and reruns agree.
+SUM_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -166,10 +170,6 @@ def registry_from(config: Any) -> MetricRegistry:
     return load_registry(config.conf_dir)
 
 
-# Decimals a sum of doubles is kept at: finer than any source unit (amounts are decimal(18,4)),
-# coarse enough to drop the error of adding doubles, which also depends on the order of addition
-# (so on how a cluster split the rows): sums meet thresholds and reruns agree.
-SUM_DECIMALS = 6
 DAY_BITS = 62  # days a day mask holds: bits 0..61 of a long, so it never turns negative
 
 
