@@ -6,10 +6,10 @@ Each configured consumer receives, per run date, one consistent delivery of some
   `manifest.json` (rows, files, sizes, SHA-256 checksums, identifier) and `_SUCCESS` written last.
   The folder is built under a temporary name and renamed into place, so a reader sees either the
   previous delivery or the complete new one; a rerun rebuilds it with identical bytes.
-* `jdbc` (PostgreSQL): Spark writes each dataset to a staging table, then one JDBC transaction
-  replaces the run date's rows (upsert by key; subscriber_state keeps the newest state per
-  subscriber) and records the run in `<prefix>export_runs`. A failure rolls everything back: the
-  previous night stays as it was.
+* `jdbc` (PostgreSQL, jobs/exports_jdbc.py): Spark writes each dataset to a staging table, then
+  one JDBC transaction replaces the run date's rows (upsert by key; subscriber_state keeps the
+  newest state per subscriber) and records the run in `<prefix>export_runs`. A failure rolls
+  everything back: the previous night stays as it was.
 
 The identifier that leaves is configured per consumer: the pseudonym, or the MSISDN from an
 operator-held mapping extract joined by pseudonym (a hash is never reversed).
@@ -23,8 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -57,7 +56,6 @@ KINDS = ("files", "jdbc")
 FILE_FORMATS = ("jsonl", "csv")
 IDENTIFIERS = ("pseudonym", "msisdn")
 SUCCESS, MANIFEST = "_SUCCESS", "manifest.json"
-JDBC_DRIVER = "org.postgresql.Driver"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -184,57 +182,17 @@ def state_rows(state: DataFrame, delivered: DataFrame | None = None) -> DataFram
     return rows.drop("changed")
 
 
-def delivered_state_keys(
-    spark: SparkSession, root: str, consumer: Consumer, ds: date, mapping: DataFrame | None
+def as_pseudonyms(
+    keys: DataFrame, column: str, consumer: Consumer, ds: date, mapping: DataFrame | None
 ) -> DataFrame | None:
-    """The subscribers (subscriber_id) of the subscriber_state rows `consumer` already received
-    with `ds`, read back from its delivery folder or table; None when it received none."""
-    if consumer.kind == "files":
-        keys, column = _delivered_file_keys(spark, root, consumer, ds)
-    else:
-        keys, column = _delivered_jdbc_keys(spark, consumer, ds), consumer.id_column
-    if keys is None:
+    """Delivered keys (`column`: subscriber_id or msisdn) -> subscriber_id; an MSISDN is mapped back
+    through the same mapping extract. None when MSISDNs came back without a mapping to read them."""
+    if column == "subscriber_id":
+        return keys.select("subscriber_id")
+    if mapping is None:
+        log.warning("export %s for %s: earlier delivery keyed by MSISDN, no mapping to read it", consumer.name, ds)
         return None
-    if column == "msisdn":  # back to pseudonyms through the same mapping extract
-        if mapping is None:
-            log.warning("export %s for %s: earlier delivery keyed by MSISDN, no mapping to read it", consumer.name, ds)
-            return None
-        keys = keys.join(mapping.select("subscriber_id", "msisdn"), "msisdn").select("subscriber_id")
-    return keys.select("subscriber_id").localCheckpoint()  # read now: a files delivery replaces its folder
-
-
-def _delivered_file_keys(spark: SparkSession, root: str, consumer: Consumer, ds: date) -> tuple[DataFrame | None, str]:
-    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
-    folder = f"{base}/{consumer.name}/{ds.isoformat()}"
-    if fs.get_file_info(f"{folder}/{SUCCESS}").type == pafs.FileType.NotFound:
-        return None, consumer.id_column
-    with fs.open_input_stream(f"{folder}/{MANIFEST}", compression=None) as stream:
-        manifest = json.loads(stream.read())
-    column, dataset = manifest["identifier_column"], manifest["datasets"].get("subscriber_state")
-    if not dataset or not dataset["files"]:
-        return None, column
-    paths = [_spark_path(root, f"{folder}/{f['path']}", base) for f in dataset["files"]]
-    if manifest["format"] == "jsonl":
-        keys = spark.read.schema(T.StructType([T.StructField(column, T.StringType())])).json(paths)
-    else:
-        keys = spark.read.option("header", True).csv(paths).select(column)
-    return keys, column
-
-
-def _delivered_jdbc_keys(spark: SparkSession, consumer: Consumer, ds: date) -> DataFrame | None:
-    target = f"{consumer.table_prefix}subscriber_state"
-    with _connection(spark, consumer) as connection:
-        statement = connection.createStatement()
-        try:
-            found = statement.executeQuery(f"SELECT to_regclass('{target}') IS NOT NULL")
-            exists = found.next() and found.getBoolean(1)
-        finally:
-            statement.close()
-    if not exists:
-        return None
-    column = consumer.id_column
-    query = f'SELECT "{column}" FROM {target} WHERE "{RUN_DATE_COLUMN["subscriber_state"]}" = DATE \'{ds.isoformat()}\''
-    return _jdbc_reader(spark, consumer).option("query", query).load()
+    return keys.join(mapping.select("subscriber_id", "msisdn"), "msisdn").select("subscriber_id")
 
 
 def audience_changes(today: DataFrame, before: DataFrame | None, ds: date) -> DataFrame:
@@ -342,6 +300,26 @@ def export_files(
     return manifest
 
 
+def delivered_file_keys(spark: SparkSession, root: str, consumer: Consumer, ds: date) -> tuple[DataFrame | None, str]:
+    """The keys of the subscriber_state rows the consumer's delivery folder for `ds` holds, and
+    their column (the folder's identifier); None when there is no complete folder or no rows."""
+    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+    folder = f"{base}/{consumer.name}/{ds.isoformat()}"
+    if fs.get_file_info(f"{folder}/{SUCCESS}").type == pafs.FileType.NotFound:
+        return None, consumer.id_column
+    with fs.open_input_stream(f"{folder}/{MANIFEST}", compression=None) as stream:
+        manifest = json.loads(stream.read())
+    column, dataset = manifest["identifier_column"], manifest["datasets"].get("subscriber_state")
+    if not dataset or not dataset["files"]:
+        return None, column
+    paths = [_spark_path(root, f"{folder}/{f['path']}", base) for f in dataset["files"]]
+    if manifest["format"] == "jsonl":
+        keys = spark.read.schema(T.StructType([T.StructField(column, T.StringType())])).json(paths)
+    else:
+        keys = spark.read.option("header", True).csv(paths).select(column)
+    return keys, column
+
+
 def _publish_parts(fs: pafs.FileSystem, spark_dir: str, target: str, name: str, extension: str) -> list[dict]:
     """Spark's part files -> <dataset>-NNNNN.<ext> with row counts and checksums; Spark's
     bookkeeping files are dropped."""
@@ -404,149 +382,3 @@ def _spark_path(root: str, fs_path: str, base: str) -> str:
         scheme = root.split("://", 1)[0]
         return f"{scheme}://{fs_path}" if not fs_path.startswith(scheme) else fs_path
     return f"file://{fs_path}"
-
-
-# -- JDBC -------------------------------------------------------------------------------------
-
-_PG_TYPES = {
-    "string": "text",
-    "bigint": "bigint",
-    "int": "integer",
-    "smallint": "smallint",
-    "double": "double precision",
-    "float": "real",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamp",
-}
-
-
-def pg_type(data_type: T.DataType) -> str:
-    if isinstance(data_type, T.ArrayType | T.MapType | T.StructType):
-        return "jsonb"
-    if isinstance(data_type, T.DecimalType):
-        return f"numeric({data_type.precision},{data_type.scale})"
-    return _PG_TYPES[data_type.simpleString()]
-
-
-def merge_statements(consumer: Consumer, name: str, schema: T.StructType, staging: str, ds: date) -> list[str]:
-    """SQL that moves one staged dataset into its target inside the run's transaction.
-
-    subscriber_state: upsert by subscriber, never replacing a newer state by an older one (a
-    rerun of a past night). Run-date datasets: the run date's rows are deleted, then the staged
-    rows upserted, so a rerun leaves exactly the new content."""
-    target = f"{consumer.table_prefix}{name}"
-    keys = consumer.keys(name)
-    columns = [f.name for f in schema.fields]
-    definitions = ", ".join(f'"{f.name}" {pg_type(f.dataType)}' for f in schema.fields)
-    selected = ", ".join(
-        f'CAST("{f.name}" AS jsonb)' if pg_type(f.dataType) == "jsonb" else f'"{f.name}"' for f in schema.fields
-    )
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
-    run_column = RUN_DATE_COLUMN[name]
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {target} ({definitions}, PRIMARY KEY ({', '.join(chr(34) + k + chr(34) for k in keys)}))"
-    ]
-    newer_only = ""
-    if name == "subscriber_state":
-        newer_only = f' WHERE {target}."{run_column}" <= EXCLUDED."{run_column}"'
-    else:
-        statements.append(f"DELETE FROM {target} WHERE \"{run_column}\" = DATE '{ds.isoformat()}'")
-    statements.append(
-        f"INSERT INTO {target} ({quoted}) SELECT {selected} FROM {staging} "
-        f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO UPDATE SET {updates}{newer_only}"
-    )
-    return statements
-
-
-def bookkeeping_statements(consumer: Consumer, ds: date, rows: Mapping[str, int]) -> list[str]:
-    table = f"{consumer.table_prefix}export_runs"
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {table} (run_ds date, dataset text, rows bigint, identifier text, "
-        "PRIMARY KEY (run_ds, dataset))"
-    ]
-    for name, n in sorted(rows.items()):
-        statements.append(
-            f"INSERT INTO {table} VALUES (DATE '{ds.isoformat()}', '{name}', {int(n)}, '{consumer.identifier}') "
-            "ON CONFLICT (run_ds, dataset) DO UPDATE SET rows = EXCLUDED.rows, identifier = EXCLUDED.identifier"
-        )
-    return statements
-
-
-def export_jdbc(spark: SparkSession, consumer: Consumer, datasets: Mapping[str, DataFrame], ds: date) -> dict[str, int]:
-    """Stage every dataset with Spark, then merge them all and record the run in one transaction."""
-    rows: dict[str, int] = {}
-    statements: list[str] = []
-    staged: list[str] = []
-    for name, df in datasets.items():
-        staging = f"{consumer.table_prefix}{name}__staging_{ds.strftime('%Y%m%d')}"
-        out = flattened(df).localCheckpoint()
-        rows[name] = out.count()
-        (
-            out.write.format("jdbc")
-            .option("url", consumer.url)
-            .option("dbtable", staging)
-            .option("user", consumer.user)
-            .option("password", consumer.password)
-            .option("driver", JDBC_DRIVER)
-            .mode("overwrite")
-            .save()
-        )
-        staged.append(staging)
-        statements += merge_statements(consumer, name, df.schema, staging, ds)
-    statements += bookkeeping_statements(consumer, ds, rows)
-    statements += [f"DROP TABLE IF EXISTS {s}" for s in staged]
-    run_transaction(spark, consumer, statements)
-    return rows
-
-
-def run_transaction(spark: SparkSession, consumer: Consumer, statements: Sequence[str]) -> None:
-    """Run the statements in one JDBC transaction on the driver's JVM; roll back on any error."""
-    with _connection(spark, consumer) as connection:
-        connection.setAutoCommit(False)
-        statement = connection.createStatement()
-        try:
-            for sql in statements:
-                statement.execute(sql)
-            connection.commit()
-        except Exception as exc:
-            connection.rollback()
-            raise ExportError(f"consumer {consumer.name}: transaction rolled back: {_first_line(exc)}") from exc
-        finally:
-            statement.close()
-
-
-@contextmanager
-def _connection(spark: SparkSession, consumer: Consumer) -> Iterator[Any]:
-    """A JDBC connection of the driver's JVM to the consumer's database, closed after use."""
-    jvm = spark._jvm
-    # the driver jar is on Spark's class loader (spark.jars), not the JVM's system class path
-    loader = jvm.org.apache.spark.util.Utils.getContextOrSparkClassLoader()
-    driver = jvm.java.lang.Class.forName(JDBC_DRIVER, True, loader).newInstance()
-    props = jvm.java.util.Properties()
-    props.setProperty("user", consumer.user)
-    props.setProperty("password", consumer.password)
-    connection = driver.connect(consumer.url, props)
-    if connection is None:
-        raise ExportError(f"consumer {consumer.name}: the PostgreSQL driver does not accept {consumer.url}")
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def _jdbc_reader(spark: SparkSession, consumer: Consumer) -> Any:
-    return (
-        spark.read.format("jdbc")
-        .option("url", consumer.url)
-        .option("user", consumer.user)
-        .option("password", consumer.password)
-        .option("driver", JDBC_DRIVER)
-    )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc)
-    match = re.search(r"(PSQLException|SQLException)[^\n]*", text)
-    return match.group(0) if match else text.splitlines()[0] if text else type(exc).__name__

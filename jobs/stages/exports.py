@@ -8,20 +8,24 @@ run selected."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
 from jobs.exports import (
+    Consumer,
+    as_pseudonyms,
     audience_changes,
-    delivered_state_keys,
+    delivered_file_keys,
     export_files,
-    export_jdbc,
     read_mapping,
     state_rows,
     with_identifier,
 )
+from jobs.exports_jdbc import delivered_jdbc_keys, export_jdbc
 from jobs.frames import local_frame
 from jobs.sources import list_extract_files, render_template, template_values
 from jobs.stages import quality
@@ -36,7 +40,7 @@ from jobs.tables import (
     schema_of,
 )
 
-__all__ = ["run"]
+__all__ = ["delivered_state_keys", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +133,21 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if after:
         quality.run(ctx, after)
     return summary
+
+
+def delivered_state_keys(
+    spark: SparkSession, root: str, consumer: Consumer, ds: date, mapping: DataFrame | None
+) -> DataFrame | None:
+    """The subscribers (subscriber_id) of the subscriber_state rows `consumer` already received
+    with `ds`, read back from its delivery folder or table; None when it received none."""
+    if consumer.kind == "files":
+        keys, column = delivered_file_keys(spark, root, consumer, ds)
+    else:
+        keys, column = delivered_jdbc_keys(spark, consumer, ds), consumer.id_column
+    pseudonyms = None if keys is None else as_pseudonyms(keys, column, consumer, ds, mapping)
+    return (
+        None if pseudonyms is None else pseudonyms.localCheckpoint()
+    )  # read now: a files delivery replaces its folder
 
 
 def failed_gate_checks(ctx: RunContext, exempt: list[str], shown: int = 5) -> list[str]:

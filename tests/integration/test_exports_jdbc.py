@@ -8,15 +8,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from jobs.exports import (
-    Consumer,
-    ExportError,
-    delivered_state_keys,
-    export_files,
-    export_jdbc,
-    state_rows,
-    with_identifier,
-)
+from jobs.exports import Consumer, ExportError, export_files, state_rows, with_identifier
+from jobs.exports_jdbc import export_jdbc
+from jobs.stages.exports import delivered_state_keys
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import exports, offers, predictions, subscriber_state
+from jobs import exports, exports_jdbc, offers, predictions, subscriber_state
 from jobs.config import DEFAULT_CONF_DIR, ConfigError, SettingsError, load_config
 from jobs.settings import load_settings
 from jobs.sources import conform, read_extract
@@ -527,7 +527,7 @@ def test_file_export_is_complete_checksummed_and_identical_on_rerun(spark, tmp_p
 def test_subscriber_state_export_keeps_the_newest_state(spark):
     consumer = exports.Consumer("app", "jdbc", "pseudonym", ("subscriber_state",), table_prefix="app_")
     schema = spark.createDataFrame([], "subscriber_id string, badges array<string>, state_ds date").schema
-    statements = exports.merge_statements(consumer, "subscriber_state", schema, "app_stage", D)
+    statements = exports_jdbc.merge_statements(consumer, "subscriber_state", schema, "app_stage", D)
     assert statements[0] == (
         'CREATE TABLE IF NOT EXISTS app_subscriber_state ("subscriber_id" text, "badges" jsonb, "state_ds" date, '
         'PRIMARY KEY ("subscriber_id"))'
