@@ -80,16 +80,18 @@ def test_the_prod_query_reads_the_previous_month(spark, warehouse, tmp_path):
     assert rows == sorted((m, month, arpu, tenure) for m, month, arpu, tenure in KPIS if month == "2025-02")
 
 
+def read_in_partitions(spark, warehouse, tmp_path, column: str):
+    """The DWH extract read in 3 partitions of `column`, bounds from the data."""
+    overrides = {
+        "sources.dwh_monthly_kpis.connection.partition_column": column,
+        "sources.dwh_monthly_kpis.connection.num_partitions": 3,
+    }
+    config = prod_config(tmp_path, warehouse, **overrides)
+    return read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
+
+
 def test_a_large_extract_is_read_in_partitions(spark, warehouse, tmp_path):
-    config = prod_config(
-        tmp_path,
-        warehouse,
-        **{
-            "sources.dwh_monthly_kpis.connection.partition_column": "tenure_months",
-            "sources.dwh_monthly_kpis.connection.num_partitions": 3,
-        },
-    )
-    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
+    df = read_in_partitions(spark, warehouse, tmp_path, "tenure_months")
     assert df.rdd.getNumPartitions() == 3
     sizes = sorted(df.rdd.glom().map(len).collect())
     assert sum(sizes) == 4 and sizes[-1] < 4  # the rows are spread, none lost
@@ -153,14 +155,6 @@ def test_the_ingest_stage_loads_the_warehouse_into_events(spark, warehouse, tmp_
 def test_a_decimal_partition_column_is_read_in_partitions_with_bounds_from_the_data(spark, warehouse, tmp_path):
     """arpu is numeric(12,2): its min/max (8.75, 55.10) are not whole numbers, which Spark's
     numeric partition bounds must be."""
-    config = prod_config(
-        tmp_path,
-        warehouse,
-        **{
-            "sources.dwh_monthly_kpis.connection.partition_column": "arpu",
-            "sources.dwh_monthly_kpis.connection.num_partitions": 3,
-        },
-    )
-    df = read_extract(spark, dwh_source(config), DS, str(tmp_path / "raw")).rows
+    df = read_in_partitions(spark, warehouse, tmp_path, "arpu")
     assert df.rdd.getNumPartitions() == 3
     assert sorted(str(r.arpu) for r in df.collect()) == ["12.50", "30.00", "55.10", "8.75"]
