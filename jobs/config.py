@@ -223,17 +223,10 @@ def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
         for key, child in value.items():
             child_key = f"{dotted}.{key}" if dotted else str(key)
             if SECRET_KEY.search(str(key)) and isinstance(child, str | int | float) and not isinstance(child, bool):
-                reference = _ENV_REF.fullmatch(child.strip()) if isinstance(child, str) else None
-                if reference is None:
-                    raise ConfigError(path, child_key, "secrets must be ${ENV_VAR} references, not literal values")
-                default = reference.group(2)
-                if default and not default.endswith(DEMO_SECRET_SUFFIX):
-                    raise ConfigError(
-                        path,
-                        child_key,
-                        "a secret's ${VAR:-default} must not hold a real value "
-                        f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
-                    )
+                text = child.strip() if isinstance(child, str) else ""
+                _require_reference(
+                    text, path, child_key, "secrets must be ${ENV_VAR} references, not literal values", "a secret"
+                )
             _refuse_secret_literals(child, path, child_key)
     elif isinstance(value, list):
         for i, child in enumerate(value):
@@ -241,19 +234,23 @@ def _refuse_secret_literals(value: Any, path: Path, dotted: str) -> None:
     elif isinstance(value, str):
         for pattern in (URL_PASSWORD, QUERY_PASSWORD):
             for match in pattern.finditer(value):
-                reference = _ENV_REF.fullmatch(match.group("secret"))
-                if not reference:
-                    raise ConfigError(
-                        path, dotted, "a URL must not carry a literal password; use a ${ENV_VAR} reference"
-                    )
-                default = reference.group(2)
-                if default and not default.endswith(DEMO_SECRET_SUFFIX):
-                    raise ConfigError(
-                        path,
-                        dotted,
-                        "a URL password's ${VAR:-default} must not hold a real value "
-                        f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
-                    )
+                literal = "a URL must not carry a literal password; use a ${ENV_VAR} reference"
+                _require_reference(match.group("secret"), path, dotted, literal, "a URL password")
+
+
+def _require_reference(text: str, path: Path, key: str, literal: str, what: str) -> None:
+    """`text` must be a ${VAR} reference whose default, if any, is a demo value."""
+    reference = _ENV_REF.fullmatch(text)
+    if reference is None:
+        raise ConfigError(path, key, literal)
+    default = reference.group(2)
+    if default and not default.endswith(DEMO_SECRET_SUFFIX):
+        raise ConfigError(
+            path,
+            key,
+            f"{what}'s ${{VAR:-default}} must not hold a real value "
+            f"(only a demo value ending in {DEMO_SECRET_SUFFIX!r}, or no default)",
+        )
 
 
 def _merge(
