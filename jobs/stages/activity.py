@@ -28,19 +28,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
     earliest = ds - timedelta(days=ctx.settings.ingest.max_lateness_days)
     window = [("event_date", ">=", earliest), ("event_date", "<=", ds)]
     events = lakehouse.read(EVENTS, partitions=window).filter(F.col("ingest_date") <= F.lit(ds))
-    late = [
-        r[0]
-        for r in events.filter((F.col("ingest_date") == F.lit(ds)) & (F.col("event_date") < F.lit(ds)))
-        .select("event_date")
-        .distinct()
-        .collect()  # at most max_lateness_days dates
-    ]
     summary = previous_summary(lakehouse, "activity", ds)
     if summary == {} and ds.isoformat() in lakehouse.partition_values(DAILY_ACTIVITY, "activity_date"):
         summary = None  # written by no recorded run of the date: a killed attempt, later days' late events
     if summary is None:
         late = [earliest + timedelta(days=i) for i in range((ds - earliest).days)]
     else:
+        late = [
+            r[0]
+            for r in events.filter((F.col("ingest_date") == F.lit(ds)) & (F.col("event_date") < F.lit(ds)))
+            .select("event_date")
+            .distinct()
+            .collect()  # at most max_lateness_days dates
+        ]
         late += [d for d in map(date.fromisoformat, summary.get("dates", [])) if earliest <= d < ds]
     dates = activity_dates_to_refresh(ds, late)
     daily = daily_activity(events.filter(F.col("event_date").isin(dates)), ctx.settings.metrics)
