@@ -47,6 +47,7 @@ REPORT_COLUMNS = (
 )
 
 
+UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that leave a source without data
 MESSAGE_CHARS = 2000  # a stored message is for a person to read; stack traces stay in the job's log
 
 

@@ -8,7 +8,7 @@ import fnmatch
 import gzip
 import itertools
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -29,6 +29,18 @@ TEXT_FORMATS = ("csv", "json")
 
 class SourceError(RuntimeError):
     """A whole extract is unusable (missing, wrong columns): the source fails for the day."""
+
+
+class NoUsableFile(SourceError):
+    """Every file of an extract was set aside: `rejected` says which and why, to be quarantined."""
+
+    def __init__(self, message: str, rejected: Sequence[FileReject]) -> None:
+        super().__init__(message)
+        self.rejected = tuple(rejected)
+
+    @property
+    def lines(self) -> int:
+        return sum(r.lines for r in self.rejected)
 
 
 @dataclass(frozen=True)
@@ -186,8 +198,8 @@ def read_extract(spark: SparkSession, source: Source, ds: date, raw_root: str) -
     Text formats are read all-string so that a bad value becomes a quarantined row, not a
     failed job. A file that cannot be read as the contract says (unreadable, wrong encoding,
     compressed under a plain name, empty, duplicate or missing columns) is set aside with its
-    reason and the other files are read; only a missing extract, or one with no usable file,
-    raises SourceError.
+    reason and the other files are read; a missing extract raises SourceError, one with no
+    usable file NoUsableFile (which carries the files set aside).
     """
     if source.format == "jdbc":
         return Extract(_read_jdbc(spark, source, ds))
@@ -233,9 +245,10 @@ def _base(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _no_usable_file(source: Source, ds: date, pattern: str, rejected: list[FileReject]) -> SourceError:
+def _no_usable_file(source: Source, ds: date, pattern: str, rejected: list[FileReject]) -> NoUsableFile:
     reasons = "; ".join(f"{_base(r.path)}: {r.reason} ({r.message})" for r in rejected)
-    return SourceError(f"source {source.name}: no usable file in the extract for {ds} at {pattern}: {reasons}")
+    message = f"source {source.name}: no usable file in the extract for {ds} at {pattern}: {reasons}"
+    return NoUsableFile(message, rejected)
 
 
 # Spark's file reader skips these names (Hadoop's hidden and metadata files) even when a read

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from jobs import expressions
 from jobs.privacy import normalise_msisdn
+from jobs.run_log import UNAVAILABLE
 from jobs.sources import Source, flat
 
 REDACTED = "<redacted>"
@@ -34,12 +35,15 @@ def with_orphans(
 
 def with_reject_rates(runs: DataFrame, sources: Sequence[str], min_rows_read: int = 0) -> DataFrame:
     """Add `reject_rate_<source>` per source: rows_rejected / rows_read on that source's ingest
-    row (0 when it read fewer than `min_rows_read` rows), null on every other row. One column
-    per source keeps every rate in one aggregation."""
+    row, null on every other row. 0 when it read fewer than `min_rows_read` rows, and for a
+    source left without data (failed, degraded, held): its status says so, and an extract with
+    no usable file has every line rejected. One column per source keeps every rate in one
+    aggregation."""
     rate = F.coalesce(
         F.try_divide(F.col("rows_rejected").cast("double"), F.col("rows_read").cast("double")), F.lit(0.0)
     )
-    rate = F.when(F.col("rows_read") >= min_rows_read, rate).otherwise(F.lit(0.0))
+    judged = (F.col("rows_read") >= min_rows_read) & ~F.col("status").isin(*UNAVAILABLE)
+    rate = F.when(judged, rate).otherwise(F.lit(0.0))
     ingest = F.col("stage") == "ingest"
     return runs.select(
         "*", *[F.when(ingest & (F.col("source") == name), rate).alias(f"reject_rate_{name}") for name in sources]

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
+from jobs.frames import local_frame
 from jobs.ingest.classify import classify, with_prior_duplicates
 from jobs.ingest.context import ACCEPTED, DUPLICATE, REJECTED, IngestContext, SourceResult
 from jobs.ingest.outputs import accounting, file_rejects, to_events, to_profile, to_rejects
@@ -31,11 +32,11 @@ from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.profiles import profile_as_of
 from jobs.run_log import describe_failure, later_days_ran, previous_rows_read, record_runs
-from jobs.sources import Extract, Source, SourceError, conform, read_extract
+from jobs.sources import Extract, NoUsableFile, Source, SourceError, conform, read_extract
 from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
-from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE
+from jobs.tables import EVENTS, EVENTS_REJECTED, SUBSCRIBER_PROFILE, schema_of
 
-__all__ = ["known_subscribers", "run", "run_ingest", "source_failure"]
+__all__ = ["known_subscribers", "quarantine_unusable", "run", "run_ingest", "source_failure"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,24 @@ def write_sources(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: In
     return time.monotonic() - started
 
 
+def write_unusable(lakehouse: Lakehouse, source: Source, unusable: NoUsableFile, ctx: IngestContext) -> None:
+    """An extract with no usable file: its files quarantined whole, and what the source wrote
+    for the run date before (an earlier run's events, its snapshot) replaced by nothing, as a
+    rerun replaces it with the usable rows of its extract."""
+    spark = lakehouse.spark
+    if source.profile is not None:
+        none = local_frame(spark, [], schema_of(SUBSCRIBER_PROFILE))
+        lakehouse.write(
+            none, SUBSCRIBER_PROFILE, partition_by=["snapshot_date"], replace_where={"snapshot_date": ctx.ds}
+        )
+    replaced = {"ingest_date": ctx.ds, "source": [source.name]}
+    lakehouse.write(
+        local_frame(spark, [], schema_of(EVENTS)), EVENTS, partition_by=["event_date"], replace_where=replaced
+    )
+    rejects = file_rejects(spark, unusable.rejected, source, ctx)
+    lakehouse.write(rejects, EVENTS_REJECTED, partition_by=["ingest_date"], replace_where=replaced)
+
+
 def _union(frames: Sequence[DataFrame]) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, frames)
 
@@ -230,6 +249,9 @@ def run_ingest(
                     ready.release()
             except Exception as exc:  # one source never stops the others
                 results[source.name] = source_failure(source, exc, time.monotonic() - started)
+                if isinstance(exc, NoUsableFile):
+                    write = functools.partial(write_unusable, lakehouse, source, exc, ctx)
+                    results[source.name] = quarantine_unusable(results[source.name], write)
         results.update(_write_batch(lakehouse, prepared, ctx))
     finally:
         for ready in prepared:
@@ -260,16 +282,37 @@ def _write_batch(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: Ing
     return results
 
 
+def quarantine_unusable(result: SourceResult, write: Callable[[], Any]) -> SourceResult:
+    """The failed `result` of an extract with no usable file, once `write` has quarantined its
+    files; should that write fail too, its reason is added to the result's message."""
+    try:
+        write()
+    except Exception as exc:
+        log.error("source %s: quarantining its unusable files failed: %s", result.source, describe_failure(exc))
+        message = f"{result.message}; quarantining the files failed: {describe_failure(exc)}"
+        return dataclasses.replace(result, message=message[:1000])
+    return result
+
+
 def source_failure(source: Source, exc: Exception, seconds: float) -> SourceResult:
     """A source's failure as its result: `failed` when mandatory, else `missing` (no extract) or
-    `degraded`; a shrunk extract `held` when its policy says so."""
+    `degraded`; a shrunk extract `held` when its policy says so. The lines of an extract with
+    no usable file are read and rejected: its files are quarantined whole (`write_unusable`)."""
     if isinstance(exc, ExtractShrank):
         status = "held" if exc.action == "hold" else ("failed" if source.mandatory else "degraded")
         result = dataclasses.replace(exc.result, status=status, message=describe_failure(exc))
     else:
         absent = isinstance(exc, SourceError) and str(exc).startswith(f"source {source.name}: no extract for")
         status = "failed" if source.mandatory else ("missing" if absent else "degraded")
-        result = SourceResult(source.name, status, duration_s=round(seconds, 3), message=describe_failure(exc))
+        lines = exc.lines if isinstance(exc, NoUsableFile) else 0
+        result = SourceResult(
+            source.name,
+            status,
+            rows_read=lines,
+            rows_rejected=lines,
+            duration_s=round(seconds, 3),
+            message=describe_failure(exc),
+        )
     log.error("source %s: %s", source.name, result.message)
     return result
 

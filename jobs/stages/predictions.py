@@ -3,12 +3,14 @@ quarantine in events_rejected and its pipeline_runs row, accounted like an inges
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from pyspark import StorageLevel
 
 from jobs.context import RunContext
+from jobs.frames import local_frame
 from jobs.ingest import IngestContext, SourceResult, file_rejects
 from jobs.predictions import (
     PredictionContract,
@@ -18,9 +20,9 @@ from jobs.predictions import (
 )
 from jobs.predictions import counts as prediction_counts
 from jobs.run_log import record_runs
-from jobs.sources import conform, read_extract
-from jobs.stages.ingest import known_subscribers, source_failure
-from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS
+from jobs.sources import NoUsableFile, Source, conform, read_extract
+from jobs.stages.ingest import known_subscribers, quarantine_unusable, source_failure
+from jobs.tables import EVENTS_REJECTED, ML_PREDICTIONS, schema_of
 
 __all__ = ["load_predictions", "run"]
 
@@ -39,8 +41,23 @@ def run(ctx: RunContext) -> dict[str, Any]:
             result = load_predictions(ctx, contract)
         except Exception as exc:  # an optional delivery never stops the night, as any optional source
             result = source_failure(source, exc, 0.0)
+            if isinstance(exc, NoUsableFile):
+                result = quarantine_unusable(result, functools.partial(write_unusable, ctx, source, exc))
     record_runs(ctx.lakehouse, "ingest", ds, [result])  # accounted like any ingested source
     return {"status": result.status, "read": result.rows_read, "accepted": result.rows_accepted}
+
+
+def write_unusable(ctx: RunContext, source: Source, unusable: NoUsableFile) -> None:
+    """A delivery with no usable file: its files quarantined whole, and the predictions loaded
+    on the run date before (an earlier run's) replaced by none."""
+    ds = ctx.ds
+    none = local_frame(ctx.spark, [], schema_of(ML_PREDICTIONS))
+    ctx.lakehouse.write(none, ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": ds})
+    rejects = file_rejects(
+        ctx.spark, unusable.rejected, source, IngestContext(ds, ctx.settings.ingest.timezone, "", "")
+    )
+    replaced = {"ingest_date": ds, "source": source.name}
+    ctx.lakehouse.write(rejects, EVENTS_REJECTED, partition_by=["ingest_date"], replace_where=replaced)
 
 
 def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceResult:

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from jobs.context import RunContext
 from jobs.frames import with_nullable_nesting
 from jobs.predictions import newest_fresh_date
-from jobs.run_log import later_days_ran
+from jobs.run_log import UNAVAILABLE, later_days_ran
 from jobs.scoring import (
     ML_SOURCE,
     ScoringConfig,
@@ -30,7 +30,6 @@ from jobs.stages.readers import scoring_base
 from jobs.tables import BEHAVIOR_FEATURES, BEHAVIOR_SCORES, DAILY_ACTIVITY, PIPELINE_RUNS
 
 __all__ = [
-    "UNAVAILABLE",
     "fresh_predictions",
     "history_days",
     "latest_predictions",
@@ -38,8 +37,6 @@ __all__ = [
     "stale_predictions",
     "unavailable_sources",
 ]
-
-UNAVAILABLE = ("failed", "missing", "degraded", "held")  # ingest statuses that leave a source without data
 
 
 def run(ctx: RunContext) -> dict[str, Any]:

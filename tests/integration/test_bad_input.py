@@ -148,8 +148,38 @@ def test_a_mandatory_source_with_no_usable_file_fails_with_a_clear_message(night
     result = night["results"]["mandatory_feed"]
     assert result.status == "failed"
     assert "no usable file" in result.message and "only.csv: empty_file" in result.message
+    quarantined = night["lakehouse"].read(EVENTS_REJECTED).filter(F.col("source") == "mandatory_feed").collect()
+    assert [(r.source_file.rsplit("/", 1)[-1], r.reject_reason) for r in quarantined] == [("only.csv", "empty_file")]
     runs = night["lakehouse"].read(PIPELINE_RUNS).filter(F.col("stage") == "ingest")
     assert sorted(r.source for r in runs.collect()) == ["calls", "mandatory_feed", "wallet"]
+
+
+def test_an_extract_with_no_usable_file_is_quarantined_and_replaces_what_the_date_held(spark, tmp_path):
+    """An optional source's only file cannot be read: its lines are read and rejected, the file
+    is quarantined with its reason, and the rows an earlier run of the date wrote from a good
+    delivery are replaced by none, as any rerun replaces them by its extract's rows."""
+    day = tmp_path / "raw" / "calls" / corpus.DS.isoformat()
+    day.mkdir(parents=True)
+    rows = [corpus._row(f"G{i}", m) for i, m in enumerate(corpus.FORMATS[:8])]
+    (day / "calls.csv").write_bytes(corpus._csv([corpus.HEADER, *rows]))
+    source = Source.from_config(corpus.CSV_SOURCE, "tests/calls.yaml")
+    first = _ingest(spark, tmp_path, {}, [source], corpus.DS)["results"]["calls"]
+    assert (first.status, first.events_written) == ("succeeded", 8)
+
+    redelivered = [corpus.HEADER, *rows[:-1], rows[-1].replace("CELL1", "Sèvres")]
+    (day / "calls.csv").write_bytes(corpus._csv(redelivered, encoding="latin-1"))
+    rerun = _ingest(spark, tmp_path, {}, [source], corpus.DS)
+    result, lakehouse = rerun["results"]["calls"], rerun["lakehouse"]
+
+    assert result.status == "degraded" and "no usable file" in result.message
+    assert (result.rows_read, result.rows_accepted, result.rows_rejected) == (9, 0, 9)  # the header line too
+    assert result.balanced
+    assert lakehouse.read(EVENTS).filter(F.col("source") == "calls").count() == 0
+    rejected = lakehouse.read(EVENTS_REJECTED).filter(F.col("source") == "calls").collect()
+    assert [(r.source_file.rsplit("/", 1)[-1], r.reject_reason) for r in rejected] == [("calls.csv", "encoding_error")]
+    assert "9 line(s) were not read" in rejected[0].reject_message
+    runs = lakehouse.read(PIPELINE_RUNS).filter((F.col("stage") == "ingest") & (F.col("source") == "calls"))
+    assert [(r.status, r.rows_read, r.rows_rejected) for r in runs.collect()] == [("degraded", 9, 9)]
 
 
 def test_quarantined_files_are_named_in_pipeline_runs(night):

@@ -193,6 +193,31 @@ def test_an_unreadable_prediction_delivery_degrades_the_source_and_the_night_goe
     assert "part-0.parquet" in runs[0].message
 
 
+def test_a_prediction_delivery_with_no_usable_file_is_quarantined_whole(spark, tmp_path):
+    """Every file of the delivery is set aside: the source degrades, its lines are read and
+    rejected, and each file is in the quarantine with its reason."""
+    from jobs.context import RunContext, build_lakehouse
+    from jobs.stages import predictions as predictions_stage
+
+    raw = tmp_path / "raw"
+    overrides = {"lakehouse.root": str(tmp_path / "lakehouse"), "raw.root": str(raw)}
+    config = load_config(env="test", overrides=overrides, environ={})
+    ctx = RunContext(spark, config, build_lakehouse(spark, config), D)
+    folder = raw / "ml_predictions" / D.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(b"")
+    (folder / "b.csv").write_bytes("subscriber_id,offer_id\ncaf\u00e9,x\n".encode("latin-1"))
+    assert predictions_stage.run(ctx) == {"status": "degraded", "read": 2, "accepted": 0}
+    quarantined = ctx.lakehouse.read("events_rejected").filter(F.col("source") == "ml_predictions").collect()
+    assert sorted((r.source_file.rsplit("/", 1)[-1], r.reject_reason) for r in quarantined) == [
+        ("a.csv", "empty_file"),
+        ("b.csv", "encoding_error"),
+    ]
+    assert ctx.lakehouse.read("ml_predictions").count() == 0
+    runs = ctx.lakehouse.read("pipeline_runs").filter(F.col("source") == "ml_predictions").collect()
+    assert [(r.status, r.rows_read, r.rows_rejected) for r in runs] == [("degraded", 2, 2)]
+
+
 def test_predictions_are_stale_when_no_prediction_day_is_recent_enough():
     days = ["2025-05-01", "2025-05-03"]
     assert predictions.newest_fresh_date(days, D, 7) == date(2025, 5, 3)

@@ -300,12 +300,16 @@ def test_reject_rates_per_source_with_a_minimum_of_rows_read(spark):
             (D2, "ingest", "cdr", "succeeded", 200, 180, 20, 0, 0, 1.0, ""),
             (D2, "ingest", "xiva", "succeeded", 10, 5, 5, 0, 0, 1.0, ""),
             (D2, "ingest", "app", "missing", 0, 0, 0, 0, 0, 1.0, ""),
+            # no usable file: every line rejected, the source left without data and judged by its status
+            (D2, "ingest", "web", "degraded", 120, 0, 120, 0, 0, 1.0, "no usable file"),
+            (D2, "ingest", "qoe", "succeeded", 120, 0, 120, 0, 0, 1.0, "1 of 1 file(s) quarantined"),
         ],
         schema_of(PIPELINE_RUNS),
     )
-    out = with_reject_rates(runs, ["cdr", "xiva", "app"], min_rows_read=50)
-    maxima = out.agg(*[F.max(f"reject_rate_{s}").alias(s) for s in ("cdr", "xiva", "app")]).first()
-    assert maxima.asDict() == {"cdr": 0.1, "xiva": 0.0, "app": 0.0}
+    names = ("cdr", "xiva", "app", "web", "qoe")
+    out = with_reject_rates(runs, list(names), min_rows_read=50)
+    maxima = out.agg(*[F.max(f"reject_rate_{s}").alias(s) for s in names]).first()
+    assert maxima.asDict() == {"cdr": 0.1, "xiva": 0.0, "app": 0.0, "web": 0.0, "qoe": 1.0}
 
 
 def test_raw_batch_flags_unparsed_values_and_never_shows_an_msisdn(spark):
