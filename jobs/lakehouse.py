@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -85,7 +86,8 @@ class MaintenanceResult:
 
 @dataclass
 class Lakehouse:
-    """Tables live at `<root>/<name>`; root may be a path or an s3a://, abfss://, gs:// URI."""
+    """Tables live at `<root>/<name>`; root may be a path (or a file: URI naming one) or an
+    s3a://, abfss://, gs:// URI."""
 
     spark: SparkSession
     root: str
@@ -99,7 +101,7 @@ class Lakehouse:
     commit_info: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.root = self.root.rstrip("/")
+        self.root = local_path(self.root).rstrip("/")
         self.commit_info.setdefault(
             "run_id", os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or f"cli-{uuid.uuid4().hex[:12]}"
         )
@@ -419,6 +421,17 @@ class Lakehouse:
             return RsDeltaTable(self.uri(table), storage_options=dict(self.storage_options) or None)
         except TableNotFoundError:
             return None
+
+
+def local_path(root: str) -> str:
+    """A `file:` URI as the local path it names (Delta refuses to create a table at a `file:///`
+    location it also reads as a path); any other root as it is."""
+    if not root.startswith("file:"):
+        return root
+    parsed = urlsplit(root)
+    if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
+        raise LakehouseError(f"lakehouse root {root!r}: a file: URI names a path on this machine (file:///path)")
+    return unquote(parsed.path)
 
 
 def check_schema_change(table: str, current: T.StructType, incoming: T.StructType) -> list[T.StructField]:

@@ -85,6 +85,17 @@ def test_rerun_replaces_only_its_own_rows_including_late_ones(spark, lakehouse):
     assert (result.version, result.rows_added, result.files_added) == (3, 1, 1)
 
 
+def test_a_file_uri_root_is_the_local_path_it_names(spark, tmp_path):
+    root = tmp_path / "lake with space"
+    lakehouse = Lakehouse(spark, root.as_uri() + "/")  # file:///.../lake%20with%20space/
+    assert lakehouse.root == str(root)
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    assert ids(Lakehouse(spark, str(root)).read("t")) == [(1, "2025-03-01", "2025-03-01")]
+    assert lakehouse.tables() == ["t"]
+    with pytest.raises(LakehouseError, match=r"file:///path"):
+        Lakehouse(spark, "file://otherhost/lake")
+
+
 def test_a_write_must_match_what_it_replaces(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
     with pytest.raises(Exception, match=r"(?i)replaceWhere|DELTA_REPLACE_WHERE"):
