@@ -50,7 +50,11 @@ setup(
         ],
         "quality": [],  # kept so existing `.[quality]` installs still resolve
         # pytest 9.2 ignores pytest-xdist's groups (pytest-xdist#1386): shared fixtures would be built per worker
-        "dev": ["pytest>=8,<9.2", "pytest-xdist>=3.6", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
+        "dev": [
+            *["pytest>=8,<9.2", "pytest-xdist>=3.6", "chispa>=0.10", "polars>=1.0", "ruff>=0.6", "duckdb>=1.1"],
+            # a local S3 endpoint for the object-store tests (moto's server runs on Flask)
+            *["moto[s3]>=5.0", "flask>=3.0", "flask-cors>=4.0"],
+        ],
     },
     entry_points={"console_scripts": ["gamify = jobs.cli:main"]},
     cmdclass={"build_py": BuildWithResources},

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import ConfigError, load_yaml
+from jobs.storage import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def export_files(
     root: str, consumer: Consumer, datasets: Mapping[str, DataFrame], held_back: Mapping[str, int], ds: date
 ) -> dict[str, Any]:
     """Write one delivery folder for `consumer` and `ds`; returns its manifest."""
-    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+    fs, base = filesystem(root)
     final = f"{base}/{consumer.name}/{ds.isoformat()}"
     building = f"{base}/{consumer.name}/_building_{ds.isoformat()}"
     fs.delete_dir_contents(building, missing_dir_ok=True)
@@ -303,7 +304,7 @@ def export_files(
 def delivered_file_keys(spark: SparkSession, root: str, consumer: Consumer, ds: date) -> tuple[DataFrame | None, str]:
     """The keys of the subscriber_state rows the consumer's delivery folder for `ds` holds, and
     their column (the folder's identifier); None when there is no complete folder or no rows."""
-    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+    fs, base = filesystem(root)
     folder = f"{base}/{consumer.name}/{ds.isoformat()}"
     if fs.get_file_info(f"{folder}/{SUCCESS}").type == pafs.FileType.NotFound:
         return None, consumer.id_column
@@ -370,10 +371,6 @@ def _swap_in(fs: pafs.FileSystem, building: str, final: str) -> None:
         fs.delete_dir(retired)
     else:
         fs.move(building, final)
-
-
-def _as_uri(path: str) -> str:
-    return path if "://" in path else str(Path(path).resolve())
 
 
 def _spark_path(root: str, fs_path: str, base: str) -> str:

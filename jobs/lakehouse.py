@@ -36,6 +36,7 @@ from pyspark.sql import types as T
 
 from jobs.frames import local_frame
 from jobs.spark import scoped_sql_conf
+from jobs.storage import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Lakehouse:
 
     def tables(self) -> list[str]:
         """Names of the Delta tables under the root."""
-        fs, root = pafs.FileSystem.from_uri(self.root)
+        fs, root = filesystem(self.root, self.storage_options)
         entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
         return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory and self.exists(e.base_name))
 

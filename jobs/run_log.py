@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import functions as F
 
 from jobs.config import Config
@@ -30,6 +30,7 @@ from jobs.frames import local_frame
 from jobs.lakehouse import Lakehouse
 from jobs.privacy import mask_text
 from jobs.sources import SourceError
+from jobs.storage import filesystem
 from jobs.tables import PIPELINE_RUNS, schema_of
 
 INGEST = "ingest"
@@ -207,15 +208,16 @@ class TableLocation:
 
     def files(self) -> list[dict[str, Any]]:
         """The table's data files from the Delta log: path, partition values, row statistics."""
-        if not DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options):
+        try:  # not DeltaTable.is_deltatable: on an S3 endpoint its listing timed out where this one answers
+            table = DeltaTable(self.uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
             return []
-        table = DeltaTable(self.uri, storage_options=self.storage_options)
         return pa.table(table.get_add_actions(flatten=True)).to_pylist()
 
     def read(self, path: str, columns: list[str]) -> list[dict[str, Any]]:
         """One data file's rows. Read with pyarrow directly: scanning through deltalake's
         filesystem handler can abort the process at exit."""
-        fs, file = pafs.FileSystem.from_uri(f"{self.uri}/{unquote(path)}")
+        fs, file = filesystem(f"{self.uri}/{unquote(path)}", self.storage_options)
         return pq.read_table(file, filesystem=fs, columns=columns, use_threads=False).to_pylist()
 
 

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import path_template_problem, render_template
+from jobs.storage import filesystem
 
 CORRUPT = "_corrupt_record"
 SOURCE_FILE = "_source_file"
@@ -148,7 +149,7 @@ def spark_type(type_name: str) -> T.DataType:
 
 def list_extract_files(pattern: str) -> list[str]:
     """Files matching a `dir/*.ext` pattern (glob in the last segment only)."""
-    fs, path = pafs.FileSystem.from_uri(_as_uri(pattern))
+    fs, path = filesystem(pattern)
     directory, _, glob = path.rpartition("/")
     info = fs.get_file_info(directory)
     if info.type != pafs.FileType.Directory:
@@ -158,14 +159,6 @@ def list_extract_files(pattern: str) -> list[str]:
     return sorted(
         prefix + e.base_name for e in entries if e.type == pafs.FileType.File and fnmatch.fnmatch(e.base_name, glob)
     )
-
-
-def _as_uri(path: str) -> str:
-    if "://" in path:
-        return path
-    from pathlib import Path
-
-    return str(Path(path).resolve())
 
 
 @dataclass(frozen=True)
@@ -265,7 +258,7 @@ def hidden_file(path: str, source: Source) -> FileReject:
     if source.format in TEXT_FORMATS:
         lines = text_lines(path, _encoding(source))
     else:
-        fs, file_path = pafs.FileSystem.from_uri(_as_uri(path))
+        fs, file_path = filesystem(path)
         lines = pq.read_metadata(file_path, filesystem=fs).num_rows
     message = "the file name starts with '_' or '.', which Spark skips as a hidden file: rename it to ingest it"
     return FileReject(path, "hidden_file", message, lines)
@@ -281,7 +274,7 @@ def screen_text_file(path: str, source: Source) -> FileReject | None:
     if path.lower().endswith(_COMPRESSED_SUFFIXES) and not gzipped:
         return None  # Spark decompresses these itself
     try:
-        fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
+        fs, fs_path = filesystem(path)
         with fs.open_input_stream(fs_path, compression=None) as stream:
             chunks = iter(lambda: stream.read(_CHUNK), b"")
             first = next(chunks, b"")
@@ -404,7 +397,7 @@ def _encoding(source: Source) -> str:
 
 def _open_text(path: str) -> Any:
     """The file's bytes as a stream, gunzipped when it is named *.gz."""
-    fs, fs_path = pafs.FileSystem.from_uri(_as_uri(path))
+    fs, fs_path = filesystem(path)
     stream = fs.open_input_stream(fs_path, compression=None)
     return gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
 
