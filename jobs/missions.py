@@ -29,6 +29,9 @@ from jobs.tables import MISSION_ASSIGNMENTS, MISSION_CATALOG, PROFILE_NAMES, sch
 from jobs.templates import DEFAULT_PERIOD_DAYS, LEVELS, MissionMetric, MissionTemplate
 
 BASELINE_PREFIX = "_baseline_"
+# late events of a period's last days still count this many days after it ends (CDRs of the
+# evening commonly reach the next day's extract)
+DEFAULT_SETTLE_DAYS = 2
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class MissionSettings:
     holdout_share: float
     holdout_salt: str
     dynamic_levels: tuple[tuple[str, str], ...]  # (level, rule)
+    settle_days: int = DEFAULT_SETTLE_DAYS  # days after a period's end its late events still count
     file: str = "conf/missions.yaml"
 
     @classmethod
@@ -68,17 +72,27 @@ class MissionSettings:
             raise ConfigError(
                 path, "period_days", f"must map periods ({', '.join(DEFAULT_PERIOD_DAYS)}) to whole days >= 1"
             )
+        settle_days = data.get("settle_days", DEFAULT_SETTLE_DAYS)
+        if not isinstance(settle_days, int) or isinstance(settle_days, bool) or settle_days < 0:
+            raise ConfigError(path, "settle_days", "must be a whole number of days >= 0")
         return cls(
             templates_dir=str(data.get("templates_dir", "templates/missions")),
             badges_dir=str(data.get("badges_dir", "templates/badges")),
             max_active=max_active,
             baseline_days=baseline_days,
             period_days={**DEFAULT_PERIOD_DAYS, **period_days},
+            settle_days=settle_days,
             holdout_share=float(share),
             holdout_salt=str(holdout.get("salt", "")),
             dynamic_levels=levels,
             file=str(path),
         )
+
+    @property
+    def progress_days(self) -> int:
+        """How long after its assignment a mission can still have a progress row: its longest
+        period (which may start the day after) and the settling days after it."""
+        return max(self.period_days.values()) + 1 + self.settle_days
 
     def lookback_days(self, templates: Sequence[MissionTemplate]) -> int:
         """How far back an assignment can still matter: it is active until its period ends, then

@@ -1,11 +1,13 @@
 """Mission progress: every live assignment measured against its period, day by day.
 
-An assignment is live from the day it was assigned to the last day of its period. Each run
-measures it over `daily_activity` from the period start up to the run date with the metric's
-aggregation (sum, distinct active days, longest consecutive-day streak, best day) and finds the
-first day the target was reached. Lifecycle: assigned (period not started) -> active ->
-completed | expired (period over below target). A completion is final: once recorded it is kept
-by every later run and every rerun, so a mission is never completed twice nor un-completed.
+An assignment is live from the day it was assigned to the last day of its period, and
+`missions.settle_days` after it. Each run measures it over `daily_activity` from the period
+start up to the run date (never past the period's end) with the metric's aggregation (sum,
+distinct active days, longest consecutive-day streak, best day) and finds the first day the
+target was reached. Lifecycle: assigned (period not started) -> active -> completed | expired
+(period over below target). While it settles, an expired mission can still be completed by a
+late event of its period's days. A completion is final: once recorded it is kept by every later
+run and every rerun, so a mission is never completed twice nor un-completed.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ ASSIGNMENT_COLUMNS = (
 )  # fmt: skip
 
 
-def live(assignments: DataFrame, ds: date) -> DataFrame:
-    """Assignments made on or before `ds` whose period has not ended before `ds`."""
-    return assignments.filter((F.col("assigned_ds") <= F.lit(ds)) & (F.col("period_end") >= F.lit(ds)))
+def live(assignments: DataFrame, ds: date, settle_days: int = 0) -> DataFrame:
+    """Assignments made on or before `ds` whose period has not ended more than `settle_days`
+    before `ds`."""
+    settled = F.date_add(F.col("period_end"), settle_days)
+    return assignments.filter((F.col("assigned_ds") <= F.lit(ds)) & (settled >= F.lit(ds)))
 
 
 def daily_value(metrics: Mapping[str, MissionMetric]) -> Column:
@@ -103,12 +107,15 @@ def track(
     recorded: DataFrame,
     metrics: Mapping[str, MissionMetric],
     ds: date,
+    settle_days: int = 0,
 ) -> DataFrame:
     """Live assignments x daily_activity -> mission_progress rows for `ds`.
 
-    `recorded`: completions already recorded, from `prior_completions`.
+    `recorded`: completions already recorded, from `prior_completions`. An assignment stays
+    live `settle_days` after its period: an event of the period's days that arrives late can
+    still complete it (measured on the period's days only; `expired` until then).
     """
-    current = live(assignments, ds).select(*ASSIGNMENT_COLUMNS)
+    current = live(assignments, ds, settle_days).select(*ASSIGNMENT_COLUMNS)
     day = F.col("d.activity_date")
     in_period = (
         (F.col("a.subscriber_id") == F.col("d.subscriber_id"))

@@ -391,7 +391,7 @@ _SPECS = (
     ),
     TableSpec(
         name=MISSION_PROGRESS,
-        grain="one live assignment per day (from assignment to the end of its period)",
+        grain="one live assignment per day (from assignment to missions.settle_days after its period)",
         partition_by=("progress_ds",),
         written_by="progress",
         description="Each live assignment measured over daily_activity from period_start to the run date. "
@@ -412,7 +412,8 @@ _SPECS = (
             (
                 "status",
                 "string",
-                "assigned (period not started), active, completed, or expired (period over below target)",
+                "assigned (period not started), active, completed, or expired (period over below target; a "
+                "late event of its days can still complete it while it settles)",
             ),
             ("completed_ds", "date", "First day the target was reached; null until completed"),
             ("newly_completed", "boolean", "True only on the run date the completion was first recorded"),

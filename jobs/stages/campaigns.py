@@ -46,7 +46,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "subscriber_id", *[F.col(s).alias(f"prev_{s}") for s in cfg.scores]
     )
     score_pairs = score_pairs.join(before, "subscriber_id")
-    longest = max(ctx.settings.missions.period_days.values()) + 1
+    longest = ctx.settings.missions.progress_days  # the assignments the day's progress rows can belong to
     assignment_offers = lakehouse.read_or_empty(
         MISSION_ASSIGNMENTS,
         schema_of(MISSION_ASSIGNMENTS),

@@ -21,7 +21,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     settings = ctx.settings.missions
     metrics = ctx.settings.mission_metrics
     lakehouse, ds = ctx.lakehouse, ctx.ds
-    longest = max(settings.period_days.values()) + 1
+    longest = settings.progress_days
     window = [("assigned_ds", ">=", ds - timedelta(days=longest)), ("assigned_ds", "<=", ds)]
     assignments = lakehouse.read_or_empty(MISSION_ASSIGNMENTS, schema_of(MISSION_ASSIGNMENTS), partitions=window)
     activity_rows = lakehouse.read(
@@ -34,7 +34,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # completions recorded so far, materialised before this date's rows are replaced
     recorded = prior_completions(earlier, ds).localCheckpoint()
-    rows = track(assignments, activity_rows, recorded, metrics, ds).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = track(assignments, activity_rows, recorded, metrics, ds, settings.settle_days).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     try:  # written, then counted per status, from one computation
         result = lakehouse.write(
             rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds}

@@ -76,7 +76,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     share = None if previous is None or ctx.settings.state_full_refresh else changed_share(previous)
     full = share is None or share > ctx.settings.state_max_changed_share
     since = ds if full else previous_day  # progress rows read from (since - RECENT_DAYS, ds]
-    longest = max(settings.period_days.values()) + RECENT_DAYS + 1
+    longest = settings.progress_days + RECENT_DAYS
     assignments = lakehouse.read_or_empty(
         MISSION_ASSIGNMENTS,
         schema_of(MISSION_ASSIGNMENTS),

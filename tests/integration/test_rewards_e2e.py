@@ -6,6 +6,7 @@ import pytest
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from jobs.settings import load_settings
 from jobs.tables import (
     BADGE_AWARDS,
     BADGE_CATALOG,
@@ -68,8 +69,11 @@ def test_every_live_assignment_has_one_progress_row_a_day(pipeline):
     progress = read(pipeline, MISSION_PROGRESS)
     assert progress.groupBy("assignment_id", "progress_ds").count().filter("count > 1").count() == 0
     assignments = read(pipeline, MISSION_ASSIGNMENTS)
+    settle_days = load_settings(pipeline.config).missions.settle_days  # live while it settles, after its period
+    assert settle_days > 0
+    settled = F.date_add(F.col("period_end"), settle_days)
     for ds in pipeline.mission_days:
-        live = assignments.filter((F.col("assigned_ds") <= F.lit(ds)) & (F.col("period_end") >= F.lit(ds)))
+        live = assignments.filter((F.col("assigned_ds") <= F.lit(ds)) & (settled >= F.lit(ds)))
         tracked = progress.filter(F.col("progress_ds") == F.lit(ds))
         assert live.count() == tracked.count()
     # a completion is never undone on a later day

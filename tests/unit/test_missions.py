@@ -256,6 +256,19 @@ def test_period_lengths_not_given_keep_their_default(tmp_path):
     assert MissionSettings.load(tmp_path / "missions.yaml").period_days == {"daily": 1, "weekly": 7, "monthly": 28}
 
 
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", None), ("'2'", None), ("true", None)])
+def test_settling_days_are_whole_days_from_zero(tmp_path, value, expected):
+    text = (DEFAULT_CONF_DIR / "missions.yaml").read_text()
+    assert "\nsettle_days: 2 " in text
+    (tmp_path / "missions.yaml").write_text(text.replace("\nsettle_days: 2 ", f"\nsettle_days: {value} "))
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"missions.yaml: settle_days: must be a whole number of days >= 0"):
+            MissionSettings.load(tmp_path / "missions.yaml")
+    else:
+        settings = MissionSettings.load(tmp_path / "missions.yaml")
+        assert (settings.settle_days, settings.progress_days) == (expected, 31 + expected)
+
+
 def test_holdout_share_matches_the_config(spark):
     ids = spark.range(20000).select(F.sha2(F.col("id").cast("string"), 256).alias("subscriber_id"))
     share = with_holdout(ids, SETTINGS).agg(F.avg(F.col("holdout").cast("double"))).first()[0]

@@ -64,9 +64,9 @@ def _no_completions(spark):
     return spark.createDataFrame([], "assignment_id string, _completed_before date, _completed_same_day date")
 
 
-def _track(spark, assignments, activity, ds, recorded=None):
+def _track(spark, assignments, activity, ds, recorded=None, settle_days=0):
     df = spark.createDataFrame(assignments, ASSIGNMENT_SCHEMA)
-    rows = progress.track(df, activity, recorded or _no_completions(spark), METRICS, ds).collect()
+    rows = progress.track(df, activity, recorded or _no_completions(spark), METRICS, ds, settle_days).collect()
     return {r.assignment_id: r for r in rows}
 
 
@@ -113,6 +113,26 @@ def test_progress_lifecycle_assigned_then_expired(spark):
     assert (expired["a"].status, expired["a"].completed_ds) == ("expired", None)
     after = _track(spark, [_assignment("a", "data_mb", "sum", 100, start=1, end=3)], activity, day(4))
     assert after == {}  # no rows once the period is over
+
+
+def test_a_late_event_of_the_period_s_last_day_completes_it_while_it_settles(spark):
+    """Day 3 is the period's last day; its run sees 60 MB of the 100 MB target. The next day's
+    extract brings a late 50 MB session dated day 3: within the settling days the mission is
+    completed on day 3, and the night that saw it credits it; after them it has no row."""
+    mission = [_assignment("a", "data_mb", "sum", 100, start=1, end=3)]
+    on_time = _activity(spark, {1: (30, 1), 3: (30, 1)})
+    last_day = _track(spark, mission, on_time, day(3), settle_days=2)
+    assert (last_day["a"].status, last_day["a"].progress_value) == ("expired", 60.0)
+
+    with_late = _activity(spark, {1: (30, 1), 3: (80, 1), 4: (500, 1)})  # day 4's use is outside the period
+    next_day = _track(spark, mission, with_late, day(4), settle_days=2)
+    row = next_day["a"]
+    assert (row.status, row.progress_value, row.completed_ds, row.newly_completed) == ("completed", 110.0, day(3), True)
+    assert row.progress_ds == day(4)
+
+    assert _track(spark, mission, with_late, day(5), settle_days=2)["a"].status == "completed"
+    assert _track(spark, mission, with_late, day(6), settle_days=2) == {}  # settled
+    assert _track(spark, mission, with_late, day(4)) == {}  # with no settling days the late event never counts
 
 
 def test_a_recorded_completion_is_final(spark):
