@@ -332,7 +332,9 @@ class Lakehouse:
         for column in columns:
             if comments.get(column):
                 text = comments[column].replace("'", "\\'")
-                self.spark.sql(f"alter table delta.`{self.uri(table)}` alter column `{column}` comment '{text}'")
+                sql = f"alter table delta.`{self.uri(table)}` alter column `{column}` comment '{text}'"
+                with self._sql_commits_carry_info():  # a commit of its own, retried as a write is
+                    self._with_retries(table, lambda sql=sql: self.spark.sql(sql))
 
     def _with_retries(self, table: str, action: Callable[[], Any]) -> Any:
         """Run a commit, retrying when another writer committed first (optimistic concurrency)."""

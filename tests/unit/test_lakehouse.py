@@ -203,6 +203,31 @@ def test_an_added_column_merges_into_the_table_and_old_rows_read_null(spark, lak
     assert pl.read_delta(lakehouse.uri("t")).sort("id")["roaming_mb"].to_list() == [None, 12.5]
 
 
+def test_an_added_column_s_comment_is_retried_and_carries_the_run(spark, lakehouse, monkeypatch):
+    """The comment of an added column is a commit after the data's: another writer committing
+    in between is retried, as for a write, and the commit names the run."""
+    monkeypatch.setitem(DOCS["t"].columns, "roaming_mb", "roaming data in MB")
+    write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
+    real_sql, refused = spark.sql, []
+
+    def sql(text, *args, **kwargs):
+        if text.startswith("alter table") and not refused:
+            refused.append(text)
+            raise RuntimeError("[DELTA_CONCURRENT_APPEND] ConcurrentAppendException: files were added")
+        return real_sql(text, *args, **kwargs)
+
+    monkeypatch.setattr(spark, "sql", sql)
+    wider = day_rows(spark, "2025-03-02", [(2, "2025-03-02")]).withColumn("roaming_mb", F.lit(12.5))
+    with lakehouse.committing(ds="2025-03-02", stage="activity"):
+        write(lakehouse, wider, "2025-03-02")
+    assert len(refused) == 1
+    comments = {f.name: f.metadata.get("comment") for f in lakehouse.schema("t").fields}
+    assert comments["roaming_mb"] == "roaming data in MB"
+    latest = lakehouse.history("t", 1)[0]
+    assert latest["operation"] == "CHANGE COLUMN"
+    assert (latest["user_metadata"]["ds"], latest["user_metadata"]["stage"]) == ("2025-03-02", "activity")
+
+
 def test_a_retyped_column_fails_naming_table_column_and_both_types(spark, lakehouse):
     write(lakehouse, day_rows(spark, "2025-03-01", [(1, "2025-03-01")]), "2025-03-01")
     retyped = day_rows(spark, "2025-03-02", [(2, "2025-03-02")]).withColumn("amount", F.lit("2.5"))
