@@ -370,6 +370,8 @@ def validate(config: Config) -> None:
             fail("spark.small_data.max_subscribers", f"must be a non-negative integer, got {limit!r}")
         if not isinstance(small.get("conf"), Mapping):
             fail("spark.small_data.conf", "must map Spark SQL settings to their values")
+    if not isinstance(config.get("exports.require_gate", True), bool):
+        fail("exports.require_gate", "must be true or false")
     share = config.get("subscriber_state.max_changed_share")  # absent: the default of jobs.settings
     if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
         fail("subscriber_state.max_changed_share", f"must be a number between 0 and 1, got {share!r}")

@@ -103,6 +103,8 @@ class Settings:
     """conf/exports.yaml with the environment's `exports.consumers`: who receives which dataset, and how."""
     exports_root: str
     """exports.root: the folder file consumers' deliveries are written under."""
+    exports_require_gate: bool
+    """exports.require_gate: a date no quality gate validated is not exported."""
     quality: QualitySpec
     """conf/quality.yaml with the environment's `quality:` overlay: the suites and their gates."""
     state_full_refresh: bool
@@ -239,6 +241,7 @@ def _build(config: Config) -> Settings:
         predictions=predictions,
         exports=exports,
         exports_root=str(config.get("exports.root") or DEFAULT_EXPORTS_ROOT),
+        exports_require_gate=bool(config.get("exports.require_gate", True)),
         quality=quality,
         state_full_refresh=bool(config.get("subscriber_state.full_refresh", False)),
         state_max_changed_share=float(config.get("subscriber_state.max_changed_share", 0.5)),

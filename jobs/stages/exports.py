@@ -3,7 +3,7 @@ earlier delivery of the date carried), triggers, audience changes and ledger ent
 delivery per active consumer of conf/exports.yaml (files or JDBC, with the identifier each
 consumer takes), recorded in export_runs; then the quality suites that validate export_runs. A
 date whose quality gate recorded a failed critical check is not exported, whichever stages the
-run selected."""
+run selected, nor (`exports.require_gate`) a date no gate validated."""
 
 from __future__ import annotations
 
@@ -56,6 +56,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
         raise PipelineError(
             f"exports for {ds}: the quality gate recorded failed critical checks on this date "
             f"({'; '.join(failed)}); nothing leaves until the gate passes (rerun it after fixing the data)"
+        )
+    if ctx.settings.exports_require_gate and not gate_recorded(ctx, exempt=after):
+        raise PipelineError(
+            f"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated "
+            f"(gamify run --ds {ds} --stages quality,exports)"
         )
     previous_audience_day = latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
     before = (
@@ -148,6 +153,15 @@ def delivered_state_keys(
     return (
         None if pseudonyms is None else pseudonyms.localCheckpoint()
     )  # read now: a files delivery replaces its folder
+
+
+def gate_recorded(ctx: RunContext, exempt: list[str]) -> bool:
+    """Whether the quality gate recorded results for the run date (the suites this stage
+    validates itself aside)."""
+    if not ctx.lakehouse.exists(QUALITY_RESULTS):
+        return False
+    results = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)])
+    return results.filter(~F.col("suite").isin(exempt)).limit(1).count() > 0
 
 
 def failed_gate_checks(ctx: RunContext, exempt: list[str], shown: int = 5) -> list[str]:

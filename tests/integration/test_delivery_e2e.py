@@ -201,6 +201,20 @@ def delivery(pipeline, consumer: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_exports_refuse_a_date_no_quality_gate_validated(pipeline, tmp_path):
+    """With `exports.require_gate` (the default; these fixtures' nights skip the gate), a date
+    the gate never validated is not exported; once the gate has run, the same delivery leaves."""
+    ds = pipeline.last_day
+    gated = pipeline.copy(tmp_path, overrides={"exports.require_gate": True})
+    message = rf"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated"
+    with pytest.raises(PipelineError, match=message):
+        gated.run(ds, stages=["exports"])
+    assert not (tmp_path / "exports").exists()
+    gated.run(ds, stages=["quality", "exports"])
+    consumers = ("campaign_system", "loyalty_platform", "app_feed")
+    assert {c: delivery(gated, c) for c in consumers} == {c: delivery(pipeline, c) for c in consumers}
+
+
 def test_file_exports_are_complete_and_identical_on_rerun(pipeline, tmp_path):
     ds = pipeline.last_day
     before = {c: delivery(pipeline, c) for c in ("campaign_system", "loyalty_platform", "app_feed")}

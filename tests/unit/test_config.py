@@ -160,6 +160,14 @@ def test_the_changed_share_of_subscriber_state_is_a_fraction(conf_copy, share):
     assert (Path(error.value.file).name, error.value.key) == ("base.yaml", "subscriber_state.max_changed_share")
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_requiring_the_gate_for_exports_is_true_or_false(conf_copy, value):
+    edit(conf_copy / "base.yaml", lambda d: d["exports"].update(require_gate=value))
+    with pytest.raises(ConfigError) as error:
+        load_config(conf_copy, env="local", environ={})
+    assert (Path(error.value.file).name, error.value.key) == ("base.yaml", "exports.require_gate")
+
+
 def test_weekly_source_needs_a_weekday(conf_copy):
     edit(conf_copy / "sources" / "xiva.yaml", lambda d: d.update(sync_frequency="weekly"))
     with pytest.raises(ConfigError, match=r"xiva.yaml: sources.xiva.due.weekday: weekly sources need"):

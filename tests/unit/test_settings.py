@@ -66,7 +66,10 @@ def test_the_repository_configuration_loads_into_settings_with_its_values():
         guard["min_previous_rows"],
         guard["action"],
     )
-    assert settings.exports_root == base["exports"]["root"]
+    assert (settings.exports_root, settings.exports_require_gate) == (
+        base["exports"]["root"],
+        base["exports"]["require_gate"],
+    )
     state = base["subscriber_state"]
     assert (settings.state_full_refresh, settings.state_max_changed_share) == (
         state["full_refresh"],
