@@ -51,13 +51,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
     settings = ctx.settings.exports
     lakehouse, ds = ctx.lakehouse, ctx.ds
     after = [name for name, table in ctx.settings.quality.tables.items() if table.validated_by == "exports"]
-    failed = failed_gate_checks(ctx, exempt=after)
+    gate = gate_results(ctx, exempt=after)
+    failed = failed_gate_checks(gate)
     if failed:
         raise PipelineError(
             f"exports for {ds}: the quality gate recorded failed critical checks on this date "
             f"({'; '.join(failed)}); nothing leaves until the gate passes (rerun it after fixing the data)"
         )
-    if ctx.settings.exports_require_gate and not gate_recorded(ctx, exempt=after):
+    if ctx.settings.exports_require_gate and (gate is None or gate.limit(1).count() == 0):
         raise PipelineError(
             f"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated "
             f"(gamify run --ds {ds} --stages quality,exports)"
@@ -155,22 +156,20 @@ def delivered_state_keys(
     )  # read now: a files delivery replaces its folder
 
 
-def gate_recorded(ctx: RunContext, exempt: list[str]) -> bool:
-    """Whether the quality gate recorded results for the run date (the suites this stage
-    validates itself aside)."""
+def gate_results(ctx: RunContext, exempt: list[str]) -> DataFrame | None:
+    """The quality gate's results for the run date, the suites this stage validates itself
+    aside; None when no result was ever recorded."""
     if not ctx.lakehouse.exists(QUALITY_RESULTS):
-        return False
+        return None
     results = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)])
-    return results.filter(~F.col("suite").isin(exempt)).limit(1).count() > 0
+    return results.filter(~F.col("suite").isin(exempt))
 
 
-def failed_gate_checks(ctx: RunContext, exempt: list[str], shown: int = 5) -> list[str]:
-    """The critical checks the run date's quality gate recorded as failed (suite, expectation,
-    column), at most `shown` of them; the suites this stage validates itself are exempt."""
-    if not ctx.lakehouse.exists(QUALITY_RESULTS):
+def failed_gate_checks(gate: DataFrame | None, shown: int = 5) -> list[str]:
+    """The critical checks of the gate's results that failed (suite, expectation, column), at
+    most `shown` of them."""
+    if gate is None:
         return []
-    failed = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)]).filter(
-        (F.col("severity") == "critical") & (F.col("status") == "failed") & ~F.col("suite").isin(exempt)
-    )
+    failed = gate.filter((F.col("severity") == "critical") & (F.col("status") == "failed"))
     rows = failed.select("suite", "expectation", "column").orderBy("suite", "expectation", "column").limit(shown)
     return [" ".join(str(v) for v in (r.suite, r.expectation, r.column) if v) for r in rows.collect()]

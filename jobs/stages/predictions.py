@@ -47,15 +47,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return {"status": result.status, "read": result.rows_read, "accepted": result.rows_accepted}
 
 
+def _reject_batch(ctx: RunContext) -> IngestContext:
+    """The run date's batch as file_rejects names it (no key or country code needed)."""
+    return IngestContext(ctx.ds, ctx.settings.ingest.timezone, "", "")
+
+
 def write_unusable(ctx: RunContext, source: Source, unusable: NoUsableFile) -> None:
     """A delivery with no usable file: its files quarantined whole, and the predictions loaded
     on the run date before (an earlier run's) replaced by none."""
     ds = ctx.ds
     none = local_frame(ctx.spark, [], schema_of(ML_PREDICTIONS))
     ctx.lakehouse.write(none, ML_PREDICTIONS, partition_by=["ds"], replace_where={"loaded_ds": ds})
-    rejects = file_rejects(
-        ctx.spark, unusable.rejected, source, IngestContext(ds, ctx.settings.ingest.timezone, "", "")
-    )
+    rejects = file_rejects(ctx.spark, unusable.rejected, source, _reject_batch(ctx))
     replaced = {"ingest_date": ds, "source": source.name}
     ctx.lakehouse.write(rejects, EVENTS_REJECTED, partition_by=["ingest_date"], replace_where=replaced)
 
@@ -77,7 +80,7 @@ def load_predictions(ctx: RunContext, contract: PredictionContract) -> SourceRes
         )
         rejects = to_prediction_rejects(classified, source.columns, source.name, ds)
         if extract.rejected_files:
-            batch = IngestContext(ds, ctx.settings.ingest.timezone, "", "")
+            batch = _reject_batch(ctx)
             rejects = rejects.unionByName(file_rejects(ctx.spark, extract.rejected_files, source, batch))
         lakehouse.write(
             rejects,
