@@ -608,6 +608,12 @@ _SPECS = (
             ("success", "boolean", "True passed, false failed, null skipped"),
             ("observed", "string", "Observed value or the failing values, shortened"),
             ("details", "string", "JSON with the GX result details"),
+            (
+                "table_version",
+                "long",
+                "Delta version of the table the suite read: exports refuse a date whose delivered rows "
+                "were rewritten after it; null for raw extracts",
+            ),
         ),
     ),
     TableSpec(

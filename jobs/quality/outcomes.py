@@ -86,3 +86,4 @@ class SuitePlan:
     batch: DataFrame | None = None
     planned: list[Planned] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)  # decided without GX
+    table_version: int | None = None  # the Delta version of `table` the batch was read from

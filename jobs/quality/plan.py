@@ -78,6 +78,7 @@ def plan_table(ctx: RunContext, spec: QualitySpec, table: TableSpec) -> SuitePla
         else:
             note("expect_table_to_exist", "critical", "failed", "table is absent")
         return plan
+    plan.table_version = ctx.lakehouse.version(table.name)  # before the read: a later write is newer
     try:
         batch = read_day(ctx, table, ctx.ds)
     except AnalysisException as exc:

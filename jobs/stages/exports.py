@@ -3,7 +3,8 @@ earlier delivery of the date carried), triggers, audience changes and ledger ent
 delivery per active consumer of conf/exports.yaml (files or JDBC, with the identifier each
 consumer takes), recorded in export_runs; then the quality suites that validate export_runs. A
 date whose quality gate recorded a failed critical check is not exported, whichever stages the
-run selected, nor (`exports.require_gate`) a date no gate validated."""
+run selected, nor (`exports.require_gate`) a date no gate validated or whose delivered tables
+were rewritten for the date after the gate read them."""
 
 from __future__ import annotations
 
@@ -40,9 +41,17 @@ from jobs.tables import (
     schema_of,
 )
 
-__all__ = ["delivered_state_keys", "run"]
+__all__ = ["delivered_state_keys", "rewritten_since_gate", "run"]
 
 log = logging.getLogger(__name__)
+
+# the table each dataset of a delivery reads for the run date
+DATASET_TABLES = {
+    "subscriber_state": SUBSCRIBER_STATE,
+    "campaign_triggers": CAMPAIGN_TRIGGERS,
+    "audience_changes": CAMPAIGN_AUDIENCES,
+    "ledger_entries": LOYALTY_LEDGER,
+}
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -58,11 +67,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
             f"exports for {ds}: the quality gate recorded failed critical checks on this date "
             f"({'; '.join(failed)}); nothing leaves until the gate passes (rerun it after fixing the data)"
         )
-    if ctx.settings.exports_require_gate and (gate is None or gate.limit(1).count() == 0):
-        raise PipelineError(
-            f"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated "
-            f"(gamify run --ds {ds} --stages quality,exports)"
-        )
+    if ctx.settings.exports_require_gate:
+        if gate is None or gate.limit(1).count() == 0:
+            raise PipelineError(
+                f"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated "
+                f"(gamify run --ds {ds} --stages quality,exports)"
+            )
+        gated = {name for name, t in ctx.settings.quality.tables.items() if t.validated_by == "quality"}
+        delivered = {DATASET_TABLES[name] for consumer in settings.active for name in consumer.datasets}
+        stale = rewritten_since_gate(ctx, gate, sorted(delivered & gated))
+        if stale:
+            raise PipelineError(
+                f"exports for {ds}: rows to deliver changed after the quality gate validated them "
+                f"({'; '.join(stale)}); nothing leaves unvalidated (gamify run --ds {ds} --stages quality,exports)"
+            )
     previous_audience_day = latest_before(ctx, CAMPAIGN_AUDIENCES, "audience_ds")
     before = (
         None
@@ -163,6 +181,40 @@ def gate_results(ctx: RunContext, exempt: list[str]) -> DataFrame | None:
         return None
     results = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)])
     return results.filter(~F.col("suite").isin(exempt))
+
+
+def rewritten_since_gate(ctx: RunContext, gate: DataFrame, tables: list[str]) -> list[str]:
+    """Why the gate's results do not hold for `tables` now: for each table, a commit for the run
+    date after the version the gate read (the stage and run that made it), or no version to
+    compare with. Commits for other dates and maintenance (no run date) change no row of the
+    date. Reads the tables' logs only (no Spark job)."""
+    read = (
+        gate.filter(F.col("table_name").isin(tables))
+        .groupBy("table_name")
+        .agg(F.max("table_version").alias("version"))
+        .collect()  # one row per table
+    )
+    validated = {r.table_name: r.version for r in read}
+    stale, day = [], ctx.ds.isoformat()
+    for table in tables:
+        version = validated.get(table)
+        if version is None:
+            stale.append(f"{table}: the gate's results name no version of it")
+            continue
+        newer = ctx.lakehouse.version(table) - version
+        if newer <= 0:
+            continue
+        commits = ctx.lakehouse.history(table, limit=newer)
+        if min((c["version"] for c in commits), default=None) != version + 1:
+            stale.append(f"{table}: its log no longer holds the commits after version {version}")
+            continue
+        for commit in sorted(commits, key=lambda c: c["version"]):
+            info = commit["user_metadata"]
+            if info.get("ds") == day:
+                stage, run = info.get("stage", "?"), info.get("run_id", "?")
+                stale.append(f"{table} v{commit['version']} by stage {stage} (run {run}) after v{version}")
+                break
+    return stale
 
 
 def failed_gate_checks(gate: DataFrame | None, shown: int = 5) -> list[str]:

@@ -9,7 +9,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +62,8 @@ def run(ctx: RunContext, suites: Sequence[str] | None = None) -> dict[str, Any]:
         docs_url = Path(site, "index.html").as_uri()
         log.info("quality Data Docs for %s: %s", ctx.ds, docs_url)
 
-    write_results(ctx, outcomes, None if suites is None else sorted(wanted))
+    versions = {plan.name: plan.table_version for plan in plans}
+    write_results(ctx, outcomes, versions, None if suites is None else sorted(wanted))
     failed_critical = [o for o in outcomes if o.status == "failed" and o.severity == "critical"]
     failed_warning = [o for o in outcomes if o.status == "failed" and o.severity == "warning"]
     for outcome in failed_warning:
@@ -112,7 +113,8 @@ def _validate_all(
         return {name: future.result() for name, future in futures.items()}
 
 
-def results_frame(ctx: RunContext, outcomes: Sequence[Outcome]) -> DataFrame:
+def results_frame(ctx: RunContext, outcomes: Sequence[Outcome], versions: Mapping[str, int | None]) -> DataFrame:
+    """quality_results rows: each outcome with the table version its suite read (`versions`)."""
     rows = [
         (
             ctx.ds,
@@ -126,16 +128,19 @@ def results_frame(ctx: RunContext, outcomes: Sequence[Outcome]) -> DataFrame:
             o.success,
             o.observed,
             json.dumps(o.details, sort_keys=True, default=str),
+            versions.get(o.suite),
         )
         for o in outcomes
     ]
     return local_frame(ctx.spark, rows, schema_of(QUALITY_RESULTS))
 
 
-def write_results(ctx: RunContext, outcomes: Sequence[Outcome], suites: Sequence[str] | None) -> None:
+def write_results(
+    ctx: RunContext, outcomes: Sequence[Outcome], versions: Mapping[str, int | None], suites: Sequence[str] | None
+) -> None:
     """Replace the run date's rows of `suites` (all when None) in quality_results; a run of some
     suites keeps the other suites' rows."""
-    fresh = results_frame(ctx, outcomes)
+    fresh = results_frame(ctx, outcomes, versions)
     if suites is not None and ctx.lakehouse.exists(QUALITY_RESULTS):
         kept = ctx.lakehouse.read(QUALITY_RESULTS, partitions=[("run_ds", "=", ctx.ds)]).filter(
             ~F.col("suite").isin(list(suites))

@@ -203,7 +203,8 @@ def delivery(pipeline, consumer: str) -> dict[str, bytes]:
 
 def test_exports_refuse_a_date_no_quality_gate_validated(pipeline, tmp_path):
     """With `exports.require_gate` (the default; these fixtures' nights skip the gate), a date
-    the gate never validated is not exported; once the gate has run, the same delivery leaves."""
+    the gate never validated is not exported; once the gate has run, the same delivery leaves.
+    A table recomputed for the date after the gate read it is not validated either."""
     ds = pipeline.last_day
     gated = pipeline.copy(tmp_path, overrides={"exports.require_gate": True})
     message = rf"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated"
@@ -212,7 +213,19 @@ def test_exports_refuse_a_date_no_quality_gate_validated(pipeline, tmp_path):
     assert not (tmp_path / "exports").exists()
     gated.run(ds, stages=["quality", "exports"])
     consumers = ("campaign_system", "loyalty_platform", "app_feed")
-    assert {c: delivery(gated, c) for c in consumers} == {c: delivery(pipeline, c) for c in consumers}
+    expected = {c: delivery(pipeline, c) for c in consumers}
+    assert {c: delivery(gated, c) for c in consumers} == expected
+
+    validated = gated.lakehouse.version(SUBSCRIBER_STATE)
+    gated.run(ds, stages=["subscriber_state"])  # a partial rerun without the gate
+    message = (
+        rf"exports for {ds}: rows to deliver changed after the quality gate validated them "
+        rf"\(subscriber_state v{validated + 1} by stage subscriber_state \(run cli-\w+\) after v{validated}\)"
+    )
+    with pytest.raises(PipelineError, match=message):
+        gated.run(ds, stages=["exports"])
+    gated.run(ds, stages=["quality", "exports"])
+    assert {c: delivery(gated, c) for c in consumers} == expected
 
 
 def test_file_exports_are_complete_and_identical_on_rerun(pipeline, tmp_path):

@@ -6,15 +6,19 @@ import gzip
 import json
 import shutil
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
 from chispa import assert_df_equality
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from jobs import exports, exports_jdbc, offers, predictions, subscriber_state
 from jobs.config import DEFAULT_CONF_DIR, ConfigError, SettingsError, load_config
+from jobs.lakehouse import Lakehouse
 from jobs.settings import load_settings
 from jobs.sources import conform, read_extract
+from jobs.stages import exports as stage_exports
 
 pytestmark = pytest.mark.unit
 
@@ -508,6 +512,40 @@ def test_export_settings_validate_consumers(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"consumers\.x\.password"):
         exports.ExportSettings.load(bad, environ={})
+
+
+def test_the_gate_holds_for_a_table_until_a_commit_for_its_date_follows_the_version_it_read(spark, tmp_path):
+    lakehouse = Lakehouse(spark, str(tmp_path / "lake"))
+    run = SimpleNamespace(ds=D, lakehouse=lakehouse)
+
+    def write(ds: date, stage: str) -> None:
+        with lakehouse.committing(ds=ds.isoformat(), stage=stage, run_id=f"run-{stage}"):
+            rows = spark.createDataFrame([(A, ds)], "subscriber_id string, state_ds date")
+            lakehouse.write(rows, "state", partition_by=["state_ds"], replace_where={"state_ds": ds})
+
+    def gate(version: int | None):
+        return spark.createDataFrame([("state", version), ("other", 7)], "table_name string, table_version long")
+
+    write(D, "subscriber_state")  # v1 (v0 created the table), read by the gate
+    write(D + timedelta(days=1), "subscriber_state")  # v2: the next night, another date
+    assert stage_exports.rewritten_since_gate(run, gate(1), ["state"]) == []
+    assert stage_exports.rewritten_since_gate(run, gate(2), ["state"]) == []
+    write(D, "missions")  # v3: the date rewritten after the gate
+    assert stage_exports.rewritten_since_gate(run, gate(1), ["state"]) == [
+        "state v3 by stage missions (run run-missions) after v1"
+    ]
+    assert stage_exports.rewritten_since_gate(run, gate(3), ["state"]) == []
+    assert stage_exports.rewritten_since_gate(run, gate(None), ["state"]) == [
+        "state: the gate's results name no version of it"
+    ]
+    assert stage_exports.rewritten_since_gate(run, gate(0), ["absent"]) == [
+        "absent: the gate's results name no version of it"
+    ]
+    DeltaTable(lakehouse.uri("state")).create_checkpoint()
+    (tmp_path / "lake" / "state" / "_delta_log" / f"{2:020d}.json").unlink()  # as the log's cleanup leaves it
+    assert stage_exports.rewritten_since_gate(run, gate(1), ["state"]) == [
+        "state: its log no longer holds the commits after version 1"
+    ]
 
 
 def _ledger(spark):
