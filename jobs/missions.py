@@ -317,13 +317,20 @@ class _Candidate:
             ),
         )
         version = memo.lit(f"v{t.version}")
-        if t.is_personalised:
+        # a period with relative thresholds gives a personal mission; one with absolute targets a
+        # catalog mission (a template may have both kinds of period)
+        relative = [p for p in self.periods if t.thresholds[p][0].is_relative]
+        is_dynamic = memo.lit(bool(relative))
+        mission_id = F.concat_ws(".", memo.lit(t.id), version, memo.col("segment"), level, period)
+        if relative:
             subscriber = memo.get(("subscriber_prefix",), lambda: F.substring("subscriber_id", 1, 16))
-            mission_id = F.concat_ws(
+            personal = F.concat_ws(
                 ".", memo.lit(t.id), version, memo.lit("dyn"), level, period, subscriber, memo.lit(self.ds.isoformat())
             )
-        else:
-            mission_id = F.concat_ws(".", memo.lit(t.id), version, memo.col("segment"), level, period)
+            if len(relative) < len(self.periods):
+                is_dynamic = period.isin(relative)
+                personal = F.when(is_dynamic, personal).otherwise(mission_id)
+            mission_id = personal
         return {
             "mission_id": mission_id,
             "template_id": memo.lit(t.id),
@@ -340,7 +347,7 @@ class _Candidate:
             "badge": memo.lit(t.badge),
             "priority": memo.lit(t.priority),
             "cooldown_days": memo.lit(t.cooldown_days),
-            "is_dynamic": memo.lit(t.is_personalised),
+            "is_dynamic": is_dynamic,
             "reason": reason,
             "description": _render(t, target, memo.lit(metric.unit), self.period_word, points, memo),
         }

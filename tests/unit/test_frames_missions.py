@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 from jobs.config import DEFAULT_CONF_DIR
 from jobs.missions import MissionSettings, assign, baselines
 from jobs.progress import track
-from jobs.templates import MissionMetric, load_mission_metrics, load_templates
+from jobs.templates import MissionMetric, catalog_rows, load_mission_metrics, load_templates
 from tests.unit.test_missions import MORE_DATA
 
 pytestmark = pytest.mark.unit
@@ -148,6 +148,46 @@ def test_assign_whole_frame_active_cooldown_cap_and_ties(spark, tmp_path):
     )
     actual = assign(subjects, previous, templates, CONF_METRICS, SETTINGS, DS)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_template_with_absolute_and_relative_periods_gives_catalog_and_personal_missions(spark, tmp_path):
+    mixed = (
+        textwrap.dedent(MORE_DATA)
+        .replace("id: more_data", "id: mixed")
+        .replace(
+            "thresholds: {easy: {relative: 1.1, min: 50}, medium: {relative: 1.2, min: 100}, hard: "
+            "{relative: 1.5, min: 200}}",
+            "thresholds: {weekly: {easy: 300, medium: 600, hard: 900}, monthly: {easy: {relative: 1.1, min: 50}, "
+            "medium: {relative: 1.2, min: 100}, hard: {relative: 1.5, min: 200}}}",
+        )
+        .replace("periods: [weekly]", "periods: [weekly, monthly]")
+        .replace("segments: [mass_prepaid, young_digital]", "segments: [mass_prepaid]")
+        .replace('eligibility: "data_mb_30 > 0"', 'eligibility: "true"')
+        .replace("badge: data_explorer", "badge: b1")
+    )
+    assert "monthly: {easy: {relative" in mixed
+    (tmp_path / "mixed.yaml").write_text(mixed)
+    (template,) = load_templates(tmp_path, CONF_METRICS, SEGMENTS, ["segment"], ["b1"]).templates
+    catalog = {r["mission_id"]: r["is_dynamic"] for r in catalog_rows([template], CONF_METRICS)}
+    subjects = spark.createDataFrame(
+        [(f"s{i:02d}", "mass_prepaid", None, False, 20.0) for i in range(24)],
+        "subscriber_id string, segment string, nbo_offer_id string, holdout boolean, _baseline_data_mb double",
+    )
+    previous = spark.createDataFrame([], "subscriber_id string, template_id string, period_end date, cooldown_days int")
+    rows = assign(subjects, previous, [template], CONF_METRICS, SETTINGS, DS).collect()
+    assert len(rows) == 24 and {r.period for r in rows} == {"weekly", "monthly"}
+    for r in rows:
+        if r.period == "weekly":  # absolute targets: the catalog's mission, for everyone alike
+            assert (r.mission_id, r.is_dynamic, r.generated_for) == (
+                f"mixed.v1.mass_prepaid.{r.level}.weekly",
+                False,
+                None,
+            )
+            assert catalog[r.mission_id] is False
+        else:  # relative targets: a personal mission, outside the catalog
+            personal = f"mixed.v1.dyn.{r.level}.monthly.{r.subscriber_id}.{DS.isoformat()}"
+            assert (r.mission_id, r.is_dynamic, r.generated_for) == (personal, True, r.subscriber_id)
+            assert r.mission_id not in catalog
 
 
 D = date(2025, 5, 1)
