@@ -477,6 +477,10 @@ def test_quality_summary_counts_the_expectations(lake):
     rows = _view(lake, "quality_summary")
     assert {r["suite"]: r["expectations"] for r in rows} == expected
     assert sum(r["failed_critical"] for r in rows) == 0
+    versions = {r["suite"]: r["table_version"] for r in rows}
+    assert all(versions[s] is None for s in expected if s.startswith("raw."))
+    tables = [s for s in expected if not s.startswith("raw.")]
+    assert tables and all(0 <= versions[s] <= lake.lakehouse.version(s) for s in tables)
 
 
 def test_median_scores_and_risk_explanations(lake):
