@@ -515,6 +515,7 @@ def test_export_settings_validate_consumers(tmp_path):
 
 
 def test_the_gate_holds_for_a_table_until_a_commit_for_its_date_follows_the_version_it_read(spark, tmp_path):
+    assert sorted(stage_exports.DATASET_TABLES) == sorted(exports.DATASETS)  # every dataset's table is checked
     lakehouse = Lakehouse(spark, str(tmp_path / "lake"))
     run = SimpleNamespace(ds=D, lakehouse=lakehouse)
 
