@@ -611,8 +611,8 @@ _SPECS = (
             (
                 "table_version",
                 "long",
-                "Delta version of the table the suite read: exports refuse a date whose delivered rows "
-                "were rewritten after it; null for raw extracts",
+                "Delta version of the table the suite read (a rerun records its own): exports refuse a "
+                "date whose delivered rows were rewritten after it; null for raw extracts",
             ),
         ),
     ),
