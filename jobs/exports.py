@@ -36,6 +36,7 @@ from pyspark.sql import types as T
 
 from jobs.config import ConfigError, load_yaml
 from jobs.storage import filesystem
+from jobs.tables import CAMPAIGN_AUDIENCES, CAMPAIGN_TRIGGERS, LOYALTY_LEDGER, SUBSCRIBER_STATE
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ KEYS = {
     "campaign_triggers": ("trigger_id",),
     "audience_changes": ("audience", "{id}", "change_ds"),
     "ledger_entries": ("entry_id",),
+}
+# the table a dataset's rows come from (the exports stage checks the gate validated it)
+SOURCE_TABLE = {
+    "subscriber_state": SUBSCRIBER_STATE,
+    "campaign_triggers": CAMPAIGN_TRIGGERS,
+    "audience_changes": CAMPAIGN_AUDIENCES,
+    "ledger_entries": LOYALTY_LEDGER,
 }
 # the column holding the run date of a dataset's rows: a rerun replaces exactly these rows
 RUN_DATE_COLUMN = {

@@ -9,6 +9,7 @@ were rewritten for the date after the gate read them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.context import PipelineError, RunContext
 from jobs.exports import (
+    SOURCE_TABLE,
     Consumer,
     as_pseudonyms,
     audience_changes,
@@ -41,17 +43,9 @@ from jobs.tables import (
     schema_of,
 )
 
-__all__ = ["delivered_state_keys", "rewritten_since_gate", "run"]
+__all__ = ["delivered_state_keys", "rewritten_since_gate", "run", "validated_versions"]
 
 log = logging.getLogger(__name__)
-
-# the table each dataset of a delivery reads for the run date
-DATASET_TABLES = {
-    "subscriber_state": SUBSCRIBER_STATE,
-    "campaign_triggers": CAMPAIGN_TRIGGERS,
-    "audience_changes": CAMPAIGN_AUDIENCES,
-    "ledger_entries": LOYALTY_LEDGER,
-}
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -68,14 +62,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
             f"({'; '.join(failed)}); nothing leaves until the gate passes (rerun it after fixing the data)"
         )
     if ctx.settings.exports_require_gate:
-        if gate is None or gate.limit(1).count() == 0:
+        validated = validated_versions(gate)
+        if not validated:
             raise PipelineError(
                 f"exports for {ds}: no quality gate has validated this date; nothing leaves unvalidated "
                 f"(gamify run --ds {ds} --stages quality,exports)"
             )
         gated = {name for name, t in ctx.settings.quality.tables.items() if t.validated_by == "quality"}
-        delivered = {DATASET_TABLES[name] for consumer in settings.active for name in consumer.datasets}
-        stale = rewritten_since_gate(ctx, gate, sorted(delivered & gated))
+        delivered = {SOURCE_TABLE[name] for consumer in settings.active for name in consumer.datasets}
+        stale = rewritten_since_gate(ctx, validated, sorted(delivered & gated))
         if stale:
             raise PipelineError(
                 f"exports for {ds}: rows to deliver changed after the quality gate validated them "
@@ -183,18 +178,20 @@ def gate_results(ctx: RunContext, exempt: list[str]) -> DataFrame | None:
     return results.filter(~F.col("suite").isin(exempt))
 
 
-def rewritten_since_gate(ctx: RunContext, gate: DataFrame, tables: list[str]) -> list[str]:
-    """Why the gate's results do not hold for `tables` now: for each table, a commit for the run
-    date after the version the gate read (the stage and run that made it), or no version to
-    compare with. Commits for other dates and maintenance (no run date) change no row of the
-    date. Reads the tables' logs only (no Spark job)."""
-    read = (
-        gate.filter(F.col("table_name").isin(tables))
-        .groupBy("table_name")
-        .agg(F.max("table_version").alias("version"))
-        .collect()  # one row per table
-    )
-    validated = {r.table_name: r.version for r in read}
+def validated_versions(gate: DataFrame | None) -> dict[str, int | None]:
+    """The version of each table (or extract: None) the gate's results validated; empty when the
+    date has none."""
+    if gate is None:
+        return {}
+    rows = gate.groupBy("table_name").agg(F.max("table_version").alias("version")).collect()  # one row per suite
+    return {r.table_name: r.version for r in rows}
+
+
+def rewritten_since_gate(ctx: RunContext, validated: Mapping[str, int | None], tables: list[str]) -> list[str]:
+    """Why the gate's results (`validated_versions`) do not hold for `tables` now: for each table,
+    a commit for the run date after the version the gate read (the stage and run that made it),
+    or no version to compare with. Commits for other dates and maintenance (no run date) change no
+    row of the date. Reads the tables' logs only (no Spark job)."""
     stale, day = [], ctx.ds.isoformat()
     for table in tables:
         version = validated.get(table)

@@ -515,7 +515,7 @@ def test_export_settings_validate_consumers(tmp_path):
 
 
 def test_the_gate_holds_for_a_table_until_a_commit_for_its_date_follows_the_version_it_read(spark, tmp_path):
-    assert sorted(stage_exports.DATASET_TABLES) == sorted(exports.DATASETS)  # every dataset's table is checked
+    assert sorted(exports.SOURCE_TABLE) == sorted(exports.DATASETS)  # every dataset's table is checked
     lakehouse = Lakehouse(spark, str(tmp_path / "lake"))
     run = SimpleNamespace(ds=D, lakehouse=lakehouse)
 
@@ -525,7 +525,8 @@ def test_the_gate_holds_for_a_table_until_a_commit_for_its_date_follows_the_vers
             lakehouse.write(rows, "state", partition_by=["state_ds"], replace_where={"state_ds": ds})
 
     def gate(version: int | None):
-        return spark.createDataFrame([("state", version), ("other", 7)], "table_name string, table_version long")
+        results = spark.createDataFrame([("state", version), ("other", 7)], "table_name string, table_version long")
+        return stage_exports.validated_versions(results)
 
     write(D, "subscriber_state")  # v1 (v0 created the table), read by the gate
     write(D + timedelta(days=1), "subscriber_state")  # v2: the next night, another date
