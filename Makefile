@@ -90,8 +90,10 @@ AIRFLOW := env AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)
 	$(VENV)/bin/airflow
 .PHONY: airflow airflow-init
 
-airflow-init: $(STAMP) ## local Airflow in airflow_home/: database, dags/ folder, spark_default on local[2]
+airflow-init: $(STAMP) ## local Airflow in airflow_home/: database, dags/ folder, pools, spark_default on local[2]
 	$(AIRFLOW) db migrate
+	$(PY) -m jobs.orchestration.pools > $(AIRFLOW_HOME)/pools.json
+	$(AIRFLOW) pools import $(AIRFLOW_HOME)/pools.json
 	-@$(AIRFLOW) connections delete spark_default >/dev/null 2>&1
 	$(AIRFLOW) connections add spark_default --conn-type spark --conn-host 'local[2]' \
 		--conn-description "local Spark; a cluster in production: see dags/README.md"

@@ -14,7 +14,10 @@ weekly table maintenance (`gamify maintain`) on its own schedule.
 Stages added to `jobs.pipeline.STAGES` join the group of the stage before them. Groups holding a
 stateful stage run with `depends_on_past`; the first group after ingest also waits for the
 previous run's `report` (`wait_for_downstream`), so a day's stages never read history that a
-later day is rewriting. Asset events are emitted once the quality gate has passed.
+later day is rewriting. Every Spark task of both DAGs takes a slot of the one-slot `spark.pool`:
+Airflow limits a backfill's runs apart from the DAG's own, and the pool keeps a backfill's jobs
+from rewriting history while the nightly run's read it. Asset events are emitted once the quality
+gate has passed.
 """
 
 from __future__ import annotations
@@ -100,10 +103,12 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
             jobs.group(group, [s for later in groups[i + 1 :] for s in later.stages], outlets[group.name])
             for i, group in enumerate(groups)
         ]
+        gate = next((t for t, g in zip(group_tasks, groups, strict=True) if set(g.stages) - {INGEST}), None)
         recompute = LaterDaysSubmitOperator(
             task_id=RECOMPUTE,
             stages=stages,
             stateful=stateful,
+            gate=gate.task_id if gate else None,
             doc_md=LaterDaysSubmitOperator.__doc__,
             **jobs.common(RECOMPUTE, ["run", "--from", DAY_AFTER, "--to", "latest"]),
         )
@@ -114,7 +119,6 @@ def build_nightly_dag(doc_md: str | None = None, conf_dir: str | None = None) ->
         chain(*group_tasks, recompute, report)
         if MaintenanceSettings.from_config(config).after_nightly:
             report >> SparkSubmitOperator(task_id=MAINTAIN, doc_md=MAINTAIN_DOC, **jobs.common(MAINTAIN, [MAINTAIN]))
-        gate = next((t for t, g in zip(group_tasks, groups, strict=True) if set(g.stages) - {INGEST}), None)
         if gate is not None:  # the day gate: see the module docstring
             gate.depends_on_past = gate.ignore_first_depends_on_past = gate.wait_for_downstream = True
             gate >> report
@@ -170,7 +174,9 @@ def build_maintenance_dag(doc_md: str | None = None, conf_dir: str | None = None
 
 
 class _SparkJobs:
-    """Keyword arguments shared by every Spark task: connection, application, conf, policy."""
+    """Keyword arguments shared by every Spark task: connection, application, conf, policy, and
+    the one-slot pool (`spark.pool`) that keeps a backfill's Spark jobs from running beside the
+    nightly run's."""
 
     def __init__(self, settings: AirflowSettings, stateful: list[str], config: Config) -> None:
         self.settings = settings
@@ -191,6 +197,7 @@ class _SparkJobs:
             "env_vars": dict(s.env_vars) or None,
             "name": f"gamify-{name}-{DS}",
             "trigger_rule": TriggerRule.NONE_FAILED,
+            **({"pool": s.spark_pool} if s.spark_pool else {}),
             **s.submit_options,
         }
 

@@ -20,6 +20,7 @@ from jobs.orchestration.selection import INGEST, group_stages, later_days_stages
 from jobs.orchestration.settings import AirflowSettings, pipeline_config, unresolved
 
 PENDING_RUN_STATES = ["queued", "running"]
+GATE_RAN_STATES = ["success", "skipped"]  # a pending run's gate that will not run again by itself
 
 
 def run_date(context: Any) -> date:
@@ -117,12 +118,15 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
     days after it up to date. Skipped without a Spark job when the run changed nothing later days
     build on, when ds is the latest processed date (every night: read from the Delta log in plain
     Python), or when the next day's run is itself queued or running (a backfill, a clear with
-    future runs): that run recomputes its own day and, if it is the last one, the days after it."""
+    future runs) and its `gate` task (the first group after ingest) has yet to run: that run
+    recomputes its own day and, if it is the last one, the days after it. A next run whose gate
+    has already run (a night that went on while a backfill reran the day before) is recomputed."""
 
-    def __init__(self, *, stages: list[str], stateful: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, stages: list[str], stateful: list[str], gate: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stages = stages
         self.stateful = stateful
+        self.gate = gate
 
     def execute(self, context: Any) -> None:
         params = context["params"]
@@ -136,10 +140,7 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         if latest is None or latest <= run_date(context):
             raise AirflowSkipException(f"no processed day after {context['ds']} (latest processed date: {latest})")
         next_run = next_logical_date(context["dag_run"])
-        pending = context["ti"].get_dr_count(
-            dag_id=context["dag"].dag_id, logical_dates=[next_run], states=PENDING_RUN_STATES
-        )
-        if pending:
+        if self._left_to(next_run, context):
             raise AirflowSkipException(f"the run of {next_run:%Y-%m-%d} is queued or running: it brings later days")
         args = [*self.application_args, "--stages", ",".join(recompute)]
         if "ingest" in recompute and params.get("sources") is not None:
@@ -147,6 +148,18 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         self.application_args = args
         self.log.info("recomputing %s from the day after %s to the latest processed date", recompute, context["ds"])
         return super().execute(context)
+
+    def _left_to(self, next_run: datetime, context: Any) -> bool:
+        """Whether the next day's run is queued or running with its gate still to run."""
+        ti, dag_id = context["ti"], context["dag"].dag_id
+        if not ti.get_dr_count(dag_id=dag_id, logical_dates=[next_run], states=PENDING_RUN_STATES):
+            return False
+        if self.gate is None:
+            return True
+        ran = ti.get_ti_count(dag_id=dag_id, task_ids=[self.gate], logical_dates=[next_run], states=GATE_RAN_STATES)
+        if ran:
+            self.log.info("the run of %s is active but its %s task already ran: recomputing it", next_run, self.gate)
+        return not ran
 
 
 class RunReportOperator(BaseOperator):

@@ -93,7 +93,8 @@ class AirflowSettings:
     retry_delay: timedelta
     retry_exponential_backoff: float
     execution_timeout: timedelta
-    pool: str | None
+    pool: str | None  # the tasks that start no Spark application
+    spark_pool: str | None  # every Spark task: a one-slot pool (see spark_pools)
     stateful_stages: tuple[str, ...]
     conn_id: str
     application: str
@@ -149,7 +150,8 @@ class AirflowSettings:
             retry_delay=timedelta(minutes=tasks.get("retry_delay_minutes", 5)),
             retry_exponential_backoff=float(tasks.get("retry_exponential_backoff", 0)),
             execution_timeout=timedelta(minutes=tasks["execution_timeout_minutes"]),
-            pool=tasks.get("pool"),
+            pool=_pool_name(path, "tasks.pool", tasks.get("pool")),
+            spark_pool=_pool_name(path, "spark.pool", spark.get("pool")),
             stateful_stages=tuple(data.get("stateful_stages") or ()),
             conn_id=spark.get("conn_id", "spark_default"),
             application=spark.get("application") or str(Path(__file__).parents[1] / "__main__.py"),
@@ -169,6 +171,16 @@ class AirflowSettings:
             asset_prefix=assets.get("uri_prefix", "lakehouse://gamification/"),
             groups={str(k): tuple(v or ()) for k, v in (data.get("groups") or {}).items()},
         )
+
+    def airflow_pools(self) -> dict[str, dict[str, Any]]:
+        """The pools the DAGs need, as `airflow pools import` reads them (the REST API's pool body
+        less the name). The Spark tasks' pool has one slot: Airflow limits a backfill's runs apart
+        from the DAG's own, so without it a backfill's Spark jobs could run beside the nightly
+        run's, one rewriting the history the other reads."""
+        if not self.spark_pool:
+            return {}
+        description = f"{self.dag_id}: one Spark application at a time reads and writes the lakehouse"
+        return {self.spark_pool: {"slots": 1, "description": description, "include_deferred": False}}
 
     def check_run_timeout(self, groups: int) -> None:
         """A run timeout must leave room for the longest night: Airflow marks a timed-out run
@@ -219,6 +231,12 @@ class AirflowSettings:
                 order.append(owner[stage])
             members[owner[stage]].append(stage)
         return [StageGroup(name, tuple(members[name])) for name in order]
+
+
+def _pool_name(path: Path, key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    raise ConfigError(path, key, f"{value!r}: an Airflow pool's name, or null")
 
 
 def _as_date(value: Any) -> date:

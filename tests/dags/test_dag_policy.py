@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import shutil
 from datetime import timedelta
 
 import pytest
+import yaml
 
+from jobs.config import DEFAULT_CONF_DIR, ConfigError
+from jobs.orchestration.dag_factory import build_nightly_dag
 from jobs.orchestration.settings import AirflowSettings, pipeline_config, source_shapes
 from jobs.pipeline import STAGES
 from jobs.tables import TABLES, tables_written_by
@@ -114,6 +118,7 @@ def test_stateful_groups_depend_on_past_and_the_day_gate_waits_for_the_previous_
     assert first.depends_on_past and first.wait_for_downstream
     assert "report" in first.downstream_task_ids
     assert [t.task_id for t in group_tasks(dag) if t.wait_for_downstream] == [first.task_id]
+    assert dag.get_task("recompute_later_days").gate == first.task_id  # has the next day's stages run
 
 
 def test_sensors_have_timeouts_by_frequency_and_fail_only_for_mandatory_sources(dag, settings):
@@ -164,3 +169,38 @@ def test_report_comes_after_the_quality_gate_and_the_later_days(dag):
     upstream = dag.get_task("report").get_flat_relative_ids(upstream=True)
     gate = next(t.task_id for t in group_tasks(dag) if "quality" in t.stages)
     assert {gate, "recompute_later_days"} <= upstream
+
+
+def test_every_spark_task_of_both_dags_takes_the_one_slot_spark_pool(dagbag, dag, settings):
+    """Airflow limits a backfill's runs apart from the DAG's max_active_runs; the one-slot pool
+    keeps a backfill's Spark jobs from running beside the nightly run's."""
+    assert settings.spark_pool and settings.spark_pool != settings.pool
+    assert {name: pool["slots"] for name, pool in settings.airflow_pools().items()} == {settings.spark_pool: 1}
+    spark = [*spark_tasks(dag), *spark_tasks(dagbag.dags["gamification_maintenance"])]
+    assert {t.task_id for t in spark} >= {*settings.groups, "recompute_later_days", "maintain"}
+    assert {t.pool for t in spark} == {settings.spark_pool}
+    others = [t for t in dag.tasks if not hasattr(t, "application_args")]
+    assert {"check_config", "report"} <= {t.task_id for t in others}
+    assert {t.pool for t in others} == {settings.pool or "default_pool"}
+
+
+def conf_with_pools(tmp_path, **pools):
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    data = yaml.safe_load((conf / "airflow.yaml").read_text())
+    for key, value in pools.items():
+        data[key]["pool"] = value
+    (conf / "airflow.yaml").write_text(yaml.safe_dump(data))
+    return conf
+
+
+def test_without_a_spark_pool_spark_tasks_take_the_tasks_pool(tmp_path):
+    conf = conf_with_pools(tmp_path, spark=None, tasks="shared")
+    assert AirflowSettings.load(conf).airflow_pools() == {}
+    assert {t.pool for t in build_nightly_dag(conf_dir=str(conf)).tasks} == {"shared"}
+
+
+@pytest.mark.parametrize("name", ["", "  ", 1, ["a"]])
+def test_a_pool_name_that_is_not_a_name_is_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match=r"airflow.yaml: spark.pool: .*an Airflow pool's name, or null"):
+        AirflowSettings.load(conf_with_pools(tmp_path, spark=name))

@@ -167,18 +167,25 @@ def test_a_run_without_a_run_date_or_before_its_day_ended_fails_before_any_senso
 
 
 class Recorder:
-    def __init__(self, pending: int) -> None:
-        self.pending, self.asked = pending, None
+    """The task instance's questions to Airflow: is the next day's run pending, has its gate run."""
+
+    def __init__(self, pending: int, gate_ran: int) -> None:
+        self.pending, self.gate_ran, self.asked, self.asked_tis = pending, gate_ran, None, None
 
     def get_dr_count(self, **kwargs):
         self.asked = kwargs
         return self.pending
 
+    def get_ti_count(self, **kwargs):
+        self.asked_tis = kwargs
+        return self.gate_ran
 
-def later_days_context(params, pending: int = 0):
+
+def later_days_context(params, pending: int = 0, gate_ran: int = 0):
     start = datetime(2025, 3, 2, tzinfo=UTC)
     run = SimpleNamespace(logical_date=start, data_interval_start=start, data_interval_end=start + timedelta(days=1))
-    return {"ds": DS, "params": params, "dag_run": run, "ti": Recorder(pending), "dag": SimpleNamespace(dag_id="d")}
+    ti = Recorder(pending, gate_ran)
+    return {"ds": DS, "params": params, "dag_run": run, "ti": ti, "dag": SimpleNamespace(dag_id="d")}
 
 
 @pytest.fixture
@@ -201,6 +208,7 @@ def later_days() -> LaterDaysSubmitOperator:
         task_id="recompute_later_days",
         stages=["ingest", "activity", "scores", "segments"],
         stateful=["ingest", "activity", "scores"],
+        gate="stages",
         application="app.py",
         application_args=["run", "--from", "2025-03-03", "--to", "latest"],
     )
@@ -236,6 +244,20 @@ def test_later_days_are_left_to_the_next_run_when_it_is_pending(submitted):
     with pytest.raises(AirflowSkipException, match="nothing later days build on"):
         later_days().execute(later_days_context({"stages": ["segments"]}))
     assert submitted == []
+
+
+def test_later_days_include_a_pending_run_whose_stages_already_ran(submitted):
+    """A night still running (its publish group, its report) when a backfill reruns the day before
+    it: its stages read the old day, and it will not run them again."""
+    context = later_days_context({"stages": ["activity"]}, pending=1, gate_ran=1)
+    later_days().execute(context)
+    assert submitted == [["run", "--from", "2025-03-03", "--to", "latest", "--stages", "activity,scores,segments"]]
+    assert context["ti"].asked_tis == {
+        "dag_id": "d",
+        "task_ids": ["stages"],
+        "logical_dates": [datetime(2025, 3, 3, tzinfo=UTC)],
+        "states": ["success", "skipped"],
+    }
 
 
 # The connections documented in dags/README.md, and the --master/--deploy-mode they give.

@@ -3,7 +3,8 @@
 The test starts a Spark master and worker from the installed Spark, then Airflow (API server,
 scheduler, DAG processor, its metadata on a PostgreSQL server of its own) with `spark_default`
 pointing at the master, and creates the backfill
-through the REST API as the UI's *Trigger > Backfill* does: dry run, unpause, create. Every Spark
+through the REST API as the UI's *Trigger > Backfill* does: dry run, unpause, create, with *Max
+Active Runs* 2, after creating the DAG's pools (`airflow_pools`) as a deployment does. Every Spark
 task is a `spark-submit --master spark://...` in client mode with the Delta and JDBC jars
 shipped from the local cache (`--conf spark.jars`, as the DAG passes them), the driver on the
 Airflow worker and the executors on the Spark worker. The jobs use the `prod` overlay (no
@@ -11,13 +12,15 @@ Airflow worker and the executors on the Spark worker. The jobs use the `prod` ov
 
 Checked: both runs succeed; for both days, every selected stage recorded its success, ingest read,
 rejected and kept the rows the generator wrote (its manifest), `events` and `behavior_scores`
-hold the day, and missions were assigned to scored subscribers; the master lists every
-application as finished, and the worker ran an executor for each. Nothing depends on the DAG's
-task ids or task count.
+hold the day, and missions were assigned to scored subscribers; every Spark task ran in the
+one-slot Spark pool, never two at once although both runs were active together, and no other
+task did; the master lists every application as finished, and the worker ran an executor for
+each. Nothing depends on the DAG's task ids or task count.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sys
@@ -31,6 +34,7 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
+from jobs.orchestration.settings import AirflowSettings
 from jobs.sample_data import generate
 from tests.support.airflow_server import AirflowServer
 from tests.support.postgres import PostgresServer
@@ -147,8 +151,9 @@ def count_by(records: list[dict], *keys: str) -> dict:
 
 def backfill_body(airflow: AirflowServer) -> dict[str, Any]:
     """What the Backfill form posts: the range (the end date's end of day, both ends' runs
-    included), All Runs, Max Active Runs 1, and the DAG's params (their defaults, with the stages
-    and sources chosen) as run conf."""
+    included), All Runs, Max Active Runs 2 (both days active at once: the Spark pool keeps their
+    jobs apart), and the DAG's params (their defaults, with the stages and sources chosen) as run
+    conf."""
     params = airflow.api("GET", f"/dags/{DAG_ID}/details")["params"]
     conf = {name: spec["value"] for name, spec in params.items()}
     assert set(STAGES) <= set(conf["stages"]) and set(SOURCES) <= set(conf["sources"])
@@ -157,10 +162,37 @@ def backfill_body(airflow: AirflowServer) -> dict[str, Any]:
         "from_date": iso(midnight(DAYS[0])),
         "to_date": iso(midnight(DAYS[-1]) + timedelta(hours=23, minutes=59)),
         "reprocess_behavior": "completed",
-        "max_active_runs": 1,
+        "max_active_runs": 2,
         "run_backwards": False,
         "dag_run_conf": {**conf, "stages": STAGES, "sources": SOURCES},
     }
+
+
+def assert_spark_tasks_ran_one_at_a_time_in_their_pool(airflow: AirflowServer, site: Path, run_ids: set[str]):
+    """Every Spark task instance of the runs took the Spark pool and no other did; those that ran
+    (a task skips itself when the params leave its stages out, briefly holding the slot too)
+    never overlapped, although both days' runs were active together."""
+    pool = AirflowSettings.load(site / "conf").spark_pool
+    tis = [
+        ti
+        for ti in airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/~/taskInstances", params={"limit": 1000})[
+            "task_instances"
+        ]
+        if ti["dag_run_id"] in run_ids
+    ]
+    spark = {ti["task_id"] for ti in tis if (ti["operator"] or "").endswith("SubmitOperator")}  # spark-submit tasks
+    assert len(spark) >= 3  # the groups, recompute_later_days
+    assert {(ti["task_id"], ti["pool"] == pool) for ti in tis} == {
+        (ti["task_id"], ti["task_id"] in spark) for ti in tis
+    }
+    spans = sorted(
+        (parse(ti["start_date"]), parse(ti["end_date"]), ti["task_id"], ti["dag_run_id"])
+        for ti in tis
+        if ti["pool"] == pool and ti["start_date"]
+    )
+    assert len({run for *_, run in spans}) == len(run_ids)
+    for before, after in itertools.pairwise(spans):
+        assert before[1] <= after[0], f"{before[2:]} and {after[2:]} ran at once"
 
 
 def failure_report(airflow: AirflowServer, run_ids: set[str]) -> str | None:
@@ -179,6 +211,14 @@ def test_a_two_day_backfill_through_the_rest_api_runs_on_the_standalone_cluster(
     started = time.monotonic()
     airflow.wait_for(lambda: airflow.api("GET", f"/dags/{DAG_ID}"), 300, f"{DAG_ID} parsed")
     assert airflow.api("GET", "/importErrors")["total_entries"] == 0
+    pools = AirflowSettings.load(site / "conf").airflow_pools()
+    for name, pool in pools.items():  # as `make airflow-init` or a deployment creates them
+        airflow.api("POST", "/pools", json={"name": name, **pool})
+    airflow.wait_for(
+        lambda: not airflow.api("GET", "/dagWarnings", params={"dag_id": DAG_ID})["dag_warnings"],
+        300,
+        "no DAG warning (a non-existent pool's)",
+    )
 
     body = backfill_body(airflow)
     dry_run = airflow.api("POST", "/backfills/dry_run", json=body)
@@ -189,7 +229,7 @@ def test_a_two_day_backfill_through_the_rest_api_runs_on_the_standalone_cluster(
     # the README tells a `make airflow` user
     airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     backfill = airflow.api("POST", "/backfills", json=body)
-    assert (backfill["max_active_runs"], backfill["reprocess_behavior"]) == (1, "completed")
+    assert (backfill["max_active_runs"], backfill["reprocess_behavior"]) == (2, "completed")
 
     def backfill_done() -> list[dict] | None:
         runs = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
@@ -208,6 +248,9 @@ def test_a_two_day_backfill_through_the_rest_api_runs_on_the_standalone_cluster(
     print(f"backfill of {len(DAYS)} days on the standalone cluster: {backfill_seconds:.0f}s")
 
     assert sorted((parse(r["logical_date"]), r["state"]) for r in runs) == [(midnight(d), "success") for d in DAYS]
+    first, second = sorted(runs, key=lambda r: r["logical_date"])
+    assert parse(second["start_date"]) < parse(first["end_date"])  # both runs active together
+    assert_spark_tasks_ran_one_at_a_time_in_their_pool(airflow, site, {r["dag_run_id"] for r in runs})
 
     # the tables hold both days, as the generator wrote them (its manifest: rows and defects per
     # source and day; every CRM subscriber is scored)
