@@ -140,7 +140,7 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         if latest is None or latest <= run_date(context):
             raise AirflowSkipException(f"no processed day after {context['ds']} (latest processed date: {latest})")
         next_run = next_logical_date(context["dag_run"])
-        if self._left_to(next_run, context):
+        if self._next_run_brings_later_days(next_run, context):
             raise AirflowSkipException(f"the run of {next_run:%Y-%m-%d} is queued or running: it brings later days")
         args = [*self.application_args, "--stages", ",".join(recompute)]
         if "ingest" in recompute and params.get("sources") is not None:
@@ -149,7 +149,7 @@ class LaterDaysSubmitOperator(SparkSubmitOperator):
         self.log.info("recomputing %s from the day after %s to the latest processed date", recompute, context["ds"])
         return super().execute(context)
 
-    def _left_to(self, next_run: datetime, context: Any) -> bool:
+    def _next_run_brings_later_days(self, next_run: datetime, context: Any) -> bool:
         """Whether the next day's run is queued or running with its gate still to run."""
         ti, dag_id = context["ti"], context["dag"].dag_id
         if not ti.get_dr_count(dag_id=dag_id, logical_dates=[next_run], states=PENDING_RUN_STATES):

@@ -94,7 +94,7 @@ class AirflowSettings:
     retry_exponential_backoff: float
     execution_timeout: timedelta
     pool: str | None  # the tasks that start no Spark application
-    spark_pool: str | None  # every Spark task: a one-slot pool (see spark_pools)
+    spark_pool: str | None  # every Spark task: a one-slot pool (see airflow_pools)
     stateful_stages: tuple[str, ...]
     conn_id: str
     application: str
