@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ DEFAULT_PROPERTIES: dict[str, str] = {
 }
 CONCURRENT_WRITE_ATTEMPTS = 5  # parallel ingest tasks commit to the same tables
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"  # the columns a file's min/max/null statistics cover
+PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")  # what delta-rs decodes in a local path
 
 
 class LakehouseError(RuntimeError):
@@ -428,13 +430,23 @@ class Lakehouse:
 
 def local_path(root: str) -> str:
     """A `file:` URI as the local path it names (Delta refuses to create a table at a `file:///`
-    location it also reads as a path); any other root as it is."""
-    if not root.startswith("file:"):
-        return root
-    parsed = urlsplit(root)
-    if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
-        raise LakehouseError(f"lakehouse root {root!r}: a file: URI names a path on this machine (file:///path)")
-    return unquote(parsed.path)
+    location it also reads as a path); any other root as it is. A local path holding a percent
+    escape (`%20`) is refused: delta-rs, which reads the tables' logs outside Spark, takes the
+    escape for the character it encodes and would read another folder."""
+    path = root
+    if root.startswith("file:"):
+        parsed = urlsplit(root)
+        if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
+            raise LakehouseError(f"lakehouse root {root!r}: a file: URI names a path on this machine (file:///path)")
+        path = unquote(parsed.path)
+    escape = PERCENT_ESCAPE.search(path)
+    if escape and "://" not in path:
+        raise LakehouseError(
+            f"lakehouse root {root!r}: the folder {path!r} holds {escape.group()!r}, which delta-rs (the run "
+            "log, the report, the exports' checks) reads as the character it encodes, so it would read another "
+            "folder: choose a folder name without a percent sign followed by two hex digits"
+        )
+    return path
 
 
 def check_schema_change(table: str, current: T.StructType, incoming: T.StructType) -> list[T.StructField]:

@@ -219,6 +219,7 @@ def _build(config: Config) -> Settings:
     )
     quality = attempt("quality.yaml", lambda: load_spec(conf / "quality.yaml", config.get("quality") or {}))
     airflow = attempt("airflow.yaml", lambda: _airflow(conf))
+    attempt("lakehouse.root", lambda: _lakehouse_root(config))
     if metrics is not None and scoring is not None and lifetime is not None:
         attempt("lakehouse.stats_columns", lambda: _stats_columns(config, metrics, scoring, lifetime))
 
@@ -282,6 +283,15 @@ def _airflow(conf: Path) -> AirflowSettings:
     airflow = AirflowSettings.load(conf)
     airflow.stage_groups(list(STAGES))  # the groups must cut the pipeline into contiguous runs
     return airflow
+
+
+def _lakehouse_root(config: Config) -> None:
+    from jobs.lakehouse import LakehouseError, local_path
+
+    try:
+        local_path(str(config.get("lakehouse.root")))
+    except LakehouseError as exc:
+        raise ConfigError(config.file_of("lakehouse.root"), "lakehouse.root", str(exc)) from exc
 
 
 def _load_templates(

@@ -221,6 +221,13 @@ def test_validate_reports_broken_quality_airflow_and_scoring_files(conf_copy):
     assert "quality.yaml: line 2, column 1: invalid YAML: duplicate key 'tables'" in text
 
 
+def test_a_lakehouse_root_delta_rs_would_misread_is_a_problem_naming_the_key():
+    config = load_config(env="local", environ={}, overrides={"lakehouse.root": "/data/lake%20house"})
+    (problem,) = config_problems(config)
+    assert problem.startswith(f"{config.file_of('lakehouse.root')}: lakehouse.root: ")
+    assert "holds '%20', which delta-rs" in problem
+
+
 def test_repository_configuration_has_no_problem():
     for env in ("local", "test"):
         assert config_problems(load_config(env=env, environ={})) == []

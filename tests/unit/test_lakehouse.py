@@ -9,11 +9,12 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 
-from jobs.lakehouse import Lakehouse, LakehouseError, SchemaChangeError
+from jobs.lakehouse import Lakehouse, LakehouseError, SchemaChangeError, local_path
 
 pytestmark = pytest.mark.unit
 
@@ -94,6 +95,22 @@ def test_a_file_uri_root_is_the_local_path_it_names(spark, tmp_path):
     assert lakehouse.tables() == ["t"]
     with pytest.raises(LakehouseError, match=r"file:///path"):
         Lakehouse(spark, "file://otherhost/lake")
+
+
+def test_delta_rs_reads_a_percent_escape_in_a_local_path_as_the_character_so_such_roots_are_refused(tmp_path):
+    write_deltalake(str(tmp_path / "lake house" / "t"), pa.table({"id": [1, 2]}))
+    write_deltalake(str(tmp_path / "plain" / "t"), pa.table({"id": [3]}))
+    (tmp_path / "plain").rename(tmp_path / "lake%20house")
+
+    def files(table: Path) -> list[str]:
+        return [uri.rsplit("/", 1)[1] for uri in DeltaTable(str(table)).file_uris()]
+
+    assert files(tmp_path / "lake%20house" / "t") == files(tmp_path / "lake house" / "t")  # the other's log
+    for root in (f"{tmp_path}/lake%20house", f"file://{tmp_path}/lake%2520house", "/data/%4a"):
+        with pytest.raises(LakehouseError, match=r"holds '%(20|4a)', which delta-rs .* reads as the character"):
+            local_path(root)
+    for root in ("/data/50%_off#1?x y", "s3://bucket/lake%20house", f"file://{tmp_path}/lake%20house"):
+        assert local_path(root) == (f"{tmp_path}/lake house" if root.startswith("file:") else root)
 
 
 def test_a_write_must_match_what_it_replaces(spark, lakehouse):
