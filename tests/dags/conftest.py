@@ -29,6 +29,20 @@ os.environ.update(
 )
 
 
+def edited_conf(tmp_path: Path, file: str, edit) -> Path:
+    """A copy of the repository's conf/ under `tmp_path` whose YAML `file` `edit` changed in place."""
+    import yaml
+
+    from jobs.config import DEFAULT_CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    data = yaml.safe_load((conf / file).read_text())
+    edit(data)
+    (conf / file).write_text(yaml.safe_dump(data))
+    return conf
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_home, ignore_errors=True)
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import copy
 import itertools
-import shutil
 from datetime import timedelta
 
 import pytest
-import yaml
 
-from jobs.config import DEFAULT_CONF_DIR, ConfigError
+from jobs.config import ConfigError
 from jobs.orchestration.dag_factory import build_nightly_dag
 from jobs.orchestration.settings import AirflowSettings, pipeline_config, source_shapes
 from jobs.pipeline import STAGES
 from jobs.tables import TABLES, tables_written_by
-from tests.dags.conftest import DAGS
+from tests.dags.conftest import DAGS, edited_conf
 
 pytestmark = pytest.mark.unit
 
@@ -185,13 +183,13 @@ def test_every_spark_task_of_both_dags_takes_the_one_slot_spark_pool(dagbag, dag
 
 
 def conf_with_pools(tmp_path, **pools):
-    conf = tmp_path / "conf"
-    shutil.copytree(DEFAULT_CONF_DIR, conf)
-    data = yaml.safe_load((conf / "airflow.yaml").read_text())
-    for key, value in pools.items():
-        data[key]["pool"] = value
-    (conf / "airflow.yaml").write_text(yaml.safe_dump(data))
-    return conf
+    """`pools`: the pool of an airflow.yaml block (`tasks`, `spark`)."""
+
+    def edit(data):
+        for block, pool in pools.items():
+            data[block]["pool"] = pool
+
+    return edited_conf(tmp_path, "airflow.yaml", edit)
 
 
 def test_without_a_spark_pool_spark_tasks_take_the_tasks_pool(tmp_path):

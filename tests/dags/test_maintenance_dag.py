@@ -3,27 +3,19 @@ of JDBC sources."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-import yaml
 
-from jobs.config import DEFAULT_CONF_DIR
 from jobs.orchestration.dag_factory import build_maintenance_dag, build_nightly_dag
 from jobs.orchestration.operators import ExtractSensor, JdbcReadySensor
 from jobs.orchestration.settings import AirflowSettings
 from jobs.spark import delta_package
+from tests.dags.conftest import edited_conf
 
 pytestmark = pytest.mark.unit
 
 
 def conf_with(tmp_path, **maintenance):
-    conf = tmp_path / "conf"
-    shutil.copytree(DEFAULT_CONF_DIR, conf)
-    base = yaml.safe_load((conf / "base.yaml").read_text())
-    base["lakehouse"]["maintenance"].update(maintenance)
-    (conf / "base.yaml").write_text(yaml.safe_dump(base))
-    return str(conf)
+    return str(edited_conf(tmp_path, "base.yaml", lambda base: base["lakehouse"]["maintenance"].update(maintenance)))
 
 
 def test_the_maintenance_dag_runs_gamify_maintain_weekly(dagbag):

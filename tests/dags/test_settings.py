@@ -11,6 +11,7 @@ import yaml
 
 from jobs.config import DEFAULT_CONF_DIR, ConfigError
 from jobs.orchestration.settings import AirflowSettings, pipeline_config, source_shapes
+from tests.dags.conftest import edited_conf
 
 pytestmark = pytest.mark.unit
 
@@ -27,11 +28,7 @@ def test_production_shape_parses_without_its_secrets(monkeypatch):
 
 
 def test_a_missing_sensor_policy_is_named(tmp_path):
-    conf = tmp_path / "conf"
-    shutil.copytree(DEFAULT_CONF_DIR, conf)
-    data = yaml.safe_load((conf / "airflow.yaml").read_text())
-    del data["sensors"]["monthly"]
-    (conf / "airflow.yaml").write_text(yaml.safe_dump(data))
+    conf = edited_conf(tmp_path, "airflow.yaml", lambda data: data["sensors"].pop("monthly"))
     with pytest.raises(ConfigError, match=r"airflow.yaml: sensors: .*missing \['monthly'\]"):
         AirflowSettings.load(conf)
 
