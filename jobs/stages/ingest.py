@@ -2,9 +2,10 @@
 subscriber_profile, with one pipeline_runs row per source.
 
 `run_ingest` reads each due source's extract (`prepare_source`: read, classify, cache, account,
-apply the shrink guard, drop records an earlier run already wrote), writes the sources of a run
-together (`write_sources`: one commit per table), falls back to one write per source when that
-fails, and records pipeline_runs. The transformations are jobs.ingest's.
+apply the shrink guard, drop records an earlier run already wrote), commits the CRM snapshot
+first (`write_profile`), writes the events and quarantine rows of every source of a run together
+(`write_sources`: one commit per table), falls back to one write per source when that fails, and
+records pipeline_runs. The transformations are jobs.ingest's.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class PreparedSource:
     counts: dict[str, Any]
     seconds: float
     cached: list[DataFrame]
+    profile_seconds: float = 0.0  # the snapshot's own commit, before the other sources are read
 
     @property
     def file_lines(self) -> int:
@@ -143,19 +145,24 @@ def prepare_source(
     return prepared
 
 
+def write_profile(lakehouse: Lakehouse, snapshot: PreparedSource, ctx: IngestContext) -> float:
+    """The run date's subscriber_profile from a snapshot source, replacing what it held. Returns
+    the seconds."""
+    started = time.monotonic()
+    lakehouse.write(
+        to_profile(snapshot.classified, snapshot.source, ctx),
+        SUBSCRIBER_PROFILE,
+        partition_by=["snapshot_date"],
+        replace_where={"snapshot_date": ctx.ds},
+    )
+    return time.monotonic() - started
+
+
 def write_sources(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: IngestContext) -> float:
-    """Events, quarantine and profile rows of every source in `batch`: one commit per table,
-    replacing exactly what these sources wrote for the run date before. Returns the seconds."""
+    """Events and quarantine rows of every source in `batch`: one commit per table, replacing
+    exactly what these sources wrote for the run date before. Returns the seconds."""
     started = time.monotonic()
     names = [p.source.name for p in batch]
-    profiles = [to_profile(p.classified, p.source, ctx) for p in batch if p.source.profile is not None]
-    if profiles:
-        lakehouse.write(
-            _union(profiles),
-            SUBSCRIBER_PROFILE,
-            partition_by=["snapshot_date"],
-            replace_where={"snapshot_date": ctx.ds},
-        )
     lakehouse.write(
         _union([to_events(p.classified, p.source, ctx) for p in batch]),
         EVENTS,
@@ -208,10 +215,11 @@ def run_ingest(
 ) -> list[SourceResult]:
     """Ingest every due, active source and record pipeline_runs.
 
-    CRM snapshot sources go first and are committed on their own (the others check subscribers
-    against today's snapshot); the other sources are read and accounted one by one, then
-    written together: one commit per table. Should that combined write fail, each source is
-    written alone, so a failure stays with the source that caused it.
+    The CRM snapshot source goes first and its subscriber_profile rows are committed at once
+    (the others check subscribers against today's snapshot); then every source is read and
+    accounted one by one, and the events and quarantine rows of all of them are written
+    together: one commit per table. Should that combined write fail, each source is written
+    alone, so a failure stays with the source that caused it.
 
     The sources come compiled and checked (jobs.settings: a configuration problem stops the run
     before any stage). Whatever goes wrong with one source (its files, Spark) is recorded for
@@ -240,13 +248,13 @@ def run_ingest(
                 if source.check_known_subscriber and known is None:
                     known = known_subscribers(lakehouse, ctx.ds, subscriber_lookback_days).cache()
                 ready = prepare_source(lakehouse, source, ctx, raw_root, known, guard, previous.get(source.name), rerun)
-                if source.profile is None:
-                    prepared.append(ready)
-                    continue
-                try:  # a snapshot source is committed now: the next sources check against it
-                    results[source.name] = ready.result(ready.seconds + write_sources(lakehouse, [ready], ctx))
-                finally:
-                    ready.release()
+                if source.profile is not None:  # the snapshot now: the next sources check against it
+                    try:
+                        ready.profile_seconds = write_profile(lakehouse, ready, ctx)
+                    except BaseException:
+                        ready.release()
+                        raise
+                prepared.append(ready)  # events and quarantine rows: with the other sources'
             except Exception as exc:  # one source never stops the others
                 results[source.name] = source_failure(source, exc, time.monotonic() - started)
                 if isinstance(exc, NoUsableFile):
@@ -270,15 +278,15 @@ def _write_batch(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: Ing
         return {}
     try:
         seconds = write_sources(lakehouse, batch, ctx)
-        return {p.source.name: p.result(p.seconds + seconds) for p in batch}
+        return {p.source.name: p.result(p.seconds + p.profile_seconds + seconds) for p in batch}
     except Exception as exc:
         log.warning("combined write of %d sources failed (%s): writing each source alone", len(batch), exc)
     results = {}
     for p in batch:
         try:
-            results[p.source.name] = p.result(p.seconds + write_sources(lakehouse, [p], ctx))
+            results[p.source.name] = p.result(p.seconds + p.profile_seconds + write_sources(lakehouse, [p], ctx))
         except Exception as exc:
-            results[p.source.name] = source_failure(p.source, exc, p.seconds)
+            results[p.source.name] = source_failure(p.source, exc, p.seconds + p.profile_seconds)
     return results
 
 

@@ -96,11 +96,11 @@ def test_rerunning_a_day_gives_identical_tables(pipeline, tmp_path):
     before = {t: _content(night, t) for t in tables}
     versions = {t: night.lakehouse.version(t) for t in tables}
     night.run(date(2025, 3, 2), stages=["ingest"])
-    written = {
-        t: {(h["user_metadata"]["ds"], h["user_metadata"]["stage"]) for h in _commits_after(night, t, versions[t])}
-        for t in tables
-    }
+    commits = {t: _commits_after(night, t, versions[t]) for t in tables}
+    written = {t: {(h["user_metadata"]["ds"], h["user_metadata"]["stage"]) for h in commits[t]} for t in tables}
     assert written == {t: {("2025-03-02", "ingest")} for t in tables}  # it did write, that day only
+    # the CRM snapshot first, then every source's events and quarantine rows together
+    assert {t: len(commits[t]) for t in tables} == dict.fromkeys(tables, 1)
     assert {t: _content(night, t) for t in tables} == before
 
 
