@@ -81,6 +81,11 @@ class PreparedSource:
     profile_seconds: float = 0.0  # the snapshot's own commit, before the other sources are read
 
     @property
+    def seconds_before_write(self) -> float:
+        """Reading and accounting, plus the snapshot's own commit for a snapshot source."""
+        return self.seconds + self.profile_seconds
+
+    @property
     def file_lines(self) -> int:
         return sum(r.lines for r in self.extract.rejected_files)
 
@@ -278,15 +283,15 @@ def _write_batch(lakehouse: Lakehouse, batch: Sequence[PreparedSource], ctx: Ing
         return {}
     try:
         seconds = write_sources(lakehouse, batch, ctx)
-        return {p.source.name: p.result(p.seconds + p.profile_seconds + seconds) for p in batch}
+        return {p.source.name: p.result(p.seconds_before_write + seconds) for p in batch}
     except Exception as exc:
         log.warning("combined write of %d sources failed (%s): writing each source alone", len(batch), exc)
     results = {}
     for p in batch:
         try:
-            results[p.source.name] = p.result(p.seconds + p.profile_seconds + write_sources(lakehouse, [p], ctx))
+            results[p.source.name] = p.result(p.seconds_before_write + write_sources(lakehouse, [p], ctx))
         except Exception as exc:
-            results[p.source.name] = source_failure(p.source, exc, p.seconds + p.profile_seconds)
+            results[p.source.name] = source_failure(p.source, exc, p.seconds_before_write)
     return results
 
 
