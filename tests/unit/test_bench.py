@@ -5,12 +5,16 @@ fixed-cost profile's job accounting."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 
 from bench.bench_night import Night, copy_lakehouse, median_stages, peak_rss_mb, report_references, reset_peak_rss
 from bench.fixed_cost import covered_seconds, job_intervals
 from bench.reference_checks import Check
+from bench.write_cost import AS_CONFIGURED, TABLE, cycle, variants
+from jobs.config import load_config
+from jobs.pipeline import build_lakehouse
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +153,27 @@ def test_a_repeats_copy_shares_the_data_files_and_owns_its_delta_log(tmp_path):
     copied_commit.write_text("{}")  # what one copy's log does stays in that copy
     copied_data.unlink()  # VACUUM in the copy
     assert commit.read_text() == '{"commitInfo": {}}' and data.read_bytes() == b"rows"
+
+
+def test_write_cost_variants_are_the_configured_settings_then_one_per_setting():
+    assert variants([]) == {AS_CONFIGURED: {}}
+    assert variants(["spark.databricks.delta.stats.collect=false", " spark.sql.shuffle.partitions = 1 "]) == {
+        AS_CONFIGURED: {},
+        "spark.databricks.delta.stats.collect=false": {"spark.databricks.delta.stats.collect": "false"},
+        "spark.sql.shuffle.partitions=1": {"spark.sql.shuffle.partitions": "1"},
+    }
+    for wrong in ("spark.sql.shuffle.partitions", "=1", "spark.sql.shuffle.partitions="):
+        with pytest.raises(ValueError, match=f"--set '{wrong}': expected KEY=VALUE"):
+            variants([wrong])
+
+
+def test_a_write_cost_cycle_replaces_its_date_and_times_each_step(spark, tmp_path):
+    config = load_config(env="test", overrides={"lakehouse.root": str(tmp_path / "lakehouse")}, environ={})
+    lakehouse = build_lakehouse(spark, config)
+    day, other = date(2025, 1, 1), date(2025, 1, 2)
+    for ds, rows in ((day, 7), (other, 5), (day, 3)):
+        seconds = cycle(spark, lakehouse, ds, rows)
+        assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    counts = {r.ds: r["count"] for r in lakehouse.read(TABLE).groupBy("ds").count().collect()}
+    assert counts == {day: 3, other: 5}  # the second write of `day` replaced its 7 rows
+    assert lakehouse.version(TABLE) == 3  # the table's creation, then one commit per write
