@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant's setting")
     parser.add_argument("--env", default="test", help="configuration overlay (default: test)")
     args = parser.parse_args(argv)
+    for name in ("rows", "cycles", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     try:
         runs = variants(args.set)
     except ValueError as exc:
