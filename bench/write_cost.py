@@ -38,10 +38,10 @@ def variants(settings: Sequence[str]) -> dict[str, dict[str, str]]:
     """The settings as configured, then one variant per `KEY=VALUE`."""
     found: dict[str, dict[str, str]] = {AS_CONFIGURED: {}}
     for setting in settings:
-        key, sep, value = setting.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        key, sep, value = (part.strip() for part in setting.partition("="))
+        if not sep or not key or not value:
             raise ValueError(f"--set {setting!r}: expected KEY=VALUE, a Spark SQL setting and its value")
-        found[f"{key.strip()}={value.strip()}"] = {key.strip(): value.strip()}
+        found[f"{key}={value}"] = {key: value}
     return found
 
 

@@ -9,11 +9,18 @@ from datetime import date
 
 import pytest
 
-from bench.bench_night import Night, copy_lakehouse, median_stages, peak_rss_mb, report_references, reset_peak_rss
+from bench.bench_night import (
+    Night,
+    bench_config,
+    copy_lakehouse,
+    median_stages,
+    peak_rss_mb,
+    report_references,
+    reset_peak_rss,
+)
 from bench.fixed_cost import covered_seconds, job_intervals
 from bench.reference_checks import Check
 from bench.write_cost import AS_CONFIGURED, TABLE, cycle, variants
-from jobs.config import load_config
 from jobs.pipeline import build_lakehouse
 
 pytestmark = pytest.mark.unit
@@ -168,8 +175,7 @@ def test_write_cost_variants_are_the_configured_settings_then_one_per_setting():
 
 
 def test_a_write_cost_cycle_replaces_its_date_and_times_each_step(spark, tmp_path):
-    config = load_config(env="test", overrides={"lakehouse.root": str(tmp_path / "lakehouse")}, environ={})
-    lakehouse = build_lakehouse(spark, config)
+    lakehouse = build_lakehouse(spark, bench_config(tmp_path, "test", {}))  # the benchmark's own configuration
     day, other = date(2025, 1, 1), date(2025, 1, 2)
     for ds, rows in ((day, 7), (other, 5), (day, 3)):
         seconds = cycle(spark, lakehouse, ds, rows)
