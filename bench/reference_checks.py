@@ -204,22 +204,7 @@ def check_cdr_ingest(ref: Reference, config: Config, ds: date) -> Check:
         table.append(row)
         if not same:
             differing.append({**row, "spark_quantity": s_qty, "reference_quantity": r_qty})
-    event_query = """
-        with spark as (
-            select event_id, subscriber_id, event_subtype, event_date, round(quantity, 9) as quantity,
-                   attributes['cell_id'] as cell_id, attributes['roaming'] as roaming,
-                   attributes['counterpart_id'] as counterpart_id
-            from events where ingest_date = $ds and source = 'cdr'
-        ),
-        reference as (
-            select event_id, subscriber_id, event_subtype, event_date, round(quantity, 9) as quantity,
-                   attributes['cell_id'], attributes['roaming'], attributes['counterpart_id']
-            from cdr_reference where reject_reason is null
-        )
-        select (select count(*) from (from spark except all from reference)),
-               (select count(*) from (from reference except all from spark))
-    """
-    only_spark, only_reference = ref.rows(event_query, {"ds": ds})[0]
+    only_spark, only_reference = events_apart(ref, ds)
     check.details = {
         "files": len(files),
         "outcomes": table,
@@ -229,6 +214,26 @@ def check_cdr_ingest(ref: Reference, config: Config, ds: date) -> Check:
     }
     check.agree = bool(outcomes) and not differing and only_spark == 0 and only_reference == 0
     return check
+
+
+def events_apart(ref: Reference, ds: date) -> tuple[int, int]:
+    """Spark's CDR events of the ingest of `ds` (`events`) against the reference's accepted rows
+    (`cdr_reference`), field by field: how many are only in Spark and how many only in the
+    reference, copies counted. Each event is compared as a 64-bit hash of its compared fields,
+    so the multisets compared are of integers: an EXCEPT ALL of the rows themselves spilled
+    38 GB to disk at 1M subscribers (20 M events a side). A difference goes unseen only if the
+    two rows' hashes collide (about one chance in 2^64)."""
+    fields = """hash(event_id::varchar, subscriber_id::varchar, event_subtype::varchar, event_date::date,
+                     round(quantity::double, 9), attributes['cell_id']::varchar,
+                     attributes['roaming']::varchar, attributes['counterpart_id']::varchar)"""
+    query = f"""
+        with spark as (select {fields} as event from events where ingest_date = $ds and source = 'cdr'),
+        reference as (select {fields} as event from cdr_reference where reject_reason is null)
+        select (select count(*) from (from spark except all from reference)),
+               (select count(*) from (from reference except all from spark))
+    """
+    only_spark, only_reference = ref.rows(query, {"ds": ds})[0]
+    return int(only_spark), int(only_reference)
 
 
 def _uri(path: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import pyarrow as pa
 import pytest
 
 from bench.bench_night import (
@@ -19,7 +20,7 @@ from bench.bench_night import (
     reset_peak_rss,
 )
 from bench.fixed_cost import covered_seconds, job_intervals
-from bench.reference_checks import Check
+from bench.reference_checks import Check, Reference, events_apart
 from bench.write_cost import AS_CONFIGURED, TABLE, cycle, variants
 from jobs.pipeline import build_lakehouse
 
@@ -103,6 +104,55 @@ def test_a_reference_that_could_not_run_counts_no_seconds_and_leaves_the_median_
     (cdr,) = median_stages(runs)
     assert cdr["reference_seconds_runs"] == [10.0, 12.0] and cdr["reference_seconds"] == 11.0
     assert cdr["ratio"] == round(26.0 / 11.0, 2) and cdr["agree"] is False
+
+
+def _cdr_events(rows: list[tuple], extra: dict | None = None) -> pa.Table:
+    """CDR events as the comparison reads them: id, subscriber, subtype, date, quantity, attributes."""
+    names = ["event_id", "subscriber_id", "event_subtype", "event_date", "quantity", "attributes"]
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    types = [pa.string(), pa.string(), pa.string(), pa.date32(), pa.float64(), pa.map_(pa.string(), pa.string())]
+    table = pa.table({name: pa.array(columns[name], type) for name, type in zip(names, types, strict=True)})
+    for name, values in (extra or {}).items():
+        table = table.append_column(name, pa.array(values))
+    return table
+
+
+def test_events_apart_counts_each_sides_events_the_other_lacks_copies_included(tmp_path):
+    ds = date(2025, 3, 2)
+    cell = {"cell_id": "C1", "roaming": "N", "counterpart_id": "p9"}
+    events = [
+        ("e1", "s1", "voice_out", ds, 0.1 + 0.2, cell),  # 0.30000000000000004: equal to 0.3 within 9 decimals
+        ("e2", "s1", "sms_out", ds, 1.0, {"cell_id": "C1", "roaming": "N"}),
+        ("e3", "s2", "data_session", ds, 2.5, {"cell_id": "C2", "roaming": "N"}),
+    ]
+    reference = [("e1", "s1", "voice_out", ds, 0.3, cell), events[1], events[2]]
+    ref = Reference(tmp_path)
+    try:
+
+        def apart(spark_rows: list[tuple], reference_rows: list[tuple]) -> tuple[int, int]:
+            n, m = len(spark_rows), len(reference_rows)
+            # rows the comparison leaves out: another source's, another ingest's, the reference's rejects
+            spark_rows += [("x1", "s1", "topup", ds, 5.0, {}), ("x2", "s1", "voice_out", ds, 1.0, {})]
+            spark = _cdr_events(
+                spark_rows,
+                {"ingest_date": [ds] * n + [ds, date(2025, 3, 1)], "source": ["cdr"] * n + ["billing", "cdr"]},
+            )
+            reference_rows += [(None, "s3", None, None, None, None)]
+            reference_table = _cdr_events(reference_rows, {"reject_reason": [None] * m + ["invalid_msisdn"]})
+            ref.con.register("events", spark)
+            ref.con.register("reference_rows", reference_table)
+            ref.con.execute("create or replace temp table cdr_reference as from reference_rows")
+            return events_apart(ref, ds)
+
+        assert apart(list(events), list(reference)) == (0, 0)
+        moved = [*events[:2], ("e3", "s2", "data_session", ds, 2.5, {"cell_id": "C3", "roaming": "N"})]
+        assert apart(moved, list(reference)) == (1, 1)  # one attribute differs: one event each side
+        assert apart([*events, events[1]], list(reference)) == (1, 0)  # a copy in Spark's events
+        assert apart(list(events[:2]), list(reference)) == (0, 1)  # an event Spark lacks
+        late = [*events[:2], ("e3", "s2", "data_session", date(2025, 3, 1), 2.5, events[2][5])]
+        assert apart(late, list(reference)) == (1, 1)  # another event date
+    finally:
+        ref.close()
 
 
 def test_job_seconds_count_overlapping_jobs_once():
