@@ -132,25 +132,25 @@ def test_events_apart_counts_each_sides_events_the_other_lacks_copies_included(t
         def apart(spark_rows: list[tuple], reference_rows: list[tuple]) -> tuple[int, int]:
             n, m = len(spark_rows), len(reference_rows)
             # rows the comparison leaves out: another source's, another ingest's, the reference's rejects
-            spark_rows += [("x1", "s1", "topup", ds, 5.0, {}), ("x2", "s1", "voice_out", ds, 1.0, {})]
+            spark_rows = [*spark_rows, ("x1", "s1", "topup", ds, 5.0, {}), ("x2", "s1", "voice_out", ds, 1.0, {})]
             spark = _cdr_events(
                 spark_rows,
                 {"ingest_date": [ds] * n + [ds, date(2025, 3, 1)], "source": ["cdr"] * n + ["billing", "cdr"]},
             )
-            reference_rows += [(None, "s3", None, None, None, None)]
+            reference_rows = [*reference_rows, (None, "s3", None, None, None, None)]
             reference_table = _cdr_events(reference_rows, {"reject_reason": [None] * m + ["invalid_msisdn"]})
             ref.con.register("events", spark)
             ref.con.register("reference_rows", reference_table)
             ref.con.execute("create or replace temp table cdr_reference as from reference_rows")
             return events_apart(ref, ds)
 
-        assert apart(list(events), list(reference)) == (0, 0)
+        assert apart(events, reference) == (0, 0)
         moved = [*events[:2], ("e3", "s2", "data_session", ds, 2.5, {"cell_id": "C3", "roaming": "N"})]
-        assert apart(moved, list(reference)) == (1, 1)  # one attribute differs: one event each side
-        assert apart([*events, events[1]], list(reference)) == (1, 0)  # a copy in Spark's events
-        assert apart(list(events[:2]), list(reference)) == (0, 1)  # an event Spark lacks
+        assert apart(moved, reference) == (1, 1)  # one attribute differs: one event each side
+        assert apart([*events, events[1]], reference) == (1, 0)  # a copy in Spark's events
+        assert apart(events[:2], reference) == (0, 1)  # an event Spark lacks
         late = [*events[:2], ("e3", "s2", "data_session", date(2025, 3, 1), 2.5, events[2][5])]
-        assert apart(late, list(reference)) == (1, 1)  # another event date
+        assert apart(late, reference) == (1, 1)  # another event date
     finally:
         ref.close()
 
