@@ -10,13 +10,13 @@ linear in the length of the text. What lives where:
 - ``parser``: tokenizer and parser, the grammar and its limits (``parse``, ``MAX_DEPTH``);
 - ``inspection``: walking a tree, the names it reads, ``check_names``;
 - ``typecheck``: value types, type inference, ``subject_types`` and ``validate``;
-- ``compile``: the Spark column of a tree (``compile_node``, ``compile_expression``, ``shown_values``);
+- ``compile``: the Spark column of a tree (``compile_node``, ``compile_expression``, ``name_column``, ``shown_values``);
 - ``text``: canonical text of a tree (``to_text``).
 """
 
 from __future__ import annotations
 
-from jobs.expressions.compile import compile_expression, compile_node, shown_values
+from jobs.expressions.compile import compile_expression, compile_node, name_column, shown_values
 from jobs.expressions.errors import ExpressionError
 from jobs.expressions.inspection import check_names, names
 from jobs.expressions.nodes import Binary, BoolOp, Compare, InList, IsNull, Literal, Name, Node, Unary
@@ -43,6 +43,7 @@ __all__ = [
     "check_names",
     "compile_expression",
     "compile_node",
+    "name_column",
     "names",
     "parse",
     "shown_values",

@@ -1,10 +1,13 @@
 """Compiling a checked rule to a Spark ``Column`` built only from pyspark functions and
 operators (never ``eval``, ``F.expr`` or SQL text), with null instead of an error on overflow
-or division by zero, plus the ``name=value`` columns that show why a rule fired."""
+or division by zero, plus the ``name=value`` columns that show why a rule fired. Integer
+arithmetic is 64-bit: integer literals are ``long``, and ``name_column`` widens a narrower
+integer column."""
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 
 from pyspark.sql import Column
@@ -12,9 +15,10 @@ from pyspark.sql import functions as F
 
 from jobs.expressions.inspection import names
 from jobs.expressions.nodes import COMPARE_OPS, Binary, BoolOp, Compare, InList, IsNull, Literal, Name, Node, Unary
-from jobs.expressions.typecheck import validate
+from jobs.expressions.typecheck import type_text, validate
 from jobs.frames import ColumnMemo
 
+_NARROW_INTEGER = re.compile(r"^(byte|tinyint|short|smallint|int|integer)$")
 _BinaryFn = Callable[[Column, Column], Column]
 # try_divide / try_mod give null instead of an ANSI division-by-zero error
 # try_add / try_subtract / try_multiply give null instead of an ANSI overflow error
@@ -37,6 +41,8 @@ _COMPARISONS: dict[str, _BinaryFn] = dict(
 def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
     """Build the Spark column for ``node``; ``resolve`` maps a name to its column."""
     match node:
+        case Literal(value=int() as value) if not isinstance(value, bool):
+            return F.lit(value).cast("long")  # 2 * 1500000000 is 3000000000, not an int overflow
         case Literal(value=value):
             return F.lit(value)
         case Name(name=name):
@@ -59,6 +65,13 @@ def compile_node(node: Node, resolve: Callable[[str], Column]) -> Column:
             a, b = compile_node(left, resolve), compile_node(right, resolve)
             return a & b if op == "and" else a | b
     raise TypeError(f"not an expression node: {node!r}")
+
+
+def name_column(name: str, type_name: object) -> Column:
+    """The column a rule reads for `name` of contract or Spark type `type_name`: an integer
+    narrower than 64 bits is widened, so `dropped_calls * 1000000` overflows (to null) past
+    2^63 rather than 2^31."""
+    return F.col(name).cast("long") if _NARROW_INTEGER.match(type_text(type_name)) else F.col(name)
 
 
 def shown_values(

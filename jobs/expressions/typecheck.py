@@ -35,10 +35,15 @@ _TEMPORAL = (DATE, TIMESTAMP)
 _ISO_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$")
 
 
+def type_text(type_name: object) -> str:
+    """A contract/Spark type (a name like 'long' or a DataType) as its lower-case name."""
+    simple = getattr(type_name, "simpleString", None)
+    return (simple() if callable(simple) else str(type_name)).strip().lower()
+
+
 def value_type(type_name: object) -> str:
     """The expression type of a contract/Spark type (a name like 'long' or a DataType)."""
-    simple = getattr(type_name, "simpleString", None)
-    name = (simple() if callable(simple) else str(type_name)).strip().lower()
+    name = type_text(type_name)
     if _NUMERIC_TYPES.match(name):
         return NUMBER
     return {"string": STRING, "boolean": BOOLEAN, "date": DATE, "timestamp": TIMESTAMP}.get(name, ANY)

@@ -61,7 +61,9 @@ def _known_column(path: str, source: Source, where: str) -> str:
 
 def expression_names(source: Source, ctx: IngestContext) -> dict[str, Column]:
     """Column of every name a source's rules may use: its non-PII contract columns and `ds`."""
-    names = {name: F.col(name) for name, column in source.columns.items() if not column.pii}
+    names = {
+        name: expressions.name_column(name, column.type) for name, column in source.columns.items() if not column.pii
+    }
     names["ds"] = F.lit(ctx.ds)
     return names
 

@@ -28,7 +28,12 @@ def with_orphans(
     joined = child.join(keys, child[column] == keys["_parent_key"], "left")
     applies = F.lit(True)
     if where:
-        applies = F.coalesce(expressions.compile_expression(where, child.columns), F.lit(False))
+        applies = F.coalesce(
+            expressions.compile_expression(
+                where, {f.name: expressions.name_column(f.name, f.dataType) for f in child.schema}
+            ),
+            F.lit(False),
+        )
     orphan = applies & F.col(column).isNotNull() & F.col("_parent_key").isNull()
     return joined.withColumn(f"_orphan_{column}", F.when(orphan, F.col(column))).drop("_parent_key")
 

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -25,6 +26,7 @@ from jobs.expressions import (
     Unary,
     check_names,
     compile_expression,
+    name_column,
     names,
     parse,
     shown_values,
@@ -421,6 +423,10 @@ def _evaluate(frame: DataFrame, text: str, allowed: object = ("a", "b", "x", "y"
         ("a > 1 AND x IN ['c']", [False, False, T, N]),
         ("true and not false", [T, T, T, T]),
         ("null is null", [T, T, T, T]),
+        # integer literals are 64-bit: 2 * 1500000000 is no int overflow, nor is b * 1500000000
+        ("2 * 1500000000 == 3000000000", [T, T, T, T]),
+        ("b * 1500000000", [1500000000, 6000000000, 0, 7500000000]),
+        ("9223372036854775807 + a", [N, N, N, N]),  # past 2^63: null, not an error
     ],
 )
 def test_compiled_values(frame: DataFrame, text: str, expected: list[object]) -> None:
@@ -451,6 +457,24 @@ def test_shown_values_are_built_once_per_name_and_column(frame: DataFrame) -> No
         ("a=2, y=1.5", "a=4"),
         ("a=3, y=-2.0", "a=6"),
         ("a=null, y=0.0", "a=null"),
+    ]
+
+
+@pytest.mark.unit
+def test_name_columns_widen_narrow_integers_only(spark: SparkSession) -> None:
+    row = (70000, 70000, Decimal("70000"), 1.5, "7")
+    df = spark.createDataFrame([row], "i int, l long, d decimal(12,2), y double, s string")
+    names = {f.name: name_column(f.name, f.dataType) for f in df.schema} | {"c": name_column("i", "integer")}
+    product = compile_expression("i * c", names)
+    typed = df.select(product.alias("p"), *[names[n].alias(n) for n in ("i", "l", "d", "y", "s")])
+    assert typed.first() == (4900000000, 70000, 70000, Decimal("70000.00"), 1.5, "7")
+    assert [f.dataType.simpleString() for f in typed.schema] == [
+        "bigint",
+        "bigint",
+        "bigint",
+        "decimal(12,2)",
+        "double",
+        "string",
     ]
 
 

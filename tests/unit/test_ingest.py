@@ -236,6 +236,41 @@ def test_crm_snapshot_feeds_profile_even_without_events(spark):
     assert [r.event_subtype for r in to_events(classified, crm, CTX).collect()] == ["activation"]
 
 
+def test_rules_on_int_counters_compute_in_64_bits(spark):
+    """A product of two `int` contract columns past 2^31 is a number, not an overflow to null
+    that would fail the check and quarantine a good row."""
+    network = Source.from_config(
+        {
+            "name": "network_kpis",
+            "kind": "network",
+            "format": "csv",
+            "sync_frequency": "daily",
+            "connection": {"path": "x/{ds}"},
+            "contract": {"msisdn": "string", "day": "date", "call_attempts": "int", "dropped_calls": "int"},
+            "natural_key": ["msisdn", "day"],
+            "subscriber": {"column": "msisdn"},
+            "event_time": {"column": "day"},
+            "check_known_subscriber": False,
+            "checks": [{"rule": "dropped_calls * call_attempts < 9000000000", "reason": "implausible_counters"}],
+            "mappings": [
+                {"event_type": "network", "event_subtype": "calls", "quantity": {"expr": "call_attempts * 100000"}}
+            ],
+        }
+    )
+    df = spark.createDataFrame(
+        [
+            ("+33600000001", "2025-03-01", "100000", "50000", None),  # 5e9: accepted
+            ("+33600000002", "2025-03-01", "100000", "90000", None),  # 9e9: fails the check
+        ],
+        f"msisdn string, day string, call_attempts string, dropped_calls string, {CORRUPT} string",
+    ).withColumn(SOURCE_FILE, F.lit("kpi.csv"))
+    classified = classify(conform(df, network), network, CTX, None)
+    outcome = {r.subscriber_id: r.reject_reason for r in classified.collect()}
+    one, two = (pseudonymise_py(f"+3360000000{i}", KEY, "33") for i in (1, 2))
+    assert outcome == {one: None, two: "implausible_counters"}
+    assert [r.quantity for r in to_events(classified, network, CTX).collect()] == [1e10]
+
+
 # -- file screening ---------------------------------------------------------------------------
 
 HEADER_AND_TWO = "record_id,msisdn\n1,0612345678\n2,0612345679\n"
