@@ -31,15 +31,18 @@ def _note(suite: str, table: str, expectation: str, severity: str, status: str, 
     return Outcome(suite, table, expectation, kw.pop("column", None), severity, status, observed, **kw)
 
 
-def read_day(ctx: RunContext, spec: TableSpec, ds: date) -> DataFrame:
+def read_day(ctx: RunContext, spec: TableSpec, ds: date, version: int | None = None) -> DataFrame:
     """The rows of `spec.name` whose date column is `ds`, reading only the partitions that can hold
-    them: [ds - lookback_days, ds] when partitioned by another date (default: the ingest lateness)."""
+    them: [ds - lookback_days, ds] when partitioned by another date (default: the ingest lateness).
+    With `version`, as of that Delta version: every later read of the frame sees the same rows."""
     low = ds
     if spec.partition_column != spec.date_column:
         lookback = spec.lookback_days
         low = ds - timedelta(days=ctx.settings.ingest.max_lateness_days if lookback is None else lookback)
     partitions = [(spec.partition_column, ">=", low), (spec.partition_column, "<=", ds)]
-    df = ctx.lakehouse.read(spec.name, partitions=partitions).filter(F.col(spec.date_column) == F.lit(ds))
+    df = ctx.lakehouse.read(spec.name, version=version, partitions=partitions).filter(
+        F.col(spec.date_column) == F.lit(ds)
+    )
     if spec.name == PIPELINE_RUNS:
         # rows of the gate itself and of the stages after it (exports), left by an earlier run of
         # the date, are not its input: a rerun must validate exactly what the first run did
@@ -78,9 +81,9 @@ def plan_table(ctx: RunContext, spec: QualitySpec, table: TableSpec) -> SuitePla
         else:
             note("expect_table_to_exist", "critical", "failed", "table is absent")
         return plan
-    plan.table_version = ctx.lakehouse.version(table.name)  # before the read: a later write is newer
+    plan.table_version = ctx.lakehouse.version(table.name)  # the batch is read as of it
     try:
-        batch = read_day(ctx, table, ctx.ds)
+        batch = read_day(ctx, table, ctx.ds, version=plan.table_version)  # GX reads it twice: one snapshot
     except AnalysisException as exc:
         note("expect_column_to_exist", "critical", "failed", _first_line(exc), column=table.date_column)
         return plan

@@ -1,6 +1,5 @@
 """Running planned suites through Great Expectations: the ephemeral GX context (keeping
-validation results in the date's Data Docs site), one Checkpoint per suite over its persisted
-batch with samples of the unexpected values of failed expectations, and `observed_text`, the
+validation results in the date's Data Docs site), one Checkpoint per suite over its batch with samples of the unexpected values of failed expectations, and `observed_text`, the
 readable account of a result that quality_results stores.
 
 `register` adds a suite to the context over a data source of its own (GX keeps the loaded batch
@@ -16,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pyspark import StorageLevel
 
 from jobs.context import RunContext
 from jobs.quality.expectations import import_gx
@@ -85,7 +82,7 @@ def register(context: Any, plan: SuitePlan) -> RegisteredSuite:
     for i, planned in enumerate(plan.planned):
         planned.expectation.meta = {**(planned.expectation.meta or {}), "quality_id": i}
         expectations.append(planned.expectation)
-    source = context.data_sources.add_spark(plan.name, persist=False)  # validate() persists the batch itself
+    source = context.data_sources.add_spark(plan.name, persist=False)  # see validate(): batches are not cached
     batch_definition = source.add_dataframe_asset(name=plan.name).add_batch_definition_whole_dataframe(plan.name)
     suite = context.suites.add(gx.ExpectationSuite(name=plan.name, expectations=expectations))
     definition = context.validation_definitions.add(
@@ -102,33 +99,31 @@ def register(context: Any, plan: SuitePlan) -> RegisteredSuite:
 
 
 def validate(registered: RegisteredSuite, run_id: Any, sample_size: int) -> list[Outcome]:
-    """Run one registered suite's Checkpoint over its persisted batch; one outcome per expectation.
+    """Run one registered suite's Checkpoint over its batch; one outcome per expectation.
 
     The checkpoint counts unexpected rows only; expectations that failed are validated again
-    for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job."""
+    for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job.
+    The batch is not cached: GX reads it in two bundled aggregations, the row count (which
+    reads no column of a file) and then every expectation's counts, so a cache would cost a
+    full pass of its own to save a nearly free one."""
     plan, batch_definition = registered.plan, registered.batch_definition
-    batch = plan.batch.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        run = registered.checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
-        results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
-        floored = {
-            i
-            for i, r in results.items()
-            if not r.success
-            and passes_below_floor(r.result, r.expectation_config.kwargs.get("mostly"), plan.planned[i].min_rows)
-        }
-        failed = [
-            i for i, r in results.items() if not r.success and r.result.get("unexpected_count") and i not in floored
-        ]
-        samples = {}
-        if failed and sample_size:
-            gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": batch})
-            result_format = {"result_format": "BASIC", "partial_unexpected_count": sample_size}
-            for i in failed:
-                again = gx_batch.validate(results[i].expectation_config.to_domain_obj(), result_format=result_format)
-                samples[i] = again.result.get("partial_unexpected_list") or []
-    finally:
-        batch.unpersist()
+    batch = plan.batch
+    run = registered.checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
+    results = {r.expectation_config.meta["quality_id"]: r for v in run.run_results.values() for r in v.results}
+    floored = {
+        i
+        for i, r in results.items()
+        if not r.success
+        and passes_below_floor(r.result, r.expectation_config.kwargs.get("mostly"), plan.planned[i].min_rows)
+    }
+    failed = [i for i, r in results.items() if not r.success and r.result.get("unexpected_count") and i not in floored]
+    samples = {}
+    if failed and sample_size:
+        gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": batch})
+        result_format = {"result_format": "BASIC", "partial_unexpected_count": sample_size}
+        for i in failed:
+            again = gx_batch.validate(results[i].expectation_config.to_domain_obj(), result_format=result_format)
+            samples[i] = again.result.get("partial_unexpected_list") or []
     outcomes = []
     for i in sorted(results):
         r, template = results[i], plan.planned[i].outcome

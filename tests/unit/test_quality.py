@@ -24,6 +24,7 @@ from jobs.quality import (
     with_orphans,
     with_reject_rates,
 )
+from jobs.quality.plan import plan_table
 from jobs.sources import Source, conform
 from jobs.stages.quality import run as run_quality
 from jobs.tables import PIPELINE_RUNS, schema_of
@@ -412,6 +413,23 @@ def test_the_pipeline_runs_suite_ignores_rows_of_the_gate_and_later_stages_so_re
     )
     rows = read_day(ctx, TableSpec(PIPELINE_RUNS, "run_ds", "run_ds"), D2).collect()
     assert sorted(r.stage for r in rows) == ["ingest", "scores"]
+
+
+def test_a_table_batch_is_read_as_of_the_version_its_results_record(spark, tmp_path):
+    """GX reads a batch more than once and caches nothing: a write after planning changes
+    neither what the suite validates nor the version quality_results records."""
+    ctx = context(spark, tmp_path, D2)
+    write_tables(spark, ctx.lakehouse, {D2: {"behavior_scores": good_day(D2, 10)["behavior_scores"]}})
+    planned = ctx.lakehouse.version("behavior_scores")
+    plan = plan_table(ctx, ctx.settings.quality, ctx.settings.quality.tables["behavior_scores"])
+    out_of_range = [("s0", 101.0, *[50.0] * 4, D2)]
+    write_tables(spark, ctx.lakehouse, {D2: {"behavior_scores": out_of_range}})  # replaces the day's rows
+
+    assert plan.table_version == planned < ctx.lakehouse.version("behavior_scores")
+    assert plan.batch.count() == 10
+    assert plan.batch.agg(F.max("engagement")).first()[0] == 50.0
+    latest = read_day(ctx, ctx.settings.quality.tables["behavior_scores"], D2).collect()
+    assert [(r.subscriber_id, r.engagement) for r in latest] == [("s0", 101.0)]
 
 
 # -- small batches and suites validated after the gate ------------------------------------------
