@@ -83,7 +83,7 @@ def plan_table(ctx: RunContext, spec: QualitySpec, table: TableSpec) -> SuitePla
         return plan
     plan.table_version = ctx.lakehouse.version(table.name)  # the batch is read as of it
     try:
-        batch = read_day(ctx, table, ctx.ds, version=plan.table_version)  # GX reads it twice: one snapshot
+        batch = read_day(ctx, table, ctx.ds, version=plan.table_version)  # GX reads it more than once
     except AnalysisException as exc:
         note("expect_column_to_exist", "critical", "failed", _first_line(exc), column=table.date_column)
         return plan

@@ -103,9 +103,9 @@ def validate(registered: RegisteredSuite, run_id: Any, sample_size: int) -> list
 
     The checkpoint counts unexpected rows only; expectations that failed are validated again
     for up to `sample_size` unexpected values, so a passing suite costs no extra Spark job.
-    The batch is not cached: GX reads it in two bundled aggregations, the row count (which
-    reads no column of a file) and then every expectation's counts, so a cache would cost a
-    full pass of its own to save a nearly free one."""
+    The batch is not cached: GX reads it in bundled aggregations, first the row count (which
+    reads no column of a file), then the counts of every expectation (a `unique` check adds a
+    window), so a cache would cost a full pass of its own to save a nearly free one."""
     plan, batch_definition = registered.plan, registered.batch_definition
     batch = plan.batch
     run = registered.checkpoint.run(batch_parameters={"dataframe": batch}, run_id=run_id)
