@@ -124,7 +124,7 @@ def jvm_peak_rss_mb(pid: int | None) -> float | None:
 class TableTraffic:
     """Rows the stages read and wrote, recorded around Lakehouse.read / Lakehouse.write."""
 
-    reads: list[tuple[str, tuple[tuple[str, str, Any], ...]]] = field(default_factory=list)
+    reads: list[tuple[str, tuple[tuple[str, str, Any], ...], int | None]] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
     _writing: int = 0
 
@@ -133,10 +133,13 @@ class TableTraffic:
         self.written.clear()
 
     def rows_in(self, root: str) -> int:
-        total = 0
-        for table, partitions in dict.fromkeys(self.reads):
-            total += partition_rows(f"{root}/{table}", partitions) or 0
-        return total
+        """Rows of the partitions read, each table's partitions once (as of the first read's version)."""
+        first: dict[tuple[str, tuple[tuple[str, str, Any], ...]], int | None] = {}
+        for table, partitions, as_of in self.reads:
+            first.setdefault((table, partitions), as_of)
+        return sum(
+            partition_rows(f"{root}/{table}", partitions, as_of) or 0 for (table, partitions), as_of in first.items()
+        )
 
     @property
     def rows_out(self) -> int:
@@ -149,8 +152,9 @@ def instrument(lakehouse: Lakehouse, traffic: TableTraffic) -> None:
     read, write = lakehouse.read, lakehouse.write
 
     def recording_read(table: str, **kwargs: Any) -> Any:
-        if not traffic._writing and table != PIPELINE_RUNS and kwargs.get("version") is None:
-            traffic.reads.append((table, tuple(tuple(p) for p in kwargs.get("partitions") or ())))
+        if not traffic._writing and table != PIPELINE_RUNS:
+            partitions = tuple(tuple(p) for p in kwargs.get("partitions") or ())
+            traffic.reads.append((table, partitions, kwargs.get("version")))
         return read(table, **kwargs)
 
     def recording_write(df: Any, table: str, **kwargs: Any) -> Any:
@@ -177,12 +181,13 @@ _COMPARE = {
 }
 
 
-def partition_rows(uri: str, partitions: Sequence[tuple[str, str, Any]]) -> int | None:
-    """Rows of a Delta table's files in the given partitions, from the log's file statistics."""
+def partition_rows(uri: str, partitions: Sequence[tuple[str, str, Any]], as_of: int | None = None) -> int | None:
+    """Rows of a Delta table's files in the given partitions (as of version `as_of`, default the
+    latest), from the log's file statistics."""
     import pyarrow.compute as pc
 
     try:
-        dataset = DeltaTable(uri).to_pyarrow_dataset()
+        dataset = DeltaTable(uri, version=as_of).to_pyarrow_dataset()
     except Exception:
         return None
     expression = None

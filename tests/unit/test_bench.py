@@ -9,9 +9,11 @@ from datetime import date
 
 import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 
 from bench.bench_night import (
     Night,
+    TableTraffic,
     bench_config,
     copy_lakehouse,
     median_stages,
@@ -233,3 +235,19 @@ def test_a_write_cost_cycle_replaces_its_date_and_times_each_step(spark, tmp_pat
     counts = {r.ds: r["count"] for r in lakehouse.read(TABLE).groupBy("ds").count().collect()}
     assert counts == {day: 3, other: 5}  # the second write of `day` replaced its 7 rows
     assert lakehouse.version(TABLE) == 3  # the table's creation, then one commit per write
+
+
+def test_rows_in_counts_each_partition_once_as_of_the_version_read(tmp_path):
+    """A stage's rows in: a partition read twice counts once, a read pinned to a version counts
+    that version's rows, and the same read unpinned the latest rows."""
+    uri = str(tmp_path / "t")
+    days = pa.table({"day": [date(2025, 3, 1)] * 3 + [date(2025, 3, 2)] * 2, "n": [1, 2, 3, 4, 5]})
+    write_deltalake(uri, days, partition_by=["day"])  # version 0
+    write_deltalake(uri, days.slice(0, 1), partition_by=["day"], mode="append")  # version 1: 4 rows on 03-01
+    first = (("day", "=", "2025-03-01"),)
+
+    pinned = TableTraffic(reads=[("t", first, 0), ("t", first, None), ("t", (("day", "=", "2025-03-02"),), None)])
+    latest = TableTraffic(reads=[("t", first, None), ("t", first, 0)])
+
+    assert pinned.rows_in(str(tmp_path)) == 3 + 2
+    assert latest.rows_in(str(tmp_path)) == 4
