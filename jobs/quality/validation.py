@@ -1,6 +1,7 @@
 """Running planned suites through Great Expectations: the ephemeral GX context (keeping
-validation results in the date's Data Docs site), one Checkpoint per suite over its batch with samples of the unexpected values of failed expectations, and `observed_text`, the
-readable account of a result that quality_results stores.
+validation results in the date's Data Docs site), one Checkpoint per suite over its batch with
+samples of the unexpected values of failed expectations, and `observed_text`, the readable
+account of a result that quality_results stores.
 
 `register` adds a suite to the context over a data source of its own (GX keeps the loaded batch
 in its data source's execution engine), so registered suites can be validated in parallel threads:
