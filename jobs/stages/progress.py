@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from jobs.context import RunContext
@@ -34,14 +33,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     # completions recorded so far, materialised before this date's rows are replaced
     recorded = prior_completions(earlier, ds).localCheckpoint()
-    rows = track(assignments, activity_rows, recorded, metrics, ds, settings.settle_days).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
-    try:  # written, then counted per status, from one computation
-        result = lakehouse.write(
-            rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds}
-        )
-        counts = {r.status: r.n for r in rows.groupBy("status").agg(F.count("*").alias("n")).collect()}  # <= 4 rows
-    finally:
-        rows.unpersist()
+    rows = track(assignments, activity_rows, recorded, metrics, ds, settings.settle_days)
+    result = lakehouse.write(rows, MISSION_PROGRESS, partition_by=["progress_ds"], replace_where={"progress_ds": ds})
+    # counted per status from the version just written: one column read back, no cache of the rows
+    written = lakehouse.read(MISSION_PROGRESS, version=result.version, partitions=[("progress_ds", "=", ds)])
+    counts = {r.status: r.n for r in written.groupBy("status").agg(F.count("*").alias("n")).collect()}  # <= 4 rows
     return {"rows": result.rows_added, **dict(sorted(counts.items()))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from datetime import date, timedelta
@@ -13,7 +14,7 @@ from pyspark.sql import functions as F
 from jobs.config import DEFAULT_CONF_DIR, load_config
 from jobs.missions import MissionSettings
 from jobs.pipeline import RunContext, run_stages
-from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG, MISSION_PROGRESS
+from jobs.tables import BEHAVIOR_SCORES, MISSION_ASSIGNMENTS, MISSION_CATALOG, MISSION_PROGRESS, PIPELINE_RUNS
 from tests.integration.helpers import table_content
 
 pytestmark = pytest.mark.integration
@@ -83,6 +84,19 @@ def test_caps_and_active_duplicates_hold_every_day(pipeline):
         assert per_subscriber <= SETTINGS.max_active
         duplicates = active.groupBy("subscriber_id", "template_id").count().filter("count > 1").count()
         assert duplicates == 0
+
+
+def test_the_progress_summary_counts_the_rows_written_per_status(pipeline):
+    """pipeline_runs reports each night's progress rows per status as mission_progress holds them."""
+    lakehouse, statuses = pipeline.lakehouse, set()
+    for ds in pipeline.mission_days:
+        runs = lakehouse.read(PIPELINE_RUNS, partitions=[("run_ds", "=", ds)])
+        summary = json.loads(runs.filter(F.col("stage") == "progress").first().message)
+        day = lakehouse.read(MISSION_PROGRESS, partitions=[("progress_ds", "=", ds)])
+        counts = {r.status: r["count"] for r in day.groupBy("status").count().collect()}
+        assert summary == {"rows": sum(counts.values()), **counts}
+        statuses |= set(counts)
+    assert {"assigned", "active", "completed"} <= statuses
 
 
 def test_cooldowns_hold(pipeline):
