@@ -108,7 +108,8 @@ def plan_table(ctx: RunContext, spec: QualitySpec, table: TableSpec) -> SuitePla
                 observed = f"parent table {check.params['table']} is absent or not configured"
                 note("expect_column_values_to_be_null", check.severity, "skipped", observed, column=column)
                 continue
-            parent_keys = read_day(ctx, parent, ctx.ds)
+            # pinned like the batch: GX's every read of it counts the same orphans
+            parent_keys = read_day(ctx, parent, ctx.ds, version=ctx.lakehouse.version(parent.name))
             batch = with_orphans(batch, parent_keys, column, check.params["parent_column"], check.params.get("where"))
             derived.append(f"_orphan_{column}")
         if check.expect == "reject_rate":

@@ -432,6 +432,23 @@ def test_a_table_batch_is_read_as_of_the_version_its_results_record(spark, tmp_p
     assert [(r.subscriber_id, r.engagement) for r in latest] == [("s0", 101.0)]
 
 
+def test_parent_keys_are_read_as_of_the_version_planned(spark, tmp_path):
+    """A references check pins the parent table as it pins the batch: a parent written after
+    planning does not change the orphans GX counts."""
+    ctx = context(spark, tmp_path, D2)
+    day = good_day(D2, 3)
+    write_tables(spark, ctx.lakehouse, {D2: {t: day[t] for t in ("behavior_scores", "subscriber_state")}})
+    planned = ctx.lakehouse.version("behavior_scores")
+    plan = plan_table(ctx, ctx.settings.quality, ctx.settings.quality.tables["subscriber_state"])
+    write_tables(spark, ctx.lakehouse, {D2: {"behavior_scores": [("s0", *[50.0] * 5, D2)]}})  # s1, s2 gone
+
+    assert ctx.lakehouse.version("behavior_scores") > planned
+    assert plan.batch.filter(F.col("_orphan_subscriber_id").isNotNull()).count() == 0
+    replanned = plan_table(ctx, ctx.settings.quality, ctx.settings.quality.tables["subscriber_state"])
+    orphans = replanned.batch.filter(F.col("_orphan_subscriber_id").isNotNull()).select("subscriber_id")
+    assert sorted(r.subscriber_id for r in orphans.collect()) == ["s1", "s2"]
+
+
 # -- small batches and suites validated after the gate ------------------------------------------
 
 
