@@ -344,6 +344,9 @@ SOURCE_KINDS = ("cdr", "billing", "crm", "app", "network", "dwh", "xiva")
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
 FORMATS = ("csv", "json", "parquet", "jdbc")
 CONTRACT_TYPES = re.compile(r"^(string|int|long|double|boolean|date|timestamp|decimal\(\d+,\s*\d+\))$")
+# The badges stage walks a snapshot's open days (the run date and the lateness window) in one
+# fold of at most 31 days (jobs.lifetime.MAX_FOLD_DAYS)
+MAX_LATENESS_DAYS = 30
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -361,8 +364,10 @@ def validate(config: Config) -> None:
         fail("lakehouse.engine", "tables are written by delta-spark only: remove the setting")
     for key in ("ingest.max_lateness_days", "ingest.subscriber_lookback_days"):
         value = config.get(key)
-        if not isinstance(value, int) or value < 0:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(key, f"must be a non-negative integer, got {value!r}")
+    if (lateness := config.get("ingest.max_lateness_days")) > MAX_LATENESS_DAYS:
+        fail("ingest.max_lateness_days", f"must be at most {MAX_LATENESS_DAYS} days, got {lateness}")
     small = config.get("spark.small_data")
     if small is not None:
         limit = small.get("max_subscribers") if isinstance(small, Mapping) else None

@@ -6,27 +6,34 @@ lateness window can still receive late events, so the state is kept in two layer
 covers the days that can no longer change (up to `ds - max_lateness_days`) and is carried from
 run to run; the lifetime values add the recent, still-open days on top of it each run. A rerun
 or a backfill folds from the newest snapshot before its date, so it gives the same values as
-the nightly run did. `advance` folds days into a state, `snapshot` gives a day's rows from the
-settled state and the recent days, `completed_missions` the completions a fold counts.
+the nightly run did. `advance` folds a span of days into a state (`fold_spans` cuts a longer
+one), `snapshot` gives a day's rows from the settled state and the recent days,
+`completed_missions` the completions a fold counts.
+
+Streaks and return gaps depend on the order of the days. A fold keeps, per subscriber and daily
+metric, one bit per day of its span, then walks the span a day per projection: plain column
+arithmetic that Spark compiles, where arrays of days folded by a lambda ran interpreted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config import ConfigError, load_yaml
+from jobs.config import MAX_LATENESS_DAYS, ConfigError, load_yaml
 from jobs.frames import local_frame
 from jobs.metrics import SUM_DECIMALS
 
 AGGREGATIONS = ("sum", "days", "max", "streak", "return_gap")
 RETURN_WINDOW_DAYS = 30  # return_gap without a `window`: the return counts when within the last month
 COMPLETED = "missions_completed"
+MAX_FOLD_DAYS = MAX_LATENESS_DAYS + 1  # days one fold walks: the open days of a snapshot fit in one
+_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -83,30 +90,36 @@ def _state_keys(
     return [*keys, *completed_names(categories, badges)]
 
 
-def _streak(days: Column, best: Column, run: Column, last: Column) -> Column:
-    """Continue a streak state (best, run ending on day `last`) over sorted active day numbers."""
-    start = F.struct(best.alias("best"), run.alias("run"), last.alias("last"))
-
-    def step(acc: Column, day: Column) -> Column:
-        run_ = F.when(day == acc["last"] + 1, acc["run"] + 1).otherwise(F.lit(1.0))
-        return F.struct(F.greatest(acc["best"], run_).alias("best"), run_.alias("run"), day.alias("last"))
-
-    return F.aggregate(days, start, step)
+def _column(key: str) -> Column:
+    return F.col(f"`{key}`")  # state keys hold dots
 
 
-def _return_gap(days: Column, last: Column, gap: Column, returned: Column) -> Column:
-    """Continue a (last active day, gap before the latest return, day of that return) state."""
-    start = F.struct(last.alias("last"), gap.alias("gap"), returned.alias("returned"))
+def _streak_day(name: str, active: Column, day: Column) -> dict[str, Column]:
+    """One day of a streak state: the best run, the run ending on day `last`, and `last`."""
+    best, run, last = _column(name), _column(f"{name}.run"), _column(f"{name}.last")
+    run_ = F.when(active, F.when(last == day - 1, run + 1).otherwise(F.lit(1.0))).otherwise(run)
+    return {name: F.greatest(best, run_), f"{name}.run": run_, f"{name}.last": F.when(active, day).otherwise(last)}
 
-    def step(acc: Column, day: Column) -> Column:
-        came_back = acc["last"].isNotNull() & (day - acc["last"] > 1)
-        return F.struct(
-            day.alias("last"),
-            F.when(came_back, day - acc["last"] - 1).otherwise(acc["gap"]).alias("gap"),
-            F.when(came_back, day).otherwise(acc["returned"]).alias("returned"),
-        )
 
-    return F.aggregate(days, start, step)
+def _return_day(name: str, active: Column, day: Column) -> dict[str, Column]:
+    """One day of a return state: the last active day, the gap before the latest return, and
+    the day of that return."""
+    last, gap, returned = _column(f"{name}.last"), _column(f"{name}.gap"), _column(f"{name}.return")
+    came_back = active & (day - last > 1)  # null, so no return, before the first active day
+    return {
+        f"{name}.last": F.when(active, day).otherwise(last),
+        f"{name}.gap": F.when(came_back, day - last - 1).otherwise(gap),
+        f"{name}.return": F.when(came_back, day).otherwise(returned),
+    }
+
+
+def fold_spans(first: date, last: date) -> list[tuple[date, date]]:
+    """The days `first`..`last` as consecutive spans `advance` takes; one empty span when there
+    are no days, so that a fold still counts the completions and carries the state."""
+    if first > last:
+        return [(first, last)]
+    starts = [first + timedelta(days=i) for i in range(0, (last - first).days + 1, MAX_FOLD_DAYS)]
+    return [(start, min(last, start + timedelta(days=MAX_FOLD_DAYS - 1))) for start in starts]
 
 
 def advance(
@@ -117,18 +130,28 @@ def advance(
     categories: Sequence[str],
     badges: Sequence[str] = (),
     keep_state_as: str | None = None,
+    *,
+    span: tuple[date, date],
 ) -> DataFrame:
-    """Fold activity days (and newly completed missions) into a state map per subscriber.
+    """Fold the activity days of `span` (and newly completed missions) into a state map per
+    subscriber.
 
     `state`: (subscriber_id, state map) from an earlier fold, or None to start from nothing.
-    `activity`: daily_activity rows of the days being folded in, all after the state's days.
+    `activity`: daily_activity rows; those of the days `span` names (first, last; at most
+    MAX_FOLD_DAYS days, all after the state's days) are folded in.
     `completions`: (subscriber_id, category[, badge]) of missions completed in the folded span;
     `badge` (the badge the mission's template names) is needed when `badges` is given.
     `keep_state_as`: also return the state before the fold, under this name (null for a
     subscriber the state did not hold), sparing a caller a join back to it.
     """
+    first, last = span
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if len(days) > MAX_FOLD_DAYS:
+        raise ValueError(f"a fold walks at most {MAX_FOLD_DAYS} days, not {len(days)} ({first} to {last})")
+    activity = activity.filter(F.col("activity_date").between(F.lit(first), F.lit(last)))
+    day_bit = F.pow(F.lit(2.0), F.datediff("activity_date", F.lit(first))).cast("bigint")  # exact up to 2^62
     aggregates: list[Column] = []
-    day_lists: dict[str, str] = {}
+    active_days: dict[str, str] = {}  # daily metric -> its bits: the days of the span it was positive
     for m in metrics.values():
         value = F.col(m.daily).cast("double")
         if m.aggregation == "sum":
@@ -137,10 +160,9 @@ def advance(
             aggregates.append(F.sum(F.when(value > 0, 1.0)).alias(f"_new_{m.name}"))
         elif m.aggregation == "max":
             aggregates.append(F.max(value).alias(f"_new_{m.name}"))
-        elif m.daily not in day_lists:
-            day_lists[m.daily] = f"_days_{m.daily}"
-            active_day = F.when(value > 0, F.unix_date("activity_date").cast("double"))
-            aggregates.append(F.array_sort(F.collect_list(active_day)).alias(day_lists[m.daily]))
+        elif m.daily not in active_days:
+            active_days[m.daily] = f"_days_{m.daily}"
+            aggregates.append(F.bit_or(F.when(value > 0, day_bit)).alias(active_days[m.daily]))
     new = activity.groupBy("subscriber_id").agg(*aggregates)
     if completions is not None:
         counts = completions.groupBy("subscriber_id").agg(
@@ -161,36 +183,44 @@ def advance(
         return F.col(f"_new_{name}") if f"_new_{name}" in joined.columns else F.lit(None).cast("double")
 
     entries: dict[str, Column] = {}
+    walked: list[LifetimeMetric] = []  # streaks and return gaps: carried as columns, walked day by day
     for m in metrics.values():
         if m.aggregation in ("sum", "days"):  # rounded as daily sums are: a total reaches 50 at 50
             entries[m.name] = F.round(F.coalesce(old(m.name), zero) + F.coalesce(added(m.name), zero), SUM_DECIMALS)
         elif m.aggregation == "max":
             entries[m.name] = F.greatest(old(m.name), added(m.name))
+        elif m.aggregation == "streak":
+            walked.append(m)
+            entries |= {
+                m.name: F.coalesce(old(m.name), zero),
+                f"{m.name}.run": F.coalesce(old(f"{m.name}.run"), zero),
+                f"{m.name}.last": old(f"{m.name}.last"),
+            }
         else:
-            days = F.coalesce(F.col(day_lists[m.daily]), F.array().cast("array<double>"))
-            days = F.filter(days, lambda d: d.isNotNull())
-            if m.aggregation == "streak":
-                folded = _streak(
-                    days, F.coalesce(old(m.name), zero), F.coalesce(old(f"{m.name}.run"), zero),
-                    old(f"{m.name}.last"),
-                )  # fmt: skip
-                entries |= {m.name: folded["best"], f"{m.name}.run": folded["run"], f"{m.name}.last": folded["last"]}
-            else:
-                folded = _return_gap(days, old(f"{m.name}.last"), old(f"{m.name}.gap"), old(f"{m.name}.return"))
-                entries |= {
-                    f"{m.name}.last": folded["last"],
-                    f"{m.name}.gap": folded["gap"],
-                    f"{m.name}.return": folded["returned"],
-                }
+            walked.append(m)
+            entries |= {key: old(key) for key in (f"{m.name}.last", f"{m.name}.gap", f"{m.name}.return")}
     for name in completed_names(categories, badges):
         entries[name] = F.coalesce(old(name), zero) + F.coalesce(added(name), zero)
-    keys = _state_keys(metrics, categories, badges)
-    return joined.select(
+    kept = [keep_state_as] if keep_state_as else []
+    frame = joined.select(
         "subscriber_id",
-        *([F.col("state").alias(keep_state_as)] if keep_state_as else []),
-        F.map_from_arrays(
-            F.array(*[F.lit(k) for k in keys]), F.array(*[entries[k].cast("double") for k in keys])
-        ).alias("state"),
+        *([held.alias(keep_state_as)] if keep_state_as else []),
+        *[column.cast("double").alias(key) for key, column in entries.items()],
+        *active_days.values(),
+    )
+    for offset, day in enumerate(days if walked else []):
+        number = F.lit(float((day - _EPOCH).days))
+        steps: dict[str, Column] = {}
+        for m in walked:
+            active = F.coalesce(F.getbit(active_days[m.daily], F.lit(offset)) == 1, F.lit(False))
+            steps |= (_streak_day if m.aggregation == "streak" else _return_day)(m.name, active, number)
+        unchanged = [_column(key) for key in [*entries, *active_days.values()] if key not in steps]
+        frame = frame.select("subscriber_id", *kept, *unchanged, *[c.alias(k) for k, c in steps.items()])
+    keys = _state_keys(metrics, categories, badges)
+    return frame.select(
+        "subscriber_id",
+        *kept,
+        F.map_from_arrays(F.array(*[F.lit(k) for k in keys]), F.array(*[_column(k) for k in keys])).alias("state"),
     )
 
 
@@ -215,7 +245,8 @@ def snapshot(
     """subscriber_lifetime rows for `ds`: the `settled` state (days through `settled_through`)
     carried as it is, and the lifetime values with the `recent` daily_activity days (after
     `settled_through`, through `ds`) folded on top of it."""
-    full = advance(settled, recent, None, metrics, categories, badges, keep_state_as="settled")
+    span = (settled_through + timedelta(days=1), ds)
+    full = advance(settled, recent, None, metrics, categories, badges, keep_state_as="settled", span=span)
     return full.select(
         "subscriber_id",
         "settled",

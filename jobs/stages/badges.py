@@ -5,7 +5,7 @@ values -> badge_awards, never a level twice."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -15,8 +15,9 @@ from jobs.badges import award, held_levels, not_awarded_later
 from jobs.badges import catalog_rows as catalog_badges
 from jobs.context import RunContext
 from jobs.frames import local_frame, with_nullable_nesting
-from jobs.lifetime import LifetimeMetric, advance, completed_missions, snapshot
+from jobs.lifetime import LifetimeMetric, advance, completed_missions, fold_spans, snapshot
 from jobs.lifetime import metric_names as lifetime_names
+from jobs.spark import JIT_SIZED_CODE, scoped_sql_conf
 from jobs.stages.readers import latest_before, read_day, scored_subjects
 from jobs.tables import (
     BADGE_AWARDS,
@@ -63,7 +64,8 @@ def lifetime_snapshot(ctx: RunContext, metrics: Mapping[str, LifetimeMetric], ba
     progress = lakehouse.read_or_empty(MISSION_PROGRESS, schema_of(MISSION_PROGRESS))
     if previous is None:
         state = None
-        settling = [("activity_date", "<=", settled_through)]
+        known = lakehouse.partition_values(DAILY_ACTIVITY, "activity_date")
+        first = date.fromisoformat(known[0]) if known else settled_through + timedelta(days=1)
         progress = progress.filter(F.col("progress_ds") <= F.lit(ds))
     else:
         before = lakehouse.read(SUBSCRIBER_LIFETIME, partitions=[("stats_date", "=", previous)])
@@ -73,21 +75,24 @@ def lifetime_snapshot(ctx: RunContext, metrics: Mapping[str, LifetimeMetric], ba
         recorded = before.select("settled_through").first()  # one value for the whole snapshot
         folded = recorded.settled_through if recorded else previous - lateness
         settled_through = max(settled_through, folded)
-        settling = [("activity_date", ">", folded), ("activity_date", "<=", settled_through)]
+        first = folded + timedelta(days=1)
         progress = progress.filter((F.col("progress_ds") > F.lit(previous)) & (F.col("progress_ds") <= F.lit(ds)))
     completions = completed_missions(progress, {t.id: t.badge for t in ctx.settings.templates.templates})
-    settled = advance(
-        state, lakehouse.read(DAILY_ACTIVITY, partitions=settling), completions, metrics, CATEGORIES, badge_ids
-    )
-    settled = settled.localCheckpoint()
-    recent = lakehouse.read(
-        DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
-    )
-    rows = snapshot(settled, recent, metrics, CATEGORIES, ds, settled_through, badge_ids)
-    lakehouse.write(
-        with_nullable_nesting(rows),
-        SUBSCRIBER_LIFETIME,
-        partition_by=["stats_date"],
-        replace_where={"stats_date": ds},
-    )
+    with scoped_sql_conf(ctx.spark, JIT_SIZED_CODE):  # a fold walks its days in wide projections
+        for span in fold_spans(first, settled_through):  # one span, unless many days settle at once
+            settling = lakehouse.read(
+                DAILY_ACTIVITY, partitions=[("activity_date", ">=", span[0]), ("activity_date", "<=", span[1])]
+            )
+            state = advance(state, settling, completions, metrics, CATEGORIES, badge_ids, span=span).localCheckpoint()
+            completions = None  # counted with the first span
+        recent = lakehouse.read(
+            DAILY_ACTIVITY, partitions=[("activity_date", ">", settled_through), ("activity_date", "<=", ds)]
+        )
+        rows = snapshot(state, recent, metrics, CATEGORIES, ds, settled_through, badge_ids)
+        lakehouse.write(
+            with_nullable_nesting(rows),
+            SUBSCRIBER_LIFETIME,
+            partition_by=["stats_date"],
+            replace_where={"stats_date": ds},
+        )
     return read_day(ctx, SUBSCRIBER_LIFETIME, "stats_date")

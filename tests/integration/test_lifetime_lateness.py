@@ -3,6 +3,7 @@ folded into the settled state once, none skipped, none twice.
 
 One subscriber uses 1 MB a day on days 1-11; lifetime_snapshot (the badges stage's fold) alone,
 on day 10 and then day 11 with another lateness. Either way the total on day 11 is 11 MB.
+A first night over a longer history than one fold walks folds it in spans.
 """
 
 from __future__ import annotations
@@ -35,17 +36,24 @@ def night(spark, root, ds: date, lateness: int) -> tuple[float, date]:
     return row.metrics["total_data_mb"], row.settled_through
 
 
+def write_activity(spark, root, days: list[date]) -> None:
+    """sub-1 active with 1 MB on each of `days`, every other daily metric 0."""
+    config = load_config(env="test", overrides={"lakehouse.root": str(root)}, environ={})
+    names = load_settings(config).metrics.names
+    rows = [("sub-1", *[1.0 if n in ("data_mb", "active") else 0.0 for n in names], d) for d in days]
+    schema = ", ".join(["subscriber_id string", *[f"{n} double" for n in names], "activity_date date"])
+    build_lakehouse(spark, config).write(
+        spark.createDataFrame(rows, schema),
+        DAILY_ACTIVITY,
+        partition_by=["activity_date"],
+        replace_where={"activity_date": days},
+    )
+
+
 @pytest.fixture(scope="module")
 def activity_root(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("lifetime_lateness") / "lakehouse"
-    config = load_config(env="test", overrides={"lakehouse.root": str(root)}, environ={})
-    names = load_settings(config).metrics.names
-    rows = [("sub-1", *[1.0 if n in ("data_mb", "active") else 0.0 for n in names], d) for d in DAY[1:]]
-    schema = ", ".join(["subscriber_id string", *[f"{n} double" for n in names], "activity_date date"])
-    activity = spark.createDataFrame(rows, schema)
-    build_lakehouse(spark, config).write(
-        activity, DAILY_ACTIVITY, partition_by=["activity_date"], replace_where={"activity_date": DAY[1:]}
-    )
+    write_activity(spark, root, DAY[1:])
     return root
 
 
@@ -57,3 +65,20 @@ def test_a_changed_lateness_folds_every_day_once(spark, activity_root, tmp_path,
     # shorter: the days between the two settled layers are not skipped; longer: the days the
     # previous night settled stay settled (not counted again in the recent layer)
     assert night(spark, root, DAY[11], after) == (11.0, settled_through)
+
+
+def test_a_first_night_over_a_long_history_folds_it_in_spans_and_keeps_the_streak(spark, tmp_path):
+    root = tmp_path / "lakehouse"
+    days = [DAY[0] + timedelta(days=i) for i in range(70)]
+    write_activity(spark, root, days)
+    config = load_config(env="test", overrides={"lakehouse.root": str(root)}, environ={})
+    ctx = RunContext(spark, config, build_lakehouse(spark, config), days[-1])
+    row = lifetime_snapshot(ctx, ctx.settings.lifetime_metrics, [t.id for t in ctx.settings.badges]).first()
+    # settled: days 0-62 in spans of 31, 31 and 1 days; then the 7 open days on top
+    assert row.settled_through == days[62]
+    assert (row.settled["longest_streak_days"], row.settled["total_active_days"]) == (63.0, 63.0)
+    assert (row.metrics["longest_streak_days"], row.metrics["total_active_days"], row.metrics["total_data_mb"]) == (
+        70.0,
+        70.0,
+        70.0,
+    )

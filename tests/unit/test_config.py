@@ -152,6 +152,14 @@ def test_statistics_columns_are_existing_scalar_columns_and_cover_the_z_order(co
     assert [p for p in config_problems(config) if "stats_columns" in p] == [str(error.value)]
 
 
+@pytest.mark.parametrize(("lateness", "message"), [(31, "must be at most 30 days, got 31"), (-1, "non-negative")])
+def test_the_lateness_window_fits_one_lifetime_fold(conf_copy, lateness, message):
+    edit(conf_copy / "base.yaml", lambda d: d["ingest"].update(max_lateness_days=lateness))
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(conf_copy, env="local", environ={})
+    assert (Path(error.value.file).name, error.value.key) == ("base.yaml", "ingest.max_lateness_days")
+
+
 @pytest.mark.parametrize("share", [1.5, -0.1, "half", True])
 def test_the_changed_share_of_subscriber_state_is_a_fraction(conf_copy, share):
     edit(conf_copy / "base.yaml", lambda d: d["subscriber_state"].update(max_changed_share=share))

@@ -666,7 +666,7 @@ def test_completed_missions_count_toward_the_badge_their_template_names(spark):
     )
     activity = spark.createDataFrame([("s1", D, 5.0)], "subscriber_id string, activity_date date, data_mb double")
     metrics = {"total_data_mb": lifetime.LifetimeMetric("total_data_mb", "data_mb", "sum")}
-    state = lifetime.advance(None, activity, completions, metrics, ["revenue"], ["streak", "data"])
+    state = lifetime.advance(None, activity, completions, metrics, ["revenue"], ["streak", "data"], span=(D, D))
     values = {
         r.subscriber_id: dict(r.m)
         for r in state.select(

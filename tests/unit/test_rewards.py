@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
 
 import pytest
@@ -170,11 +171,9 @@ def test_folding_in_two_spans_equals_one_fold_over_everything(spark):
     # active days 0-2, 5-9 (run of 5), gap of 15 days, then 25-26
     days = {n: (100, 1) for n in [0, 1, 2, 5, 6, 7, 8, 9, 25, 26]}
     activity = _activity(spark, days)
-    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"])
-    first = lifetime.advance(
-        None, activity.filter(F.col("activity_date") <= F.lit(day(6))), None, LIFETIME, ["loyalty"]
-    )
-    both = lifetime.advance(first, activity.filter(F.col("activity_date") > F.lit(day(6))), None, LIFETIME, ["loyalty"])
+    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"], span=(day(0), day(26)))
+    first = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"], span=(day(0), day(6)))
+    both = lifetime.advance(first, activity, None, LIFETIME, ["loyalty"], span=(day(7), day(26)))
     expected = {
         "total_data_mb": 1000.0,
         "total_active_days": 10.0,
@@ -188,16 +187,62 @@ def test_folding_in_two_spans_equals_one_fold_over_everything(spark):
     assert _values(spark, both, day(60))["comeback_days"] == 0.0  # the return is too long ago
 
 
+def _walked_one_day_at_a_time(active: list[int], today: int) -> dict[str, float]:
+    """The longest streak and the comeback (gap before the latest return, if within 30 days)."""
+    best = run = gap = 0
+    last = returned = None
+    for d in sorted(active):
+        run = run + 1 if last == d - 1 else 1
+        best = max(best, run)
+        if last is not None and d - last > 1:
+            gap, returned = d - last - 1, d
+        last = d
+    return {
+        "longest_streak_days": float(best),
+        "comeback_days": float(gap if returned is not None and today - returned < 30 else 0),
+    }
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [
+        [(0, 30), (31, 61), (62, 69)],  # lifetime.fold_spans
+        [(0, 9), (10, 10), (11, 12), (13, 43), (44, 69)],
+    ],
+)
+def test_streaks_and_returns_folded_over_any_spans_equal_a_walk_one_day_at_a_time(spark, cuts):
+    pick = random.Random(7)
+    active = {f"s{i}": sorted(pick.sample(range(70), pick.randint(1, 60))) for i in range(12)}
+    active["s_every_day"] = list(range(70))
+    active["s_edges"] = [0, 30, 31, 61, 62, 69]  # runs across the cuts
+    rows = [(s, 1.0, 1.0, day(n)) for s, days in active.items() for n in days]
+    activity = spark.createDataFrame(rows, "subscriber_id string, data_mb double, active double, activity_date date")
+    state = None
+    for first, last in cuts:
+        state = lifetime.advance(state, activity, None, LIFETIME, ["loyalty"], span=(day(first), day(last)))
+    got = {
+        r.subscriber_id: {k: r.m[k] for k in ("longest_streak_days", "comeback_days")}
+        for r in state.select(
+            "subscriber_id", lifetime.values(F.col("state"), LIFETIME, ["loyalty"], day(75)).alias("m")
+        ).collect()
+    }
+    assert got == {s: _walked_one_day_at_a_time(days, 75) for s, days in active.items()}
+
+
+def test_long_spans_are_folded_in_spans_of_at_most_31_days(spark):
+    assert lifetime.fold_spans(day(0), day(69)) == [(day(0), day(30)), (day(31), day(61)), (day(62), day(69))]
+    assert lifetime.fold_spans(day(5), day(35)) == [(day(5), day(35))]
+    assert lifetime.fold_spans(day(5), day(4)) == [(day(5), day(4))]  # no day: one empty span still folds
+    with pytest.raises(ValueError, match=r"at most 31 days, not 32 \(2025-05-01 to 2025-06-01\)"):
+        lifetime.advance(None, _activity(spark, {}), None, LIFETIME, ["loyalty"], span=(day(0), day(31)))
+
+
 def test_lifetime_totals_are_kept_at_six_decimals(spark):
     """A badge rule `total_data_mb >= 0.3` holds after 0.1 MB and 0.2 MB, on one fold or two."""
     activity = _activity(spark, {0: (0.1, 1), 1: (0.2, 1)})
-    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"])
-    first = lifetime.advance(
-        None, activity.filter(F.col("activity_date") == F.lit(day(0))), None, LIFETIME, ["loyalty"]
-    )
-    both = lifetime.advance(
-        first, activity.filter(F.col("activity_date") == F.lit(day(1))), None, LIFETIME, ["loyalty"]
-    )
+    once = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"], span=(day(0), day(1)))
+    first = lifetime.advance(None, activity, None, LIFETIME, ["loyalty"], span=(day(0), day(0)))
+    both = lifetime.advance(first, activity, None, LIFETIME, ["loyalty"], span=(day(1), day(1)))
     assert _values(spark, once, day(1))["total_data_mb"] == _values(spark, both, day(1))["total_data_mb"] == 0.3
 
 
@@ -205,7 +250,7 @@ def test_completions_are_counted_by_category(spark):
     completions = spark.createDataFrame(
         [("s1", "loyalty"), ("s1", "revenue"), ("s1", "loyalty")], "subscriber_id string, category string"
     )
-    state = lifetime.advance(None, _activity(spark, {}), completions, LIFETIME, ["loyalty", "revenue"])
+    state = lifetime.advance(None, _activity(spark, {}), completions, LIFETIME, ["loyalty", "revenue"], span=(D, D))
     values = dict(
         state.select(lifetime.values(F.col("state"), LIFETIME, ["loyalty", "revenue"], D).alias("m")).first().m
     )

@@ -53,7 +53,8 @@ def test_snapshot_carries_the_settled_state_and_adds_the_recent_days(spark):
     completions = spark.createDataFrame(
         [("s1", "loyalty", "streak")], "subscriber_id string, category string, badge string"
     )
-    settled = lifetime.advance(None, settling, completions, METRICS, ["loyalty"], ["streak"])
+    span = (D - timedelta(days=12), settled_through)
+    settled = lifetime.advance(None, settling, completions, METRICS, ["loyalty"], ["streak"], span=span)
     recent = spark.createDataFrame(
         [("s1", D - timedelta(days=2), 30.0), ("s2", D, 0.0), ("s2", D - timedelta(days=1), 20.0)],
         "subscriber_id string, activity_date date, data_mb double",
