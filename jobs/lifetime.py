@@ -33,7 +33,6 @@ AGGREGATIONS = ("sum", "days", "max", "streak", "return_gap")
 RETURN_WINDOW_DAYS = 30  # return_gap without a `window`: the return counts when within the last month
 COMPLETED = "missions_completed"
 MAX_FOLD_DAYS = MAX_LATENESS_DAYS + 1  # days one fold walks: the open days of a snapshot fit in one
-_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -204,12 +203,12 @@ def advance(
     kept = [keep_state_as] if keep_state_as else []
     frame = joined.select(
         "subscriber_id",
-        *([held.alias(keep_state_as)] if keep_state_as else []),
+        *[held.alias(name) for name in kept],
         *[column.cast("double").alias(key) for key, column in entries.items()],
         *active_days.values(),
     )
     for offset, day in enumerate(days if walked else []):
-        number = F.lit(float((day - _EPOCH).days))
+        number = F.unix_date(F.lit(day)).cast("double")  # as `values` reads the run date
         steps: dict[str, Column] = {}
         for m in walked:
             active = F.coalesce(F.getbit(active_days[m.daily], F.lit(offset)) == 1, F.lit(False))
